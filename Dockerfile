@@ -1,0 +1,22 @@
+# One image for every edgecut service; compose.yaml picks the service with the command.
+# Build stage: full install (the schemas' generated code is committed, so no flatc is needed here).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+RUN npx tsc --noEmit -p .
+
+# Runtime stage: production dependencies only.
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/bin ./bin
+COPY --from=build /app/cli ./cli
+COPY --from=build /app/common ./common
+COPY --from=build /app/broker ./broker
+COPY --from=build /app/services ./services
+COPY --from=build /app/schemas ./schemas
+ENTRYPOINT ["node", "bin/edgecut.js"]

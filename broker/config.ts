@@ -1,0 +1,41 @@
+/**
+ * Settings of the embedded broker.
+ */
+import { z } from 'zod';
+import { type ConfigOf, schemas, setting } from '../common/config.ts';
+import { LOG_LEVELS } from '../common/log.ts';
+
+/** Settings table of `edgecut broker`. */
+export const brokerSettings = {
+  host: setting({
+    env: 'BROKER_HOST',
+    flag: 'host',
+    schema: z.string().min(1),
+    default: '0.0.0.0',
+    doc: 'interface to bind',
+  }),
+  port: setting({
+    env: 'BROKER_PORT',
+    flag: 'port',
+    schema: schemas.port,
+    default: '1883',
+    doc: 'MQTT TCP port (0 = any free port)',
+  }),
+  wsPort: setting({
+    env: 'BROKER_WS_PORT',
+    flag: 'ws-port',
+    schema: schemas.port,
+    default: '8083',
+    doc: 'MQTT-over-WebSocket port (0 = any free port)',
+  }),
+  logLevel: setting({
+    env: 'LOG_LEVEL',
+    flag: 'log-level',
+    schema: z.enum(LOG_LEVELS, { message: `expected one of ${LOG_LEVELS.join(', ')}` }),
+    default: 'info',
+    doc: `log level: ${LOG_LEVELS.join(', ')}`,
+  }),
+};
+
+/** Parsed settings of `edgecut broker`. */
+export type BrokerConfig = ConfigOf<typeof brokerSettings>;

@@ -1,0 +1,74 @@
+/**
+ * The `edgecut` command line. User errors print one line and exit non-zero; no stack traces for them.
+ */
+import { Command, CommanderError } from 'commander';
+import { brokerSettings } from '../broker/config.ts';
+import { errorMessage, UserError } from '../common/errors.ts';
+import { edgeSettings } from '../services/edge-head/config.ts';
+import { plannerSettings } from '../services/planner/config.ts';
+import { tailSettings } from '../services/server-tail/config.ts';
+import { runDemo } from './demo.ts';
+import { addSettings, readSettings } from './options.ts';
+
+const program = new Command('edgecut')
+  .description('Split deep neural networks between an edge device and tail workers over MQTT.')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+addSettings(
+  program.command('broker').description('run the embedded MQTT broker (TCP and WebSocket)'),
+  brokerSettings,
+).action(async (_o, cmd: Command) => {
+  const { runBroker } = await import('../broker/main.ts');
+  await runBroker(readSettings(cmd, brokerSettings));
+});
+
+addSettings(
+  program.command('planner').description('run the planner: publishes a plan per device'),
+  plannerSettings,
+).action(async (_o, cmd: Command) => {
+  const { runPlanner } = await import('../services/planner/main.ts');
+  await runPlanner(readSettings(cmd, plannerSettings));
+});
+
+addSettings(program.command('tail').description('run a server-tail worker'), tailSettings).action(
+  async (_o, cmd: Command) => {
+    const { runTail } = await import('../services/server-tail/main.ts');
+    await runTail(readSettings(cmd, tailSettings));
+  },
+);
+
+addSettings(
+  program.command('edge').description('run an edge-head device on the synthetic camera'),
+  edgeSettings,
+).action(async (_o, cmd: Command) => {
+  const { runEdge } = await import('../services/edge-head/main.ts');
+  process.exitCode = await runEdge(readSettings(cmd, edgeSettings));
+});
+
+program
+  .command('demo')
+  .description('start broker, planner, one tail worker and one edge as separate processes and stream frames')
+  .option(
+    '--frames <n>',
+    'stop after this many frames and check each against the whole model (0 = until Ctrl-C)',
+    '0',
+  )
+  .option('--window <n>', 'frames in flight', '2')
+  .option('--cut <k>', 'fixed cut: middle, an index, or a node name', 'middle')
+  .action(async (o: { frames: string; window: string; cut: string }) => {
+    process.exitCode = await runDemo(o);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode;
+  } else if (err instanceof UserError) {
+    process.stderr.write(`edgecut: ${errorMessage(err)}\n`);
+    process.exitCode = 2;
+  } else {
+    throw err;
+  }
+}

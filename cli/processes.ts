@@ -1,0 +1,82 @@
+/**
+ * Child processes of `edgecut demo` (and later `edgecut stack up`): each service runs as its own `edgecut`
+ * process; its `ready` line on stdout says it is up, its other output is passed through with a prefix.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** Path of the `edgecut` entry point. */
+export const EDGECUT_BIN = fileURLToPath(new URL('../bin/edgecut.js', import.meta.url));
+
+/** The ready line a service prints when it is up. */
+export type ReadyLine = { ready: string; pid: number } & Record<string, unknown>;
+
+/** A running service process. */
+export interface ServiceProcess {
+  name: string;
+  child: ChildProcess;
+  /** Resolves with the ready line; rejects if the process exits first. */
+  ready: Promise<ReadyLine>;
+  /** Resolves with the exit code (or 128 + signal number style code for signals). */
+  exited: Promise<number>;
+  /** Sends SIGTERM and waits for the exit; SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<number>;
+}
+
+/** Options of {@link startService}. */
+export interface StartOptions {
+  env?: Record<string, string>;
+  /** Prefix of passed-through lines; empty passes lines unchanged. */
+  prefix?: string;
+  /** Where other stdout lines go (default: this process's stdout). */
+  onStdout?: (line: string) => void;
+  /** Where stderr lines go (default: this process's stderr with the prefix). */
+  onStderr?: (line: string) => void;
+}
+
+/** Starts `edgecut <args>` as a child process. */
+export function startService(name: string, args: string[], opts: StartOptions = {}): ServiceProcess {
+  const child = spawn(process.execPath, [EDGECUT_BIN, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const prefix = opts.prefix ?? `[${name}] `;
+  const onStdout = opts.onStdout ?? ((line: string) => process.stdout.write(`${prefix}${line}\n`));
+  const onStderr = opts.onStderr ?? ((line: string) => process.stderr.write(`${prefix}${line}\n`));
+  const exited = new Promise<number>((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
+  });
+  const ready = new Promise<ReadyLine>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('{"ready"')) {
+        try {
+          resolve(JSON.parse(line) as ReadyLine);
+          return;
+        } catch {
+          // not a ready line after all
+        }
+      }
+      onStdout(line);
+    });
+    void exited.then((code) => reject(new Error(`${name} exited with code ${code} before it was ready`)));
+  });
+  ready.catch(() => undefined);
+  createInterface({ input: child.stderr! }).on('line', onStderr);
+  return {
+    name,
+    child,
+    ready,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return exited;
+    },
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * A model as the services use it: its bytes, its content hash (the model id on the wire), its cuts, and its head
+ * and tail parts, split on demand and kept so each cut is split once.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { DType } from '../schemas/codec.ts';
+import { errorMessage } from './errors.ts';
+import { analyzeGraph, enumerateCuts } from './model/graph.ts';
+import { ModelError, modelId, type OnnxModel, readModel, writeModel } from './model/onnx.ts';
+import { splitModel } from './model/split.ts';
+
+/** A tensor that crosses a cut. */
+export interface CrossingTensor {
+  name: string;
+  dtype: DType;
+  /** Dimensions; -1 where unknown. */
+  shape: number[];
+  bytes: number;
+}
+
+/** A cut of the model: the split after position `index` of the topological order. */
+export interface CutInfo {
+  index: number;
+  /** Name of the node at position `index`, null for full offload (k = 0). */
+  after: string | null;
+  /** Op type of that node, `input` for k = 0. */
+  op: string;
+  tensors: CrossingTensor[];
+  /** D_k: total bytes of the crossing tensors. */
+  bytes: number;
+  singleTensor: boolean;
+}
+
+/** A loaded model. */
+export class ModelHandle {
+  private constructor(
+    /** The model file's bytes. */
+    readonly bytes: Uint8Array,
+    /** Hex sha256 of the bytes: the model id on the wire. */
+    readonly id: string,
+    /** Human name (file name without extension, or the graph name). */
+    readonly name: string,
+    /** Parsed model. */
+    readonly model: OnnxModel,
+    /** Every cut, index 0..N. */
+    readonly cuts: CutInfo[],
+    /** Graph inputs (what a frame must provide). */
+    readonly inputs: CrossingTensor[],
+    /** Graph outputs. */
+    readonly outputs: CrossingTensor[],
+    /** Metadata properties of the model. */
+    readonly metadata: Record<string, string>,
+  ) {}
+
+  /** Number of nodes N (the last cut index). */
+  get layers(): number {
+    return this.cuts.length - 1;
+  }
+
+  /** Parses and analyses model bytes; `source` names the file in error messages. */
+  static async fromBytes(bytes: Uint8Array, source: string, name?: string): Promise<ModelHandle> {
+    const model = readModel(bytes, source);
+    const analysis = await analyzeGraph(model, source);
+    const cuts = enumerateCuts(analysis).map(
+      (c): CutInfo => ({
+        index: c.index,
+        after: c.after,
+        op: c.index === 0 ? 'input' : (analysis.nodes[c.index - 1]?.op ?? 'unknown'),
+        tensors: c.tensors.map((t) => ({
+          name: t.name,
+          dtype: t.dtype as DType,
+          shape: t.shape,
+          bytes: t.bytes,
+        })),
+        bytes: c.bytes,
+        singleTensor: c.singleTensor,
+      }),
+    );
+    const metadata: Record<string, string> = {};
+    for (const p of model.metadata_props ?? []) metadata[p.key] = p.value;
+    return new ModelHandle(
+      bytes,
+      modelId(bytes),
+      name ?? (source.endsWith('.onnx') ? basename(source, '.onnx') : model.graph?.name || source),
+      model,
+      cuts,
+      cuts[0]?.tensors ?? [],
+      cuts[cuts.length - 1]?.tensors ?? [],
+      metadata,
+    );
+  }
+
+  /** Reads and analyses a model file. */
+  static async fromFile(path: string): Promise<ModelHandle> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (err) {
+      throw new ModelError(
+        path,
+        `cannot read the model file (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`,
+      );
+    }
+    return ModelHandle.fromBytes(bytes, path);
+  }
+
+  /** The head (nodes 1..k) or tail (nodes k+1..N) of cut k, as ONNX bytes (callers cache the sessions). */
+  part(k: number, side: 'head' | 'tail'): Uint8Array {
+    const split = splitModel(this.model, k);
+    return writeModel(side === 'head' ? split.head : split.tail);
+  }
+
+  /** Looks a cut up by index or by the name of the node it follows. */
+  findCut(ref: string | number): CutInfo | undefined {
+    if (typeof ref === 'number' || /^\d+$/.test(ref)) return this.cuts[Number(ref)];
+    return this.cuts.find((c) => c.after === ref);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * One MQTT connection per service, with the conventions every service shares: a retained Last Will saying
+ * `offline` and a retained `online` after each connect (STYLE.md, convention 3), TCP_NODELAY on the socket, and one
+ * wrapper around every subscription handler that catches, logs and counts errors so a bad message never stops a
+ * service (convention 4).
+ */
+import type { Socket } from 'node:net';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { errorMessage } from './errors.ts';
+import type { Logger } from './log.ts';
+
+/** Availability payload published retained on a service's status topic. */
+export interface Status {
+  /** `online` after connecting; `offline` is the Last Will and the clean-stop message. */
+  state: 'online' | 'offline';
+  /** Role of the service. */
+  role: string;
+  /** Id of the service. */
+  id: string;
+  /** Milliseconds since the epoch (absent in the Last Will, which is fixed at connect time). */
+  at?: number;
+}
+
+/** Handler of one subscription. Throwing or rejecting is contained by the connection. */
+export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void | Promise<void>;
+
+/** Called when a handler fails, so the service can count it and answer the sender. */
+export type HandlerErrorHook = (err: unknown, topic: string, payload: Buffer) => void;
+
+/** What a service needs to connect. */
+export interface ConnectionOptions {
+  /** Broker URL, e.g. `mqtt://127.0.0.1:1883`. */
+  url: string;
+  /** MQTT client id; also used in logs. */
+  clientId: string;
+  /** Role written into the status payloads. */
+  role: string;
+  /** Retained availability topic of this service. */
+  statusTopic: string;
+  /** Logger of the owning component. */
+  logger: Logger;
+  /** Optional credentials. */
+  username?: string;
+  /** Optional credentials. */
+  password?: string;
+  /** Keep the session across reconnects so QoS 1 messages are not lost while away [MQTT-3.1.2-4]. */
+  persistentSession?: boolean;
+  /** Reconnect period in ms (mqtt.js default 1000). */
+  reconnectPeriodMs?: number;
+  /** Extra mqtt.js options. */
+  extra?: Partial<IClientOptions>;
+}
+
+interface Subscription {
+  filter: string;
+  match: (topic: string) => boolean;
+  handler: MessageHandler;
+  qos: 0 | 1;
+}
+
+/** Does a concrete topic match an MQTT filter (`+`, `#`, and a `$share/<group>/` prefix)? [MQTT-4.7.1] */
+export function topicMatches(filter: string, topic: string): boolean {
+  let f = filter;
+  if (f.startsWith('$share/')) f = f.split('/').slice(2).join('/');
+  const fp = f.split('/');
+  const tp = topic.split('/');
+  // Wildcards at the first level do not match topics starting with '$' [MQTT-4.7.2-1].
+  if (topic.startsWith('$') && (fp[0] === '+' || fp[0] === '#')) return false;
+  for (let i = 0; i < fp.length; i++) {
+    const part = fp[i];
+    if (part === '#') return true;
+    if (i >= tp.length) return false;
+    if (part !== '+' && part !== tp[i]) return false;
+  }
+  return fp.length === tp.length;
+}
+
+/** A service's MQTT connection. */
+export class Connection {
+  private client: MqttClient | undefined;
+  private readonly subs: Subscription[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopped = false;
+  /** Called for each handler failure (after logging). */
+  onHandlerError: HandlerErrorHook | undefined;
+
+  constructor(private readonly opts: ConnectionOptions) {}
+
+  /** The underlying client (after start). */
+  get mqtt(): MqttClient {
+    if (!this.client) throw new Error('connection not started');
+    return this.client;
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Connects (waiting for the first CONNACK) and publishes the retained `online` status. */
+  async start(): Promise<void> {
+    const { opts } = this;
+    const offline: Status = { state: 'offline', role: opts.role, id: opts.clientId };
+    const client = mqtt.connect(opts.url, {
+      clientId: opts.clientId,
+      clean: !opts.persistentSession,
+      reconnectPeriod: opts.reconnectPeriodMs ?? 1000,
+      connectTimeout: 10_000,
+      username: opts.username,
+      password: opts.password,
+      will: { topic: opts.statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
+      ...opts.extra,
+    });
+    this.client = client;
+    client.on('connect', () => {
+      // Nagle's algorithm adds ~40 ms to every small QoS 1 round trip on loopback.
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      this.publishStatus('online').catch((err: unknown) =>
+        opts.logger.warn({ err: errorMessage(err) }, 'status publish failed'),
+      );
+      for (const s of this.subs) client.subscribe(s.filter, { qos: s.qos });
+    });
+    client.on('message', (topic, payload, packet) => this.dispatch(topic, payload, packet));
+    client.on('error', (err) => opts.logger.warn({ err: errorMessage(err) }, 'mqtt error'));
+    client.on('offline', () => opts.logger.info('broker unreachable'));
+    await new Promise<void>((resolve, reject) => {
+      const onConnect = () => {
+        client.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error) => {
+        // Refusals (bad credentials) are final; transport errors are retried by mqtt.js.
+        if ('code' in err && typeof err.code === 'number') {
+          client.off('connect', onConnect);
+          client.end(true);
+          reject(new Error(`broker ${opts.url} refused the connection: ${err.message}`));
+        }
+      };
+      client.once('connect', onConnect);
+      client.on('error', onError);
+    });
+  }
+
+  /** Publishes this service's retained status. */
+  async publishStatus(state: Status['state']): Promise<void> {
+    const status: Status = { state, role: this.opts.role, id: this.opts.clientId, at: Date.now() };
+    await this.publish(this.opts.statusTopic, JSON.stringify(status), { qos: 1, retain: true });
+  }
+
+  /** Subscribes with a contained handler; re-subscribed after every reconnect. */
+  async subscribe(filter: string, handler: MessageHandler, qos: 0 | 1 = 1): Promise<void> {
+    this.subs.push({ filter, handler, qos, match: (t) => topicMatches(filter, t) });
+    if (this.client?.connected) await this.client.subscribeAsync(filter, { qos });
+  }
+
+  /** Publishes and resolves when the broker has it (PUBACK for QoS 1). */
+  async publish(
+    topic: string,
+    payload: string | Buffer | Uint8Array,
+    opts: { qos?: 0 | 1; retain?: boolean } = {},
+  ): Promise<void> {
+    const body =
+      typeof payload === 'string' || Buffer.isBuffer(payload)
+        ? payload
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    await this.mqtt.publishAsync(topic, body, { qos: opts.qos ?? 1, retain: opts.retain ?? false });
+  }
+
+  private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    for (const s of this.subs) {
+      if (!s.match(topic)) continue;
+      const run = (async () => {
+        try {
+          await s.handler(topic, payload, packet);
+        } catch (err) {
+          this.opts.logger.error({ topic, err: errorMessage(err) }, 'message handler failed');
+          this.onHandlerError?.(err, topic, payload);
+        }
+      })();
+      this.inFlight.add(run);
+      void run.finally(() => this.inFlight.delete(run));
+    }
+  }
+
+  /** Waits for running handlers, publishes `offline`, and disconnects. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.allSettled([...this.inFlight]);
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      await Promise.race([
+        this.publishStatus('offline').catch(() => undefined),
+        new Promise((r) => setTimeout(r, 1000)),
+      ]);
+    }
+    await client.endAsync(!client.connected);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * JSON payloads of the control plane (plans, profiles, telemetry, status). Data-plane payloads (requests, results,
+ * errors) are FlatBuffers, see `edgecut.fbs` and `codec.ts`. Each JSON payload has a zod schema so receivers check
+ * it where it enters (STYLE.md, convention 5) and the docs can describe it.
+ */
+import { z } from 'zod';
+
+/** Availability of a service (retained; `offline` is also the Last Will). */
+export const StatusSchema = z.object({
+  state: z.enum(['online', 'offline']),
+  role: z.string(),
+  id: z.string(),
+  at: z.number().optional(),
+});
+/** Availability of a service. */
+export type Status = z.infer<typeof StatusSchema>;
+
+/** One cut as devices and planners describe it. */
+export const CutSummarySchema = z.object({
+  /** Position k: the cut after the k-th node of the topological order (0 = full offload). */
+  index: z.number().int().min(0),
+  /** Name of the node at position k; null for k = 0. */
+  after: z.string().nullable(),
+  /** Total bytes of the crossing tensors, D_k. */
+  bytes: z.number().min(0),
+  /** Names of the crossing tensors. */
+  tensors: z.array(z.string()),
+});
+/** One cut as devices and planners describe it. */
+export type CutSummary = z.infer<typeof CutSummarySchema>;
+
+/** What a device runs, published retained so the planner can plan for it. */
+export const DeviceProfileSchema = z.object({
+  version: z.literal(1),
+  device: z.string(),
+  /** Content hash (hex sha256) of the model file. */
+  modelId: z.string().regex(/^[0-9a-f]{64}$/),
+  modelName: z.string(),
+  /** Number of nodes N in the topological order. */
+  layers: z.number().int().min(1),
+  cuts: z.array(CutSummarySchema),
+});
+/** What a device runs. */
+export type DeviceProfile = z.infer<typeof DeviceProfileSchema>;
+
+/** Predicted stage times of a plan, in milliseconds. */
+export const StageTimesSchema = z.object({
+  edgeMs: z.number(),
+  transferMs: z.number(),
+  serverMs: z.number(),
+  totalMs: z.number(),
+});
+
+/** The planner's choice of cut for one device (retained). */
+export const PlanSchema = z.object({
+  version: z.literal(1),
+  device: z.string(),
+  modelId: z.string(),
+  /** Monotonic per planner and device, so a device can ignore a stale plan. */
+  seq: z.number().int().min(0),
+  cut: CutSummarySchema,
+  /** `latency` (one frame), `throughput` (pipelined stream) or `fixed` (configured). */
+  objective: z.enum(['latency', 'throughput', 'fixed']),
+  predicted: StageTimesSchema.nullable(),
+  /** Why this cut, one sentence. */
+  reason: z.string(),
+  /** Inputs the decision used. */
+  inputs: z.record(z.string(), z.unknown()),
+  issuedAt: z.number(),
+});
+/** The planner's choice of cut for one device. */
+export type Plan = z.infer<typeof PlanSchema>;
+
+/** A device's periodic telemetry. */
+export const DeviceTelemetrySchema = z.object({
+  device: z.string(),
+  at: z.number(),
+  loadavg1: z.number(),
+  cores: z.number().int().min(1),
+  cpuPercent: z.number(),
+  /** Median head latency over the last interval, per cut index. */
+  headMs: z.record(z.string(), z.number()),
+  /** Transfer samples: bytes sent and seconds until the tail received them (same-clock estimate). */
+  transfers: z.array(z.object({ bytes: z.number(), seconds: z.number() })),
+  framesInFlight: z.number().int().min(0),
+  fallbacks: z.number().int().min(0),
+});
+/** A device's periodic telemetry. */
+export type DeviceTelemetry = z.infer<typeof DeviceTelemetrySchema>;
+
+/** A tail worker's periodic telemetry. */
+export const WorkerTelemetrySchema = z.object({
+  worker: z.string(),
+  at: z.number(),
+  loadavg1: z.number(),
+  cores: z.number().int().min(1),
+  queueDepth: z.number().int().min(0),
+  running: z.number().int().min(0),
+  /** Median tail latency per `<modelId>:<cut>`. */
+  tailMs: z.record(z.string(), z.number()),
+  served: z.number().int().min(0),
+  errors: z.number().int().min(0),
+});
+/** A tail worker's periodic telemetry. */
+export type WorkerTelemetry = z.infer<typeof WorkerTelemetrySchema>;
+
+/** Parses a JSON payload with a schema; the error names the topic's message type and the first problem. */
+export function parseJson<T>(schema: z.ZodType<T>, what: string, payload: Buffer | string): T {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(payload.toString());
+  } catch {
+    throw new Error(`${what}: payload is not JSON`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${what}: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}

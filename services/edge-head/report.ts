@@ -1,0 +1,60 @@
+/**
+ * Human-readable lines for the edge's per-frame output and the final check.
+ */
+import type { FrameReport } from './edge.ts';
+
+/** Equality bound of the demo's check: offloaded and whole-model outputs differ by at most this. */
+export const CHECK_TOLERANCE = 1e-5;
+
+const ms = (v: number) => `${v.toFixed(1).padStart(6)} ms`;
+
+/** One line per frame. */
+export function formatFrame(r: FrameReport, fps: number): string {
+  const where = r.cut.index === 0 ? 'input' : (r.cut.after ?? '?');
+  const check =
+    r.maxAbsDiff === undefined
+      ? ''
+      : `  ${r.maxAbsDiff <= CHECK_TOLERANCE && !r.fallback ? 'equal' : 'DIFFERENT'} (max diff ${r.maxAbsDiff.toExponential(1)})`;
+  const by = r.fallback ? `local fallback: ${r.fallback}` : r.tailBy;
+  return (
+    `frame ${String(r.index + 1).padStart(4)}  cut ${String(r.cut.index).padStart(2)} after ${where.padEnd(14)}` +
+    `  head ${ms(r.headMs)}  transfer ${ms(r.transferMs)}  tail ${ms(r.tailMs)}  total ${ms(r.totalMs)}` +
+    `  ${fps.toFixed(1).padStart(6)} fps  tail by ${by}${check}`
+  );
+}
+
+/** Running tally of a stream of frames. */
+export class Tally {
+  frames = 0;
+  offloadedEqual = 0;
+  fallbacks = 0;
+  maxDiff = 0;
+  private first = 0;
+
+  /** Adds a frame; returns the running fps. */
+  add(r: FrameReport, now: number): number {
+    if (this.frames === 0) this.first = now - r.totalMs;
+    this.frames++;
+    if (r.fallback) this.fallbacks++;
+    if (r.maxAbsDiff !== undefined) {
+      this.maxDiff = Math.max(this.maxDiff, r.maxAbsDiff);
+      if (!r.fallback && r.maxAbsDiff <= CHECK_TOLERANCE) this.offloadedEqual++;
+    }
+    const span = now - this.first;
+    return span > 0 ? (this.frames * 1000) / span : 0;
+  }
+
+  /** True when every frame was offloaded and equal to the whole model. */
+  get passed(): boolean {
+    return this.frames > 0 && this.offloadedEqual === this.frames;
+  }
+
+  /** The check's summary line. */
+  summary(): string {
+    return (
+      `check: ${this.offloadedEqual}/${this.frames} frames offloaded and equal to the whole model run locally` +
+      ` (max abs diff ${this.maxDiff.toExponential(2)}, bound ${CHECK_TOLERANCE}; ${this.fallbacks} local fallbacks)` +
+      ` ${this.passed ? 'PASS' : 'FAIL'}`
+    );
+  }
+}

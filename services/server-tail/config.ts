@@ -1,0 +1,85 @@
+/**
+ * Settings of the server-tail worker.
+ */
+import { cpus, hostname } from 'node:os';
+import { z } from 'zod';
+import { type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { commonSettings } from '../../common/service-settings.ts';
+
+const auto = <T extends z.ZodType>(inner: T) => z.union([z.literal('auto'), inner]);
+
+/** Settings table of `edgecut tail`. */
+export const tailSettings = {
+  ...commonSettings,
+  workerId: setting({
+    env: 'WORKER_ID',
+    flag: 'worker-id',
+    schema: auto(schemas.id),
+    default: 'auto',
+    doc: 'id of this worker; auto = tail-<hostname>-<pid>',
+  }),
+  modelsDir: setting({
+    env: 'MODELS_DIR',
+    flag: 'models-dir',
+    schema: schemas.path,
+    default: './models',
+    doc: 'directory of *.onnx models, addressed by content hash',
+  }),
+  group: setting({
+    env: 'TAIL_GROUP',
+    flag: 'group',
+    schema: z.union([z.literal(''), schemas.id]),
+    default: '',
+    doc: 'shared-subscription group ($share/<group>/...); empty subscribes plainly',
+  }),
+  concurrency: setting({
+    env: 'TAIL_CONCURRENCY',
+    flag: 'concurrency',
+    schema: auto(schemas.positiveInt),
+    default: 'auto',
+    doc: 'inferences at once; auto = one per core',
+  }),
+  threads: setting({
+    env: 'ORT_THREADS',
+    flag: 'threads',
+    schema: schemas.positiveInt,
+    default: '1',
+    doc: 'onnxruntime intra-op threads per inference',
+  }),
+  maxRequestBytes: setting({
+    env: 'MAX_REQUEST_BYTES',
+    flag: 'max-request-bytes',
+    schema: schemas.positiveInt,
+    default: String(64 * 1024 * 1024),
+    doc: 'largest request accepted, in bytes',
+  }),
+  sessionCache: setting({
+    env: 'SESSION_CACHE',
+    flag: 'session-cache',
+    schema: schemas.positiveInt,
+    default: '8',
+    doc: 'tail sessions kept per worker (LRU over model and cut)',
+  }),
+  telemetryMs: setting({
+    env: 'TELEMETRY_MS',
+    flag: 'telemetry-ms',
+    schema: schemas.positiveInt,
+    default: '1000',
+    doc: 'telemetry period in milliseconds',
+  }),
+};
+
+/** Parsed settings of `edgecut tail`. */
+export type TailConfig = ConfigOf<typeof tailSettings>;
+
+/** Resolves the `auto` values. */
+export function resolveTail(cfg: TailConfig) {
+  return {
+    ...cfg,
+    workerId:
+      cfg.workerId === 'auto'
+        ? `tail-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${process.pid}`
+        : cfg.workerId,
+    concurrency: cfg.concurrency === 'auto' ? cpus().length : cfg.concurrency,
+  };
+}

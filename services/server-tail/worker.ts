@@ -1,0 +1,213 @@
+/**
+ * The server-tail worker: takes inference requests (through a shared subscription when a group is set), runs the
+ * tail of the model from the request's cut to the end, and replies on the requesting device's result topic. A bad
+ * request gets an Error reply naming the problem, and the worker goes on with the next one.
+ */
+import { cpus, loadavg } from 'node:os';
+import type { InferenceSession } from 'onnxruntime-node';
+import { type Clock, systemClock } from '../../common/clock.ts';
+import type { Logger } from '../../common/log.ts';
+import { ModelDirectory } from '../../common/model-directory.ts';
+import { Connection } from '../../common/mqtt.ts';
+import { createSession, runWire } from '../../common/runtime.ts';
+import { Semaphore } from '../../common/semaphore.ts';
+import { median } from '../../common/stats.ts';
+import {
+  decodeMessage,
+  type ErrorCode,
+  encodeError,
+  encodeResult,
+  type InferenceRequest,
+  WireFormatError,
+} from '../../schemas/codec.ts';
+import type { WorkerTelemetry } from '../../schemas/messages.ts';
+import { sharedFilter, topics } from '../../schemas/topics.ts';
+import { LruCache } from './lru.ts';
+import { checkRequestTensors, RequestError } from './validate.ts';
+
+/** Settings of a tail worker (parsed by `config.ts`). */
+export interface TailWorkerOptions {
+  mqttUrl: string;
+  workerId: string;
+  modelsDir: string;
+  /** Shared-subscription group; empty subscribes plainly (every worker then sees every request). */
+  group: string;
+  concurrency: number;
+  threads: number;
+  maxRequestBytes: number;
+  sessionCache: number;
+  telemetryMs: number;
+  username?: string | undefined;
+  password?: string | undefined;
+}
+
+/** A tail worker component. */
+export class TailWorker {
+  private readonly conn: Connection;
+  private readonly models: ModelDirectory;
+  private readonly slots: Semaphore;
+  private readonly sessions: LruCache<string, Promise<InferenceSession>>;
+  private readonly latencies = new Map<string, number[]>();
+  private telemetryTimer: NodeJS.Timeout | undefined;
+  private served = 0;
+  private errors = 0;
+
+  constructor(
+    private readonly opts: TailWorkerOptions,
+    private readonly logger: Logger,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.conn = new Connection({
+      url: opts.mqttUrl,
+      clientId: opts.workerId,
+      role: 'worker',
+      statusTopic: topics.workerStatus.build({ worker: opts.workerId }),
+      logger,
+      username: opts.username,
+      password: opts.password,
+    });
+    this.models = new ModelDirectory(opts.modelsDir, logger);
+    this.slots = new Semaphore(opts.concurrency);
+    this.sessions = new LruCache(opts.sessionCache, (key, session) => {
+      logger.debug({ key }, 'tail session evicted');
+      void session.then((s) => s.release()).catch(() => undefined);
+    });
+  }
+
+  /** Requests served so far (results, not errors). */
+  get servedCount(): number {
+    return this.served;
+  }
+
+  /** Scans the model directory, connects and starts taking requests. */
+  async start(): Promise<void> {
+    await this.models.scan();
+    await this.conn.start();
+    const filter = topics.request.filter();
+    await this.conn.subscribe(
+      this.opts.group ? sharedFilter(this.opts.group, filter) : filter,
+      (topic, payload) => this.onRequest(topic, payload),
+    );
+    this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
+    this.telemetryTimer.unref();
+    this.logger.info({ models: this.models.size, group: this.opts.group || null }, 'tail worker ready');
+  }
+
+  /** Stops taking requests, waits for the ones in flight, and disconnects. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    this.telemetryTimer = undefined;
+    await this.conn.stop();
+    this.sessions.clear();
+  }
+
+  private async onRequest(topic: string, payload: Buffer): Promise<void> {
+    const device = topics.request.match(topic)?.device;
+    if (device === undefined) return;
+    const receivedAt = this.clock.now();
+    let requestId = '';
+    try {
+      if (payload.length > this.opts.maxRequestBytes) {
+        throw new RequestError(
+          'too-large',
+          `request of ${payload.length} bytes exceeds the limit of ${this.opts.maxRequestBytes} bytes`,
+        );
+      }
+      const msg = decodeMessage(payload, { maxBytes: this.opts.maxRequestBytes });
+      if (msg.kind !== 'request')
+        throw new RequestError('malformed', `expected a Request message, got a ${msg.kind}`);
+      const req = msg.value;
+      requestId = req.requestId;
+      if (req.deviceId !== device) {
+        throw new RequestError(
+          'malformed',
+          `device_id "${req.deviceId}" does not match the topic's device "${device}"`,
+        );
+      }
+      await this.serve(device, req, receivedAt);
+    } catch (err) {
+      this.errors++;
+      const code: ErrorCode =
+        err instanceof RequestError || err instanceof WireFormatError ? err.code : 'internal';
+      const message = err instanceof Error ? err.message : String(err);
+      this.logger.warn({ device, requestId, code, message }, 'request rejected');
+      const reply = encodeError({ requestId, deviceId: device, workerId: this.opts.workerId, code, message });
+      await this.conn.publish(topics.result.build({ device }), reply, { qos: 1 });
+    }
+  }
+
+  private async serve(device: string, req: InferenceRequest, receivedAt: number): Promise<void> {
+    const model = await this.models.get(req.modelId);
+    if (!model) {
+      throw new RequestError('unknown-model', `model ${req.modelId} is not in ${this.opts.modelsDir}`);
+    }
+    const cut = model.cuts[req.cutId];
+    if (!cut) {
+      throw new RequestError(
+        'bad-tensor',
+        `cut ${req.cutId} does not exist: model ${model.name} has cuts 0..${model.cuts.length - 1}`,
+      );
+    }
+    checkRequestTensors(cut, req.tensors);
+    const key = `${req.modelId}:${req.cutId}`;
+    const session = this.tailSession(key, () => model.part(req.cutId, 'tail'));
+    const times = { ...req.times, tailReceived: receivedAt };
+    const outputs = await this.slots.run(async () => {
+      times.tailStart = this.clock.now();
+      const out = await runWire(await session, req.tensors);
+      times.tailEnd = this.clock.now();
+      return out;
+    });
+    this.record(key, times.tailEnd - times.tailStart);
+    times.replied = this.clock.now();
+    const reply = encodeResult({
+      requestId: req.requestId,
+      deviceId: device,
+      modelId: req.modelId,
+      cutId: req.cutId,
+      workerId: this.opts.workerId,
+      tensors: outputs,
+      times,
+    });
+    await this.conn.publish(topics.result.build({ device }), reply, { qos: 1 });
+    this.served++;
+  }
+
+  private tailSession(key: string, build: () => Uint8Array): Promise<InferenceSession> {
+    let session = this.sessions.get(key);
+    if (!session) {
+      session = createSession(build(), { threads: this.opts.threads });
+      this.sessions.set(key, session);
+      // A failed load must not stay cached: the next request tries again.
+      session.catch(() => this.sessions.delete(key));
+    }
+    return session;
+  }
+
+  private record(key: string, ms: number): void {
+    const list = this.latencies.get(key) ?? [];
+    list.push(ms);
+    if (list.length > 64) list.shift();
+    this.latencies.set(key, list);
+  }
+
+  private async publishTelemetry(): Promise<void> {
+    if (!this.conn.connected) return;
+    const tailMs: Record<string, number> = {};
+    for (const [key, list] of this.latencies) tailMs[key] = median(list);
+    const t: WorkerTelemetry = {
+      worker: this.opts.workerId,
+      at: this.clock.now(),
+      loadavg1: loadavg()[0] ?? 0,
+      cores: cpus().length,
+      queueDepth: this.slots.waiting,
+      running: this.slots.running,
+      tailMs,
+      served: this.served,
+      errors: this.errors,
+    };
+    await this.conn
+      .publish(topics.workerTelemetry.build({ worker: this.opts.workerId }), JSON.stringify(t), { qos: 0 })
+      .catch(() => undefined);
+  }
+}
