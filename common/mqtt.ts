@@ -6,20 +6,9 @@
  */
 import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Status } from '../schemas/messages.ts';
 import { errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
-
-/** Availability payload published retained on a service's status topic. */
-export interface Status {
-  /** `online` after connecting; `offline` is the Last Will and the clean-stop message. */
-  state: 'online' | 'offline';
-  /** Role of the service. */
-  role: string;
-  /** Id of the service. */
-  id: string;
-  /** Milliseconds since the epoch (absent in the Last Will, which is fixed at connect time). */
-  at?: number;
-}
 
 /** Handler of one subscription. Throwing or rejecting is contained by the connection. */
 export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void | Promise<void>;

@@ -55,6 +55,7 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
   } finally {
     await edge.stop();
   }
+  process.stdout.write(`${tally.done()}\n`);
   if (!cfg.verify) return 0;
   process.stdout.write(`${tally.summary()}\n`);
   return tally.passed ? 0 : 1;

@@ -49,6 +49,11 @@ export class Tally {
     return this.frames > 0 && this.offloadedEqual === this.frames;
   }
 
+  /** The closing line: every frame taken was answered (by a worker or locally). */
+  done(): string {
+    return `done: ${this.frames} frames answered (${this.frames - this.fallbacks} by tail workers, ${this.fallbacks} local fallbacks)`;
+  }
+
   /** The check's summary line. */
   summary(): string {
     return (

@@ -1,0 +1,38 @@
+/**
+ * Every npm script the README shows runs and succeeds (STYLE.md, convention 12).
+ */
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import test from 'ava';
+
+const run = promisify(execFile);
+const npm = (args: string[]) => run('npm', ['run', '--silent', ...args], { timeout: 180_000 });
+
+test('npm run lint passes', async (t) => {
+  await t.notThrowsAsync(npm(['lint']));
+});
+
+test('npm run typecheck passes', async (t) => {
+  await t.notThrowsAsync(npm(['typecheck']));
+});
+
+test('npm run schemas regenerates exactly the committed code', async (t) => {
+  const file = 'schemas/generated/edgecut_generated.ts';
+  const before = await readFile(file);
+  try {
+    await npm(['schemas']);
+    const after = await readFile(file);
+    t.true(
+      before.equals(after),
+      'regenerated code differs from the committed code: run npm run schemas and commit',
+    );
+  } finally {
+    await writeFile(file, before);
+  }
+});
+
+test('npm run demo -- --help lists the options', async (t) => {
+  const { stdout } = await npm(['demo', '--', '--help']);
+  for (const opt of ['--frames', '--window', '--cut']) t.true(stdout.includes(opt), opt);
+});
