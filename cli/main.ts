@@ -60,6 +60,43 @@ program
     process.exitCode = await runDemo(o);
   });
 
+const model = program.command('model').description('inspect and split ONNX models');
+model
+  .command('inspect <model>')
+  .description('per-layer table of a model (a file or a zoo name): shapes, FLOPs, parameters, cut sizes')
+  .option('--json', 'print the inspection as JSON')
+  .action(async (ref: string, o: { json?: boolean }) => {
+    const { inspectCommand } = await import('./model.ts');
+    await inspectCommand(ref, o);
+  });
+model
+  .command('split <model>')
+  .description('write head.onnx, tail.onnx and cut.json for the cut after a node')
+  .requiredOption('--after <node>', 'node name or cut index k (0 = full offload)')
+  .requiredOption('--out <dir>', 'output directory')
+  .action(async (ref: string, o: { after: string; out: string }) => {
+    const { splitCommand } = await import('./model.ts');
+    await splitCommand(ref, o);
+  });
+
+const zoo = program.command('zoo').description('the model zoo, built in code');
+zoo
+  .command('list')
+  .description('list the zoo models')
+  .action(async () => {
+    const { zooListCommand } = await import('./zoo.ts');
+    zooListCommand();
+  });
+zoo
+  .command('build <name>')
+  .description('build a zoo model into an ONNX file')
+  .requiredOption('--out <file>', 'where to write it')
+  .option('--seed <n>', 'seed of the random weights', '1')
+  .action(async (name: string, o: { out: string; seed: string }) => {
+    const { zooBuildCommand } = await import('./zoo.ts');
+    await zooBuildCommand(name, o);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -6,9 +6,12 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { DType } from '../schemas/codec.ts';
 import { errorMessage } from './errors.ts';
-import { analyzeGraph, enumerateCuts } from './model/graph.ts';
-import { ModelError, modelId, type OnnxModel, readModel, writeModel } from './model/onnx.ts';
-import { splitModel } from './model/split.ts';
+import { modelCost, type NodeCost, nodeCost } from './model/cost.ts';
+import { analyzeGraph, type GraphAnalysis } from './model/graph.ts';
+import { ModelError, modelId, type OnnxModel, readModel, writeModel, writeModelFile } from './model/onnx.ts';
+import { countParams } from './model/params.ts';
+import { inferShapes } from './model/shapes.ts';
+import { type Carry, carriedCuts, exactCarry, splitModel } from './model/split.ts';
 
 /** A tensor that crosses a cut. */
 export interface CrossingTensor {
@@ -51,7 +54,22 @@ export class ModelHandle {
     readonly outputs: CrossingTensor[],
     /** Metadata properties of the model. */
     readonly metadata: Record<string, string>,
+    /** Topological order, tensor types and shapes. */
+    readonly analysis: GraphAnalysis,
+    /** Static cost of each node, in topological order. */
+    readonly costs: NodeCost[],
+    /** Whole-model MACs, FLOPs and parameters. */
+    readonly totals: { macs: number; flops: number; params: number },
+    /** How crossing tensors travel: in their declared dtype, or float32 (float16 models). */
+    readonly carry: Carry,
   ) {}
+
+  /** The same model under another display name (zoo models are shown by their zoo name). */
+  renamed(name: string): ModelHandle {
+    const h = Object.create(ModelHandle.prototype) as ModelHandle;
+    Object.assign(h, this, { name });
+    return h;
+  }
 
   /** Number of nodes N (the last cut index). */
   get layers(): number {
@@ -60,9 +78,13 @@ export class ModelHandle {
 
   /** Parses and analyses model bytes; `source` names the file in error messages. */
   static async fromBytes(bytes: Uint8Array, source: string, name?: string): Promise<ModelHandle> {
-    const model = readModel(bytes, source);
-    const analysis = await analyzeGraph(model, source);
-    const cuts = enumerateCuts(analysis).map(
+    // Shapes the file does not declare are found by running it once (batch 1).
+    const model = await inferShapes(readModel(bytes, source), { source });
+    const analysis = analyzeGraph(model, source);
+    const costs = analysis.nodes.map((n) => nodeCost(analysis, n));
+    // Float16 models cross in float32 where the runtime computes in float32, so splits stay bit-exact (split.ts).
+    const carry = exactCarry(analysis);
+    const cuts = carriedCuts(analysis, carry).map(
       (c): CutInfo => ({
         index: c.index,
         after: c.after,
@@ -88,6 +110,10 @@ export class ModelHandle {
       cuts[0]?.tensors ?? [],
       cuts[cuts.length - 1]?.tensors ?? [],
       metadata,
+      analysis,
+      costs,
+      { ...modelCost(costs), params: countParams(model) },
+      carry,
     );
   }
 
@@ -107,8 +133,14 @@ export class ModelHandle {
 
   /** The head (nodes 1..k) or tail (nodes k+1..N) of cut k, as ONNX bytes (callers cache the sessions). */
   part(k: number, side: 'head' | 'tail'): Uint8Array {
-    const split = splitModel(this.model, k);
+    const split = splitModel(this.model, k, this.analysis, { carry: this.carry });
     return writeModel(side === 'head' ? split.head : split.tail);
+  }
+
+  /** Writes the head or tail of cut k to a file, streaming the weights instead of assembling the file in memory. */
+  async writePart(k: number, side: 'head' | 'tail', path: string): Promise<void> {
+    const split = splitModel(this.model, k, this.analysis, { carry: this.carry });
+    await writeModelFile(path, side === 'head' ? split.head : split.tail);
   }
 
   /** Looks a cut up by index or by the name of the node it follows. */

@@ -10,11 +10,36 @@ import { halvesToFloats } from './half.ts';
 export interface RuntimeOptions {
   /** Intra-op threads; the same count on both sides keeps split results bit-identical to the whole model. */
   threads?: number;
-  /** Graph optimisation level, default `all`. */
-  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Graph optimisation level, default `all` (minus NCHWc, see `nchwc`). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
+  /**
+   * Let onnxruntime's NCHWc layout transformer run at levels `layout` and `all`. Default false: it makes the whole
+   * model faster (squeezenet1.0-fp16 7.1 ms instead of 9.0) but head + tail then no longer match it bit for bit.
+   */
+  nchwc?: boolean;
 }
 
-/** Loads a model into a CPU session. */
+// Why these defaults (onnxruntime-node 1.30, CPU, measured by test/real-squeezenet.test.ts and the experiments
+// recorded there): a split is only useful if head + tail give exactly the whole model's output, bit for bit, with
+// the same runtime and thread count.
+// - The NCHWc transformer (level `layout`/`all`) rewrites runs of Conv/Pool/Concat into a blocked layout, converting
+//   back at the graph's inputs and outputs. A cut moves those boundaries, so some values are computed by other
+//   kernels with another summation order: on the demo CNN 4 of 25 cuts differed from the whole model by ~1e-8
+//   (in the dumped graphs of cut 15, the whole model's Concat and GlobalAveragePool ran on NCHWc data, the tail's
+//   on NCHW). `session.disable_prepacking` did
+//   not help; disabling only `NchwcTransformer` made all 25 cuts bit-identical, as did `extended` and `basic`.
+// - Whole squeezenet1.0-fp16, 1 thread, median of 5x30 runs: all 7.1 ms, all minus NCHWc 9.0 ms, extended 9.6 ms,
+//   basic 9.7 ms. `all` minus NCHWc beats `extended` on float16 models: in the optimised graphs (dumped with
+//   optimizedModelFilePath) `all` has folded the 52 weight Casts onnxruntime inserts for float16 weights and fused
+//   Conv+Relu, while at `extended` they still run on every inference. Float32 graphs, such as the halves of a
+//   float16 model split with carry 'float32' (model/split.ts), get both at either level.
+// - `disabled` is not exact for float16 models: without Dropout elimination onnxruntime keeps the last Concat and
+//   the Dropout in float16, so the whole model rounds there and a float32-carried split does not.
+// To disable several optimizers, separate their names with ';': onnxruntime 1.30 disabled nothing when given
+// "NchwcTransformer,Other" (',' is what its header comment documents).
+const DISABLED_OPTIMIZERS = 'NchwcTransformer';
+
+/** Loads a model into a CPU session (defaults chosen so head + tail are bit-identical to the whole model). */
 export async function createSession(
   model: Uint8Array,
   opts: RuntimeOptions = {},
@@ -26,6 +51,7 @@ export async function createSession(
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
     logSeverityLevel: 3,
+    ...(opts.nchwc ? {} : { extra: { optimization: { disable_specified_optimizers: DISABLED_OPTIMIZERS } } }),
   });
 }
 

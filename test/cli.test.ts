@@ -5,22 +5,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { EDGECUT_BIN } from '../cli/processes.ts';
+import { edgecut } from './helpers/cli.ts';
 
 const run = promisify(execFile);
-
-async function edgecut(args: string[], env: Record<string, string> = {}) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [EDGECUT_BIN, ...args], {
-      env: { ...process.env, ...env },
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 test('npx edgecut --help lists the service commands', async (t) => {
   const { stdout } = await run('npx', ['--no-install', 'edgecut', '--help'], { timeout: 60_000 });

@@ -4,7 +4,7 @@
 // no extra memory (but keeps the input buffer alive as long as the model is).
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { UserError } from '../errors.ts';
@@ -162,8 +162,16 @@ export function readModel(bytes: Uint8Array, source: string): OnnxModel {
   return m;
 }
 
-/** Encodes a model to ONNX bytes (protobuf field order is by field number, so output is deterministic). */
+/**
+ * Encodes a model to ONNX bytes (protobuf field order is by field number, so output is deterministic), in one
+ * allocation of the final size: weights are copied once, not several times (see "Writing large models").
+ */
 export function writeModel(m: ModelProto): Uint8Array {
+  return Buffer.concat(writeModelChunks(m));
+}
+
+// protobufjs's own encoding of a whole message.
+function encodeWhole(m: ModelProto): Uint8Array {
   return ModelType()
     .encode(m as unknown as protobuf.Message, int64Writer())
     .finish();
@@ -284,4 +292,99 @@ export function tensorFloats(t: TensorProto): Float32Array {
     return new Float32Array(src.buffer, src.byteOffset, src.byteLength / 4);
   }
   return Float32Array.from(t.float_data ?? []);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing large models
+//
+// protobufjs encodes into one buffer that doubles as it grows, and length-delimits nested
+// messages by shifting their bytes: a 244 MB model briefly needs the weights, a 128 MB and a
+// 256 MB buffer, and copies its weights several times. The functions below give the same
+// bytes as writeModel but pass raw_data through by reference: fields are encoded around the
+// initializers' raw_data (protobufjs writes fields in field-number order, so splitting a
+// message at a field number and concatenating the parts is byte-identical).
+
+// Raw data smaller than this is left to protobufjs (no gain in splitting small tensors).
+const CHUNK_RAW_MIN = 4096;
+
+function varint(n: number): Uint8Array {
+  const out: number[] = [];
+  while (n > 127) {
+    out.push((n % 128) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Uint8Array.from(out);
+}
+
+// The encoding of the fields of `obj` whose field number satisfies `keep` (in number order).
+function encodeFields(type: protobuf.Type, obj: object, keep: (id: number) => boolean): Uint8Array {
+  const part: Record<string, unknown> = {};
+  for (const f of type.fieldsArray) {
+    const v = (obj as Record<string, unknown>)[f.name];
+    if (keep(f.id) && v !== undefined) part[f.name] = v;
+  }
+  return type.encode(part as unknown as protobuf.Message, int64Writer()).finish();
+}
+
+// A length-delimited field: tag, length, then the chunks.
+function delimited(field: number, chunks: Uint8Array[]): Uint8Array[] {
+  const len = chunks.reduce((s, c) => s + c.byteLength, 0);
+  return [varint(field * 8 + 2), varint(len), ...chunks];
+}
+
+function tensorChunks(type: protobuf.Type, t: TensorProto): Uint8Array[] {
+  const raw = t.raw_data;
+  if (!raw || raw.byteLength < CHUNK_RAW_MIN)
+    return [type.encode(t as unknown as protobuf.Message, int64Writer()).finish()];
+  return [
+    encodeFields(type, t, (id) => id < 9),
+    ...delimited(9, [raw]),
+    encodeFields(type, t, (id) => id > 9),
+  ];
+}
+
+/** The bytes of writeModel(m) as chunks (their concatenation is identical); weights are not copied. */
+export function writeModelChunks(m: ModelProto): Uint8Array[] {
+  const model = ModelType();
+  const g = m.graph;
+  if (!g) return [encodeWhole(m)];
+  const root = model.root;
+  const graphType = root.lookupType('onnx.GraphProto');
+  const tensorType = root.lookupType('onnx.TensorProto');
+  const graph = [
+    encodeFields(graphType, g, (id) => id < 5),
+    ...(g.initializer ?? []).flatMap((t) => delimited(5, tensorChunks(tensorType, t))),
+    encodeFields(graphType, g, (id) => id > 5),
+  ];
+  return [
+    encodeFields(model, m, (id) => id < 7),
+    ...delimited(7, graph),
+    encodeFields(model, m, (id) => id > 7),
+  ];
+}
+
+/** Writes writeModel(m)'s bytes to `path` chunk by chunk, never holding the whole file in memory. */
+export async function writeModelFile(path: string, m: ModelProto): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
+      for (let off = 0; off < buf.byteLength; ) off += (await fh.write(buf, off)).bytesWritten;
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const c of writeModelChunks(m)) {
+      if (c.byteLength >= CHUNK_RAW_MIN) await flush();
+      batch.push(c);
+      batchBytes += c.byteLength;
+      if (batchBytes >= CHUNK_RAW_MIN) await flush();
+    }
+    await flush();
+  } finally {
+    await fh.close();
+  }
 }

@@ -6,7 +6,8 @@
 // Dynamic dims are fed as 1 (batch 1, the edge use case), so filled shapes are concrete for
 // batch 1. Declared shapes, including symbolic ones, are never overwritten.
 
-import * as ort from 'onnxruntime-node';
+// onnxruntime is loaded only when a model lacks shapes: inspecting or splitting a complete model never pays for it.
+import type * as Ort from 'onnxruntime-node';
 import { seededUniform } from '../random.ts';
 import type { GraphAnalysis } from './graph.ts';
 import { analyzeGraph } from './graph.ts';
@@ -33,7 +34,7 @@ function unknownTensors(a: GraphAnalysis): string[] {
 }
 
 /** A seeded input tensor for a graph input; unknown/symbolic dims become 1. */
-export function sampleInput(a: GraphAnalysis, name: string, seed = 1): ort.Tensor {
+export function sampleInput(ort: typeof Ort, a: GraphAnalysis, name: string, seed = 1): Ort.Tensor {
   const t = a.tensors.get(name);
   if (!t || t.elemType === 0 || !t.shape)
     throw new ModelError(a.source, `graph input ${name} has no tensor type`);
@@ -81,12 +82,13 @@ export async function inferShapes(model: OnnxModel, opts: InferShapesOptions = {
       output: [...model.graph.output, ...missing.filter((n) => !declared.has(n)).map((name) => ({ name }))],
     },
   };
-  const feeds: Record<string, ort.Tensor> = {};
+  const ort = await import('onnxruntime-node');
+  const feeds: Record<string, Ort.Tensor> = {};
   a.inputs.forEach((name, i) => {
-    feeds[name] = sampleInput(a, name, (opts.seed ?? 1) + i);
+    feeds[name] = sampleInput(ort, a, name, (opts.seed ?? 1) + i);
   });
-  let results: ort.InferenceSession.OnnxValueMapType;
-  let session: ort.InferenceSession | undefined;
+  let results: Ort.InferenceSession.OnnxValueMapType;
+  let session: Ort.InferenceSession | undefined;
   try {
     session = await ort.InferenceSession.create(writeModel(probe), { intraOpNumThreads: 1 });
     results = await session.run(feeds, missing);
@@ -98,7 +100,7 @@ export async function inferShapes(model: OnnxModel, opts: InferShapesOptions = {
 
   const found = new Map<string, ValueInfoProto>();
   for (const name of missing) {
-    const v = results[name] as ort.Tensor | undefined;
+    const v = results[name] as Ort.Tensor | undefined;
     const elemType = v ? dtypeFromOrt(v.type) : null;
     if (!v || elemType === null) throw new ModelError(source, `onnxruntime gave no tensor value for ${name}`);
     found.set(name, {
