@@ -36,3 +36,10 @@ test('npm run demo -- --help lists the options', async (t) => {
   const { stdout } = await npm(['demo', '--', '--help']);
   for (const opt of ['--frames', '--window', '--cut']) t.true(stdout.includes(opt), opt);
 });
+
+test('npm run bench -- model measures inspect and split of Inception-v3', async (t) => {
+  const { stdout } = await npm(['bench', '--', 'model', '--runs', '1']);
+  t.regex(stdout, /^inspect\s+\d+/m);
+  t.regex(stdout, /^split\s+\d+\s+\d+/m);
+  t.regex(stdout, /split of inception-v3 at cut \d+ of \d+: load\+analyse\+split\+write \d+ ms/);
+});
