@@ -97,6 +97,26 @@ zoo
     await zooBuildCommand(name, o);
   });
 
+const device = program.command('device').description("this host's speed and the device presets");
+device
+  .command('bench')
+  .description("measure this host's sustained GFLOPs (GEMM, convolution) and memory bandwidth through onnxruntime")
+  .option('--threads <n>', 'onnxruntime intra-op threads', '1')
+  .option('--seconds <s>', 'seconds per kernel', '1')
+  .option('--json', 'print the result as JSON')
+  .action(async (o: { threads: string; seconds: string; json?: boolean }) => {
+    const { deviceBenchCommand } = await import('./device.ts');
+    await deviceBenchCommand(o);
+  });
+device
+  .command('presets')
+  .description("list the device presets (the paper's devices, plus your own)")
+  .option('--presets <file>', 'a JSON file of your own presets')
+  .action(async (o: { presets?: string }) => {
+    const { devicePresetsCommand } = await import('./device.ts');
+    devicePresetsCommand(o);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -1,0 +1,112 @@
+/**
+ * Algorithm 1 of the paper (PartitionSelection), as a pure function: a linear search over every cut k = 0..N for
+ * the one that minimises the objective, given per-layer latencies on the edge (P^e) and on the server (P^c), the
+ * bytes D_k crossing each cut, a link model and load factors.
+ *
+ * Refinements over the paper, each for a physical reason:
+ * - The result travels back: an offloaded frame also pays T(D_out) for the model's output (a few KiB for a
+ *   classifier). The edge-only candidate pays neither way.
+ * - Load factors multiply the stage latencies: the edge's from its load (Fig. 17), the server's from its queue.
+ * - A second objective, throughput: with frames pipelined, the edge, the link and the server work on different
+ *   frames at once, so the slowest stage bounds the rate. Its candidates are ranked by that stage (the period),
+ *   ties by the one-frame latency.
+ * The search runs over prefix sums: O(N) per call and no allocation beyond the candidate list.
+ */
+import { type LinkModel, transferMs } from './link.ts';
+
+/** What to minimise. */
+export type Objective = 'latency' | 'throughput';
+
+/** One cut, as the search sees it. */
+export interface SearchCut {
+  /** k: the head runs layers 1..k. */
+  index: number;
+  /** D_k: bytes crossing the cut. */
+  bytes: number;
+}
+
+/** Inputs of one search. */
+export interface SearchInput {
+  /** P^e: per-layer latency on the edge, ms, layers 1..N. */
+  edgeMs: readonly number[];
+  /** P^c: per-layer latency on the server, ms, layers 1..N. */
+  serverMs: readonly number[];
+  /** The cuts to consider, including k = 0 and k = N; `bytes` of k = N is the output size (sent back). */
+  cuts: readonly SearchCut[];
+  link: LinkModel;
+  /** Edge load factor (>= 1 under load). */
+  edgeLoad?: number;
+  /** Server load factor (>= 1 under load). */
+  serverLoad?: number;
+  objective?: Objective;
+}
+
+/** One candidate cut with its predicted stage times. */
+export interface Candidate {
+  index: number;
+  bytes: number;
+  edgeMs: number;
+  /** Uplink of D_k plus the result's way back; 0 for edge-only. */
+  transferMs: number;
+  serverMs: number;
+  /** One frame's latency: edge + transfer + server. */
+  totalMs: number;
+  /** Pipelined period: the slowest of the three stages. */
+  periodMs: number;
+}
+
+/** The result of a search. */
+export interface SearchResult {
+  objective: Objective;
+  best: Candidate;
+  candidates: Candidate[];
+}
+
+/** Runs Algorithm 1 over every given cut. */
+export function searchPartition(input: SearchInput): SearchResult {
+  const { edgeMs, serverMs, cuts, link } = input;
+  const n = edgeMs.length;
+  if (serverMs.length !== n) {
+    throw new RangeError(`edge profile has ${n} layers but server profile has ${serverMs.length}`);
+  }
+  if (cuts.length === 0) throw new RangeError('no cuts to search');
+  const fe = input.edgeLoad ?? 1;
+  const fs = input.serverLoad ?? 1;
+  const objective = input.objective ?? 'latency';
+  // prefixE[k] = sum of edge layers 1..k; suffixS[k] = sum of server layers k+1..N.
+  const prefixE = new Float64Array(n + 1);
+  for (let i = 0; i < n; i++) prefixE[i + 1] = prefixE[i]! + edgeMs[i]!;
+  const suffixS = new Float64Array(n + 1);
+  for (let i = n - 1; i >= 0; i--) suffixS[i] = suffixS[i + 1]! + serverMs[i]!;
+  const outputBytes = cuts.find((c) => c.index === n)?.bytes ?? 0;
+  const back = transferMs(link, outputBytes);
+  const candidates: Candidate[] = new Array(cuts.length);
+  let best = 0;
+  for (let j = 0; j < cuts.length; j++) {
+    const { index: k, bytes } = cuts[j]!;
+    if (!(k >= 0 && k <= n)) throw new RangeError(`cut ${k} is outside 0..${n}`);
+    const edge = fe * prefixE[k]!;
+    const server = fs * suffixS[k]!;
+    const transfer = k === n ? 0 : transferMs(link, bytes) + back;
+    const c: Candidate = {
+      index: k,
+      bytes,
+      edgeMs: edge,
+      transferMs: transfer,
+      serverMs: server,
+      totalMs: edge + transfer + server,
+      periodMs: Math.max(edge, transfer, server),
+    };
+    candidates[j] = c;
+    if (j > 0 && better(c, candidates[best]!, objective)) best = j;
+  }
+  return { objective, best: candidates[best]!, candidates };
+}
+
+function better(a: Candidate, b: Candidate, objective: Objective): boolean {
+  if (objective === 'throughput') {
+    if (a.periodMs !== b.periodMs) return a.periodMs < b.periodMs;
+    return a.totalMs < b.totalMs;
+  }
+  return a.totalMs < b.totalMs;
+}
