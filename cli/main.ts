@@ -79,6 +79,31 @@ model
     await splitCommand(ref, o);
   });
 
+program
+  .command('profile <model>')
+  .description(
+    'measure the per-layer latency profile of a model (a file or a zoo name) on this host, and check it at some cuts',
+  )
+  .option('--runs <n>', 'timed runs of every measurement', '20')
+  .option('--warmup <n>', 'untimed runs before them', '3')
+  .option('--threads <n>', 'intra-op threads of every session', '1')
+  .option(
+    '--check-cuts <n>',
+    'cuts at which real head latency is checked against the profile (0 = none)',
+    '5',
+  )
+  .option('--json', 'print the profile as JSON')
+  .option('--out <file>', 'write the profile to this file')
+  .action(
+    async (
+      ref: string,
+      o: { runs: string; warmup: string; threads: string; checkCuts: string; json?: boolean; out?: string },
+    ) => {
+      const { profileCommand } = await import('./profile.ts');
+      await profileCommand(ref, o);
+    },
+  );
+
 const zoo = program.command('zoo').description('the model zoo, built in code');
 zoo
   .command('list')
@@ -100,7 +125,9 @@ zoo
 const device = program.command('device').description("this host's speed and the device presets");
 device
   .command('bench')
-  .description("measure this host's sustained GFLOPs (GEMM, convolution) and memory bandwidth through onnxruntime")
+  .description(
+    "measure this host's sustained GFLOPs (GEMM, convolution) and memory bandwidth through onnxruntime",
+  )
   .option('--threads <n>', 'onnxruntime intra-op threads', '1')
   .option('--seconds <s>', 'seconds per kernel', '1')
   .option('--json', 'print the result as JSON')

@@ -41,6 +41,7 @@ export function inspection(m: ModelHandle) {
       bytes: c.bytes,
       tensors: c.tensors.map((t) => t.name),
       singleTensor: c.singleTensor,
+      fusedAcross: c.fusedAcross,
     })),
   };
 }

@@ -33,6 +33,11 @@ export class ModelDirectory {
     return this.paths.size;
   }
 
+  /** Content hashes of the models found by the last scan. */
+  ids(): string[] {
+    return [...this.paths.keys()];
+  }
+
   /** Hashes every `*.onnx` file of the directory. */
   async scan(): Promise<void> {
     this.lastScan = Date.now();

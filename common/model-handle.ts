@@ -33,6 +33,11 @@ export interface CutInfo {
   /** D_k: total bytes of the crossing tensors. */
   bytes: number;
   singleTensor: boolean;
+  /**
+   * Crossing tensors onnxruntime computes inside a fused kernel in the whole model (Conv+BatchNormalization,
+   * Conv+Add), so the split result can differ from the whole model's in the last bits; empty when exact.
+   */
+  fusedAcross: string[];
 }
 
 /** A loaded model. */
@@ -97,6 +102,7 @@ export class ModelHandle {
         })),
         bytes: c.bytes,
         singleTensor: c.singleTensor,
+        fusedAcross: c.fusedAcross ?? [],
       }),
     );
     const metadata: Record<string, string> = {};

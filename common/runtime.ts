@@ -17,6 +17,12 @@ export interface RuntimeOptions {
    * model faster (squeezenet1.0-fp16 7.1 ms instead of 9.0) but head + tail then no longer match it bit for bit.
    */
   nchwc?: boolean;
+  /**
+   * Let onnxruntime's QDQS8ToU8Transformer (x86 only) rewrite int8 QuantizeLinear/DequantizeLinear pairs to uint8.
+   * Default false: a pair split by a cut cannot be rewritten, so the QDQ groups at the cut run unfused and head + tail
+   * no longer match the whole model bit for bit.
+   */
+  s8ToU8?: boolean;
 }
 
 // Why these defaults (onnxruntime-node 1.30, CPU, measured by test/real-squeezenet.test.ts and the experiments
@@ -35,15 +41,33 @@ export interface RuntimeOptions {
 //   float16 model split with carry 'float32' (model/split.ts), get both at either level.
 // - `disabled` is not exact for float16 models: without Dropout elimination onnxruntime keeps the last Concat and
 //   the Dropout in float16, so the whole model rounds there and a float32-carried split does not.
+// - Quantized (QDQ) models: onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into integer kernels (QLinearConv,
+//   QLinearAdd, ...) from level `extended` on; model/graph.ts keeps those groups whole across cuts (the quantized tensor
+//   crosses). On x86 (not ARM, where onnxruntime fuses int8 kernels directly), QDQS8ToU8Transformer first rewrites each
+//   int8 Q -> DQ pair to uint8, the fast x86 kernel type. A pair split by a cut keeps its int8 graph output/input, so
+//   the groups next to the cut do not fuse and compute in float. On test/model-quant.test.ts's QDQ CNNs (32 channels,
+//   32x32, 23 cuts): with int8 activations 6 cuts differed from the whole model (by one quantization step, 0.14 in
+//   the output), with int8 after uint8 activations 8 cuts; with the transformer disabled, every cut is bit-identical
+//   (uint8-only models: identical either way). The price is speed on int8-activation models, whose int8 groups then
+//   run unfused on x86 too: whole QDQ CNN (64 channels, 56x56, 1 thread, median of 9x30 runs) 1.46 -> 2.22 ms, at 128
+//   channels 4.58 -> 5.85 ms; uint8-activation and float models are unaffected (0.75 vs 0.70 ms, noise).
+//   `session.qdqisint8allowed` = 1 (int8 kernels on x86) was exact too but slower still (5.18 ms).
 // To disable several optimizers, separate their names with ';': onnxruntime 1.30 disabled nothing when given
 // "NchwcTransformer,Other" (',' is what its header comment documents).
-const DISABLED_OPTIMIZERS = 'NchwcTransformer';
+function disabledOptimizers(opts: RuntimeOptions): string {
+  const names = [
+    ...(opts.nchwc ? [] : ['NchwcTransformer']),
+    ...(opts.s8ToU8 ? [] : ['QDQS8ToU8Transformer']),
+  ];
+  return names.join(';');
+}
 
 /** Loads a model into a CPU session (defaults chosen so head + tail are bit-identical to the whole model). */
 export async function createSession(
   model: Uint8Array,
   opts: RuntimeOptions = {},
 ): Promise<ort.InferenceSession> {
+  const disabled = disabledOptimizers(opts);
   return ort.InferenceSession.create(model, {
     executionProviders: ['cpu'],
     intraOpNumThreads: opts.threads ?? 1,
@@ -51,7 +75,7 @@ export async function createSession(
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
     logSeverityLevel: 3,
-    ...(opts.nchwc ? {} : { extra: { optimization: { disable_specified_optimizers: DISABLED_OPTIMIZERS } } }),
+    ...(disabled ? { extra: { optimization: { disable_specified_optimizers: disabled } } } : {}),
   });
 }
 

@@ -29,20 +29,6 @@ export const CutSummarySchema = z.object({
 /** One cut as devices and planners describe it. */
 export type CutSummary = z.infer<typeof CutSummarySchema>;
 
-/** What a device runs, published retained so the planner can plan for it. */
-export const DeviceProfileSchema = z.object({
-  version: z.literal(1),
-  device: z.string(),
-  /** Content hash (hex sha256) of the model file. */
-  modelId: z.string().regex(/^[0-9a-f]{64}$/),
-  modelName: z.string(),
-  /** Number of nodes N in the topological order. */
-  layers: z.number().int().min(1),
-  cuts: z.array(CutSummarySchema),
-});
-/** What a device runs. */
-export type DeviceProfile = z.infer<typeof DeviceProfileSchema>;
-
 /** Predicted stage times of a plan, in milliseconds. */
 export const StageTimesSchema = z.object({
   edgeMs: z.number(),
@@ -96,6 +82,8 @@ export const WorkerTelemetrySchema = z.object({
   cores: z.number().int().min(1),
   queueDepth: z.number().int().min(0),
   running: z.number().int().min(0),
+  /** Inferences the worker runs at once. */
+  concurrency: z.number().int().min(1),
   /** Median tail latency per `<modelId>:<cut>`. */
   tailMs: z.record(z.string(), z.number()),
   served: z.number().int().min(0),

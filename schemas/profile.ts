@@ -5,6 +5,7 @@
  * match the model, with one message naming the problem. Services publish theirs, retained.
  */
 import { z } from 'zod';
+import { UserError } from '../common/errors.ts';
 
 /** Current version of the profile format. */
 export const PROFILE_VERSION = 1;
@@ -75,7 +76,16 @@ export const ProfileSchema = z.object({
   check: z
     .object({
       cuts: z.array(
-        z.object({ index: z.number().int(), measuredMs: z.number(), profiledMs: z.number(), error: z.number() }),
+        z.object({
+          index: z.number().int(),
+          measuredMs: z.number(),
+          profiledMs: z.number(),
+          error: z.number(),
+          /** Median run time of the head, before `handoffMs` is taken off (measuredMs = headMs - handoffMs). */
+          headMs: z.number().optional(),
+          /** Extra cost of handing the cut's tensors to JavaScript, beyond handing over the model's outputs. */
+          handoffMs: z.number().optional(),
+        }),
       ),
       maxError: z.number(),
     })
@@ -87,6 +97,13 @@ export const ProfileSchema = z.object({
       layerOptimization: z.string(),
       /** Sum of the per-node medians before scaling, in ms (`scale` = `wholeMs.median` / this). */
       layerSumMs: z.number().min(0),
+      /**
+       * Clock of `wholeMs` and the check: `cpu` (the process's CPU time during a run; single-threaded runs only) or
+       * `wall` (wall clock around the run).
+       */
+      clock: z.enum(['cpu', 'wall']),
+      /** The whole model's wall-clock latency in the same runs (equals `wholeMs` when `clock` is `wall`). */
+      wholeWallMs: z.object({ median: z.number().min(0), p90: z.number().min(0) }),
       /** Model nodes onnxruntime reported no time for (e.g. Constant, made an initializer at load): 0 ms. */
       unreported: z.array(z.string()),
       /** Nodes onnxruntime inserted (e.g. float16 Casts of activations), by name, and the layer given their time. */
@@ -103,7 +120,7 @@ export const ProfileSchema = z.object({
 export type Profile = z.infer<typeof ProfileSchema>;
 
 /** Thrown for a profile that cannot be used; its message is one line naming the problem. */
-export class ProfileError extends Error {}
+export class ProfileError extends UserError {}
 
 /**
  * Checks raw JSON as a profile and, when a model's layer list is given, that the profile has exactly its layers
@@ -123,7 +140,8 @@ export function parseProfile(raw: unknown, source: string, layers?: readonly { n
   }
   const p = parsed.data;
   p.layers.forEach((l, i) => {
-    if (l.index !== i + 1) throw new ProfileError(`${source}: layers[${i}] has index ${l.index}; expected ${i + 1}`);
+    if (l.index !== i + 1)
+      throw new ProfileError(`${source}: layers[${i}] has index ${l.index}; expected ${i + 1}`);
   });
   if (layers) {
     if (p.layers.length !== layers.length) {

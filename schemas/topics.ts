@@ -129,13 +129,13 @@ export const topics = {
     publisher: 'device',
     description: 'load average, CPU use, head latency, transfer samples, frames in flight',
   }),
-  /** The device's model and layer profile. */
+  /** The device's model and its per-layer profile on the device (P^e). */
   deviceProfile: defineTopic<'device'>('devices/{device}/profile', {
     payload: 'json',
-    message: 'DeviceProfile',
+    message: 'Profile',
     retained: true,
     publisher: 'device',
-    description: 'the model the device runs and its per-layer profile',
+    description: 'the model the device runs and its per-layer latency on the device (schemas/profile.ts)',
   }),
   /** Device availability (Last Will `offline`). */
   deviceStatus: defineTopic<'device'>('devices/{device}/status', {
@@ -152,6 +152,14 @@ export const topics = {
     retained: false,
     publisher: 'worker',
     description: 'load, queue depth, tail latency per model and cut',
+  }),
+  /** A tail worker's per-layer profile of one model (P^c). */
+  workerProfile: defineTopic<'worker' | 'model'>('workers/{worker}/profiles/{model}', {
+    payload: 'json',
+    message: 'Profile',
+    retained: true,
+    publisher: 'worker',
+    description: 'per-layer latency of one model (by content hash) on the worker (schemas/profile.ts)',
   }),
   /** Tail worker availability (Last Will `offline`). */
   workerStatus: defineTopic<'worker'>('workers/{worker}/status', {

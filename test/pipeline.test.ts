@@ -4,6 +4,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { silentLogger } from '../common/log.ts';
+import { profileModel } from '../common/profile/profiler.ts';
 import { mulberry32 } from '../common/random.ts';
 import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
@@ -11,37 +12,21 @@ import { Planner } from '../services/planner/planner.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { startBroker } from './helpers/broker.ts';
 import { demoModelDir } from './helpers/models.ts';
+import { edgeOptions, tailOptions } from './helpers/services.ts';
 
 async function pipeline(t: ExecutionContext, cut: string) {
   const broker = await startBroker(t);
   const { dir, model } = await demoModelDir(t);
   const worker = new TailWorker(
-    {
-      mqttUrl: broker.url,
-      workerId: 'tail-a',
-      modelsDir: dir,
-      group: '',
-      concurrency: 2,
-      threads: 1,
-      maxRequestBytes: 1 << 24,
-      sessionCache: 4,
-      telemetryMs: 1000,
-    },
+    tailOptions({ mqttUrl: broker.url, workerId: 'tail-a', modelsDir: dir }),
     silentLogger,
   );
   const planner = new Planner({ mqttUrl: broker.url, plannerId: 'planner-a', cut }, silentLogger);
+  const profile = await profileModel(model, { runs: 2, warmup: 1, checkCuts: 0 });
   const edge = new EdgeHead(
     model,
-    {
-      mqttUrl: broker.url,
-      deviceId: 'robot-1',
-      window: 2,
-      threads: 1,
-      verify: true,
-      resultTimeoutMs: 10_000,
-      planWaitMs: 10_000,
-      telemetryMs: 1000,
-    },
+    profile,
+    edgeOptions({ mqttUrl: broker.url, deviceId: 'robot-1' }),
     silentLogger,
   );
   await worker.start();

@@ -19,22 +19,19 @@ import { randomInputs } from '../services/edge-head/frames.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
 import { demoModelDir } from './helpers/models.ts';
+import { tailOptions } from './helpers/services.ts';
 
 test('malformed requests get error replies and the worker goes on', async (t) => {
   const broker = await startBroker(t);
   const { dir, model } = await demoModelDir(t);
   const worker = new TailWorker(
-    {
+    tailOptions({
       mqttUrl: broker.url,
       workerId: 'tail-x',
       modelsDir: dir,
-      group: '',
-      concurrency: 1,
-      threads: 1,
       maxRequestBytes: 4 << 20,
-      sessionCache: 2,
-      telemetryMs: 1000,
-    },
+      concurrency: 1,
+    }),
     silentLogger,
   );
   await worker.start();

@@ -7,6 +7,21 @@
 // (consumed at a position > k, or a graph output). Initializers never travel: each side keeps
 // the weights it uses. Outputs of Constant nodes are ordinary tensors and may cross; they are
 // small, and keeping Constant nodes ordinary keeps positions equal to the file's nodes.
+//
+// Quantized (QDQ) graphs: a float tensor between a DequantizeLinear and its consumers, or between
+// an op and the QuantizeLinear after it, never crosses; the quantized tensor does (see
+// qdqPlacement). onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into one integer
+// kernel (QLinearConv, QLinearAdd, ...) from level 'extended' on; a cut through such a group
+// leaves an unfused float op on one side, whose result can differ from the whole model's by a
+// quantization step (test/model-quant.test.ts: 15 of 23 cuts of a QDQ CNN did). So a
+// DequantizeLinear whose parameters are initializers runs on the side of each reader (the tail
+// gets a copy; weight DQs never send float weights), and a QuantizeLinear that is the only reader
+// of an op's output (with a Relu or Clip in between, which onnxruntime folds into it) runs right
+// after that op (the head runs it as soon as the op is in the head). Both keep every QDQ group
+// whole, and what crosses is the 1-byte tensor instead of a 4-byte float one.
+//
+// Some float fusions cannot be kept whole by any placement (a Conv and the BatchNormalization
+// folded into its weights): cuts between them are marked in Cut.fusedAcross (see fusedAcross).
 
 import type { GraphProto, NodeProto, OnnxModel, TypeProto, ValueInfoProto } from './onnx.ts';
 import { dtypeByteSize, ModelError, ortTypeName } from './onnx.ts';
@@ -76,6 +91,11 @@ export interface Cut {
   tensors: CutTensor[];
   bytes: number;
   singleTensor: boolean;
+  /**
+   * Crossing tensors that onnxruntime computes inside a fused kernel in the whole model, so head + tail may differ
+   * from it in the last bits at this cut (see {@link fusedAcross}); absent when there are none.
+   */
+  fusedAcross?: string[];
 }
 
 /** Element type and shape of a TypeProto (tensor types only; others are "unknown"). */
@@ -292,12 +312,195 @@ export function tensorBytes(elemType: number, shape: readonly number[]): number 
   );
 }
 
-// Crossing candidates in a stable order: graph inputs first, then node outputs by position.
+// ---------------------------------------------------------------------------------------------
+// Quantized graphs: where QuantizeLinear and DequantizeLinear run
+
+/** A DequantizeLinear (at `index`) whose float output never crosses: each side that reads it runs its own copy. */
+export interface DqToReaders {
+  index: number;
+  /** The quantized input, which crosses instead (unless it is an initializer). */
+  input: string;
+  output: string;
+  /** First and last positions reading `output`. */
+  firstUse: number;
+  lastUse: number;
+}
+
+/**
+ * A QuantizeLinear, with the Relu or Clip feeding it if any, that runs right after the node producing its float input:
+ * the head runs it from cut `from` on, so `output` crosses instead of a float tensor. (onnxruntime folds such a Relu or
+ * Clip into the quantization, and the QuantizeLinear into the integer kernel of the node before.)
+ */
+export interface QToProducer {
+  /** Positions of the moved nodes, in order: [Relu or Clip, QuantizeLinear] or [QuantizeLinear]. */
+  indices: number[];
+  /** The float tensors inside the group, read by nothing else; they never cross. */
+  hidden: string[];
+  output: string;
+  /** Position of the node producing the group's float input. */
+  from: number;
+}
+
+/** The QuantizeLinear / DequantizeLinear nodes that do not stay at their position (see the top of this file). */
+export interface QdqPlacement {
+  /** By position of the DequantizeLinear. */
+  dq: Map<number, DqToReaders>;
+  /** By position of the QuantizeLinear. */
+  q: Map<number, QToProducer>;
+}
+
+interface Derived {
+  /** Positions reading each tensor, ascending. */
+  readers: Map<string, number[]>;
+  placement: QdqPlacement;
+  /** Position of each node moved to the head -> the cut from which it runs there. */
+  toHead: Map<number, number>;
+}
+
+const derived = new WeakMap<GraphAnalysis, Derived>();
+
+function derive(a: GraphAnalysis): Derived {
+  const known = derived.get(a);
+  if (known) return known;
+  const readers = new Map<string, number[]>();
+  for (const n of a.nodes)
+    for (const t of new Set([...n.inputs, ...n.implicitInputs])) {
+      if (!t) continue;
+      const list = readers.get(t);
+      if (list) list.push(n.index);
+      else readers.set(t, [n.index]);
+    }
+  const outputs = new Set(a.outputs);
+  // Default-domain op whose inputs after the first are initializers (or omitted), with one output.
+  const simple = (n: AnalyzedNode | undefined, ops: string[]): n is AnalyzedNode =>
+    !!n &&
+    ops.includes(n.op) &&
+    (n.domain === '' || n.domain === 'ai.onnx') &&
+    !!n.inputs[0] &&
+    n.outputs.length === 1 &&
+    !!n.outputs[0] &&
+    n.implicitInputs.length === 0 &&
+    n.inputs.slice(1).every((i) => i === '' || a.initializers.has(i));
+  // A float tensor that only `n` reads, produced by a node (not a graph input), and not a graph output.
+  const privateInput = (n: AnalyzedNode) => {
+    const t = n.inputs[0]!;
+    return (a.birth.get(t) ?? 0) > 0 && !outputs.has(t) && readers.get(t)?.length === 1;
+  };
+  const dq = new Map<number, DqToReaders>();
+  for (const n of a.nodes) {
+    const uses = readers.get(n.outputs[0] ?? '') ?? [];
+    if (simple(n, ['DequantizeLinear']) && uses.length > 0 && !outputs.has(n.outputs[0]!))
+      dq.set(n.index, {
+        index: n.index,
+        input: n.inputs[0]!,
+        output: n.outputs[0]!,
+        firstUse: uses[0]!,
+        lastUse: uses[uses.length - 1]!,
+      });
+  }
+  const q = new Map<number, QToProducer>();
+  const toHead = new Map<number, number>();
+  for (const n of a.nodes) {
+    if (!simple(n, ['QuantizeLinear']) || !privateInput(n)) continue;
+    const from = a.birth.get(n.inputs[0]!)!;
+    const group: QToProducer = { indices: [n.index], hidden: [n.inputs[0]!], output: n.outputs[0]!, from };
+    const act = a.nodes[group.from - 1];
+    if (simple(act, ['Relu', 'Clip']) && privateInput(act) && !dq.has(a.birth.get(act.inputs[0]!)!)) {
+      group.indices.unshift(act.index);
+      group.hidden.unshift(act.inputs[0]!);
+      group.from = a.birth.get(act.inputs[0]!)!;
+    }
+    // A moved DequantizeLinear already keeps its float output from crossing.
+    if (dq.has(group.from)) continue;
+    q.set(n.index, group);
+    for (const i of group.indices) toHead.set(i, group.from);
+  }
+  const d = { readers, placement: { dq, q }, toHead };
+  derived.set(a, d);
+  return d;
+}
+
+/**
+ * The QDQ placement of a graph: DequantizeLinear nodes with initializer scale/zero point whose output is read (and is
+ * not a graph output) run next to their readers; a QuantizeLinear with initializer scale/zero point that is the only
+ * reader of a node's output (not a graph output) runs next to that node, together with the Relu or Clip between them
+ * if that is the only reader of its own input.
+ */
+export function qdqPlacement(a: GraphAnalysis): QdqPlacement {
+  return derive(a).placement;
+}
+
+/**
+ * The nodes each side of cut k runs, in a valid order: head = positions 1..k, tail = k+1..N, adjusted by
+ * {@link qdqPlacement} (a DequantizeLinear copied to the tail, one the head no longer reads dropped from it,
+ * QuantizeLinear groups moved to the head).
+ */
+export function sidesAt(a: GraphAnalysis, k: number): { head: AnalyzedNode[]; tail: AnalyzedNode[] } {
+  const { placement, toHead } = derive(a);
+  const head = a.nodes.slice(0, k).filter((n) => (placement.dq.get(n.index)?.firstUse ?? 0) <= k);
+  const tail: AnalyzedNode[] = [];
+  for (const d of placement.dq.values()) if (d.index <= k && k < d.lastUse) tail.push(a.nodes[d.index - 1]!);
+  for (const n of a.nodes.slice(k)) {
+    if ((toHead.get(n.index) ?? k + 1) <= k) head.push(n);
+    else tail.push(n);
+  }
+  return { head, tail };
+}
+
+/**
+ * The tensors of `names` crossing cut k whose producer and only reader onnxruntime fuses into one kernel with other
+ * rounding, so that a cut between them cannot match the whole model bit for bit. The producer is a Conv with
+ * initializer weights, or a node onnxruntime folds into such a Conv (BatchNormalization, Add or Mul with an
+ * initializer operand: ConvBNFusion, ConvAddFusion, ConvMulFusion, level 'basic' and up); the reader is one of those
+ * foldable nodes, or an Add of another tensor (a residual connection, which level 'all' computes inside the Conv).
+ * Measured with onnxruntime-node 1.30 and createSession defaults: such cuts differed by up to 1e-5
+ * (test/model-opsets.test.ts); of the zoo's mobilenet-v2 exactly the 62 inner cuts so marked were not bit-identical
+ * (by up to 6e-9 there), the other 91 were, and the same held on every 3rd cut of resnet-50 (27 marked, 32 not) and
+ * every 4th of inception-v3 (30 and 49).
+ */
+export function fusedAcross(a: GraphAnalysis, k: number, names: string[]): string[] {
+  const { readers } = derive(a);
+  const initializer = (i: string | undefined) => !!i && a.initializers.has(i);
+  const producerOf = (t: string | undefined) => a.nodes[(a.birth.get(t ?? '') ?? 0) - 1];
+  const folds = (n: AnalyzedNode, input: string) =>
+    n.op === 'BatchNormalization'
+      ? n.inputs[0] === input && n.inputs.slice(1).every(initializer)
+      : (n.op === 'Add' || n.op === 'Mul') && n.inputs.some((i) => i !== input && initializer(i));
+  // A fused Conv computes this node's output.
+  const convLike = (n: AnalyzedNode | undefined): boolean => {
+    if (!n) return false;
+    if (n.op === 'Conv') return n.inputs.slice(1).every((i) => i === '' || initializer(i));
+    const src = n.inputs.find((i) => !initializer(i));
+    return !!src && folds(n, src) && readers.get(src)?.length === 1 && convLike(producerOf(src));
+  };
+  return names.filter((t) => {
+    const uses = readers.get(t) ?? [];
+    const reader = a.nodes[(uses[0] ?? 0) - 1];
+    if (!reader || uses.length !== 1 || reader.index <= k || !convLike(producerOf(t))) return false;
+    return folds(reader, t) || (reader.op === 'Add' && reader.inputs.every((i) => !initializer(i)));
+  });
+}
+
+// Crossing candidates in a stable order: graph inputs first, then node outputs by position. Lifetimes
+// follow qdqPlacement: a moved DequantizeLinear's output never crosses and its input lives as long as
+// the output is read; a moved QuantizeLinear group's float tensors never cross and its output exists
+// from `from`.
 function lifetimes(a: GraphAnalysis): { name: string; birth: number; death: number }[] {
+  const { dq, q } = qdqPlacement(a);
+  const death = new Map(a.lastUse);
+  const birth = new Map(a.birth);
+  for (const d of dq.values()) {
+    death.delete(d.output);
+    if (!a.initializers.has(d.input)) death.set(d.input, Math.max(death.get(d.input) ?? 0, d.lastUse));
+  }
+  for (const g of q.values()) {
+    for (const t of g.hidden) death.delete(t);
+    birth.set(g.output, g.from);
+  }
   const names = [...a.inputs, ...a.nodes.flatMap((n) => n.outputs.filter((o) => o !== ''))];
   return names.flatMap((name) => {
-    const death = a.lastUse.get(name);
-    return death === undefined ? [] : [{ name, birth: a.birth.get(name) ?? 0, death }];
+    const d = death.get(name);
+    return d === undefined ? [] : [{ name, birth: birth.get(name) ?? 0, death: d }];
   });
 }
 
@@ -312,13 +515,16 @@ function cutFrom(a: GraphAnalysis, k: number, names: string[]): Cut {
     const bytes = tensorBytes(t.elemType, t.shape);
     return { name, dtype: t.dtype, elemType: t.elemType, shape: [...t.shape], bytes };
   });
-  return {
+  const cut: Cut = {
     index: k,
     after: k === 0 ? null : (a.nodes[k - 1]?.name ?? null),
     tensors,
     bytes: tensors.reduce((s, t) => s + t.bytes, 0),
     singleTensor: tensors.length === 1,
   };
+  const fused = fusedAcross(a, k, names);
+  if (fused.length > 0) cut.fusedAcross = fused;
+  return cut;
 }
 
 /** Cut k (0..N) of an analysed graph; RangeError outside 0..N, ModelError if a crossing type is unknown. */

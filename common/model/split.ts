@@ -5,7 +5,9 @@
 // Contract, checked by test/model-split.test.ts with onnxruntime: running head, then tail on
 // the head's outputs, gives the whole model's outputs. onnxruntime accepts graphs with no
 // nodes and graphs whose output is directly an input, so k = 0 and k = N need no Identity
-// nodes, and tensor names stay the same on both sides of the wire.
+// nodes, and tensor names stay the same on both sides of the wire. In quantized graphs the
+// halves follow graph.ts's QDQ placement (sidesAt): a DequantizeLinear may run on both sides
+// and a QuantizeLinear in the head before its position, so only quantized tensors cross.
 //
 // Float16 models and `carry` (measured on squeezenet1.0-fp16, test/real-squeezenet.test.ts):
 // onnxruntime's CPU provider has no float16 kernels for Conv, Relu, MaxPool, GlobalAveragePool
@@ -29,8 +31,8 @@
 // would need native carry for the tensors it keeps in float16.
 
 import { halfToFloat } from '../half.ts';
-import type { Cut, GraphAnalysis } from './graph.ts';
-import { analyzeGraph, cutAt } from './graph.ts';
+import type { AnalyzedNode, Cut, GraphAnalysis } from './graph.ts';
+import { analyzeGraph, cutAt, sidesAt } from './graph.ts';
 import type {
   AttributeProto,
   GraphProto,
@@ -89,8 +91,7 @@ interface Side {
   produces: Set<string>;
 }
 
-function side(a: GraphAnalysis, from: number, to: number): Side {
-  const picked = a.nodes.slice(from, to);
+function side(picked: AnalyzedNode[]): Side {
   const reads = new Set<string>();
   const produces = new Set<string>();
   for (const n of picked) {
@@ -145,7 +146,10 @@ function wrap(model: OnnxModel, graph: GraphProto): OnnxModel {
   return { ...rest, graph };
 }
 
-/** Splits `model` at cut k (0..N): head = nodes 1..k, tail = nodes k+1..N, joined by `cut.tensors`. */
+/**
+ * Splits `model` at cut k (0..N): head = nodes 1..k, tail = nodes k+1..N, joined by `cut.tensors` (with the QDQ
+ * placement of graph.ts: a DequantizeLinear may run on both sides, a QuantizeLinear on the head before its position).
+ */
 export function splitModel(
   model: OnnxModel,
   k: number,
@@ -158,8 +162,9 @@ export function splitModel(
   const cut = carried(nativeCut, widened);
   const crossing = new Set(cut.tensors.map((t) => t.name));
   const crossingInfos = nativeCut.tensors.map((t) => typedInfo(a, t.name));
-  const head = side(a, 0, k);
-  const tail = side(a, k, a.nodes.length);
+  const sides = sidesAt(a, k);
+  const head = side(sides.head);
+  const tail = side(sides.tail);
   const g = model.graph;
 
   // Old IR (< 4) models list initializers among graph inputs; such an entry stays with the
@@ -205,7 +210,7 @@ function widenedAt(a: GraphAnalysis, cut: Cut, carry: Carry): Set<string> {
   if (carry !== 'float32') return out;
   const outputs = new Set(a.outputs);
   const tailReads = new Set<string>();
-  for (const n of a.nodes.slice(cut.index))
+  for (const n of sidesAt(a, cut.index).tail)
     for (const t of [...n.inputs, ...n.implicitInputs]) tailReads.add(t);
   for (const t of cut.tensors)
     if (t.elemType === F16 && (a.birth.get(t.name) ?? 0) > 0 && !outputs.has(t.name) && tailReads.has(t.name))

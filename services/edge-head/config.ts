@@ -86,6 +86,20 @@ export const edgeSettings = {
     default: '1000',
     doc: 'telemetry period in milliseconds',
   }),
+  profile: setting({
+    env: 'EDGE_PROFILE',
+    flag: 'profile',
+    schema: schemas.path,
+    default: 'measure',
+    doc: 'the per-layer profile published for the planner: measure (profile the model at start) or a profile JSON file',
+  }),
+  profileRuns: setting({
+    env: 'PROFILE_RUNS',
+    flag: 'profile-runs',
+    schema: schemas.positiveInt,
+    default: '10',
+    doc: 'timed runs per layer when the profile is measured at start',
+  }),
   seed: setting({
     env: 'SEED',
     flag: 'seed',

@@ -16,13 +16,8 @@ import { createSession, maxAbsDiff, runWire } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
 import { median } from '../../common/stats.ts';
 import { decodeMessage, emptyTimes, encodeRequest, type WireTensor } from '../../schemas/codec.ts';
-import {
-  type DeviceProfile,
-  type DeviceTelemetry,
-  type Plan,
-  PlanSchema,
-  parseJson,
-} from '../../schemas/messages.ts';
+import { type DeviceTelemetry, type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
+import type { Profile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
 import type { Frame } from './frames.ts';
 import { PendingResults } from './pending.ts';
@@ -80,6 +75,8 @@ export class EdgeHead {
 
   constructor(
     private readonly model: ModelHandle,
+    /** The model's per-layer latency on this device, published for the planner. */
+    private readonly profile: Profile,
     private readonly opts: EdgeOptions,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
@@ -113,19 +110,7 @@ export class EdgeHead {
     await this.conn.start();
     await this.conn.subscribe(topics.result.build({ device }), (_t, payload) => this.onResult(payload));
     await this.conn.subscribe(topics.plan.build({ device }), (_t, payload) => this.onPlan(payload));
-    const profile: DeviceProfile = {
-      version: 1,
-      device,
-      modelId: this.model.id,
-      modelName: this.model.name,
-      layers: this.model.layers,
-      cuts: this.model.cuts.map((c) => ({
-        index: c.index,
-        after: c.after,
-        bytes: c.bytes,
-        tensors: c.tensors.map((t) => t.name),
-      })),
-    };
+    const profile: Profile = { ...this.profile, device: { ...this.profile.device, id: device } };
     await this.conn.publish(topics.deviceProfile.build({ device }), JSON.stringify(profile), {
       qos: 1,
       retain: true,

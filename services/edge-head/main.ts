@@ -9,6 +9,8 @@ import { systemClock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
 import { buildDemoCnn } from '../../common/model/demo-cnn.ts';
 import { ModelHandle } from '../../common/model-handle.ts';
+import { readProfileFile } from '../../common/profile/io.ts';
+import { profileModel } from '../../common/profile/profiler.ts';
 import { type EdgeConfig, resolveEdge } from './config.ts';
 import { EdgeHead } from './edge.ts';
 import { syntheticCamera } from './frames.ts';
@@ -30,7 +32,11 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
   const logger = createLogger(cfg.logLevel, { service: 'edge', id: cfg.deviceId });
   const path = cfg.model === 'demo' ? await writeDemoModel(cfg.modelsDir) : cfg.model;
   const model = await ModelHandle.fromFile(path);
-  const edge = new EdgeHead(model, cfg, logger);
+  const profile =
+    cfg.profile === 'measure'
+      ? await profileModel(model, { runs: cfg.profileRuns, warmup: 2, threads: cfg.threads, checkCuts: 0 })
+      : await readProfileFile(cfg.profile, model.analysis.nodes);
+  const edge = new EdgeHead(model, profile, cfg, logger);
   const stop = new AbortController();
   void untilSignal(logger).then(() => stop.abort());
   await edge.start();

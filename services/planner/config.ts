@@ -4,7 +4,13 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { parseRate } from '../../common/plan/link.ts';
 import { commonSettings } from '../../common/service-settings.ts';
+
+const fraction = z.coerce
+  .number({ message: 'expected a fraction such as 0.1' })
+  .min(0, 'expected a fraction from 0 to 1')
+  .max(1, 'expected a fraction from 0 to 1');
 
 /** Settings table of `edgecut planner`. */
 export const plannerSettings = {
@@ -19,9 +25,84 @@ export const plannerSettings = {
   cut: setting({
     env: 'PLAN_CUT',
     flag: 'cut',
-    schema: z.string().regex(/^(middle|\d+|[^\s]+)$/, 'expected middle, a cut index, or a node name'),
-    default: 'middle',
-    doc: 'fixed cut for every device: middle (the middle single-tensor cut), a cut index k, or a node name',
+    schema: z.string().regex(/^\S+$/, 'expected auto, middle, a cut index, or a node name'),
+    default: 'auto',
+    doc: 'auto runs Algorithm 1 per device; middle, a cut index or a node name fixes the cut for every device',
+  }),
+  objective: setting({
+    env: 'PLAN_OBJECTIVE',
+    flag: 'objective',
+    schema: z.enum(['latency', 'throughput'], { message: 'expected latency or throughput' }),
+    default: 'latency',
+    doc: 'latency (one frame, the paper) or throughput (pipelined stream: the slowest stage)',
+  }),
+  edgeLoad: setting({
+    env: 'EDGE_LOAD',
+    flag: 'edge-load',
+    schema: z.enum(['loadavg', 'measured', 'none'], { message: 'expected loadavg, measured or none' }),
+    default: 'measured',
+    doc: 'edge load factor: loadavg (paper Fig. 17), measured (head latency vs profile, reacts in seconds), none',
+  }),
+  bandwidth: setting({
+    env: 'LINK_BANDWIDTH',
+    flag: 'bandwidth',
+    schema: z.string().transform((v, ctx) => {
+      const r = parseRate(v);
+      if (r === undefined)
+        ctx.addIssue({ code: 'custom', message: 'expected a rate such as 10mbps, 500kbps or 1gbps' });
+      return r ?? 0;
+    }),
+    default: '100mbps',
+    doc: 'link bandwidth assumed until a device reports transfers',
+  }),
+  alphaMs: setting({
+    env: 'LINK_ALPHA_MS',
+    flag: 'alpha-ms',
+    schema: schemas.ms,
+    default: '0',
+    doc: 'channel set-up time per packet (alpha), ms',
+  }),
+  mtu: setting({
+    env: 'LINK_MTU',
+    flag: 'mtu',
+    schema: schemas.positiveInt,
+    default: '1500',
+    doc: 'packet size M, bytes',
+  }),
+  setupMs: setting({
+    env: 'LINK_SETUP_MS',
+    flag: 'setup-ms',
+    schema: schemas.ms,
+    default: '1',
+    doc: 'fixed cost per message (broker hop), ms, until transfers are measured',
+  }),
+  minGain: setting({
+    env: 'PLAN_MIN_GAIN',
+    flag: 'min-gain',
+    schema: fraction,
+    default: '0.1',
+    doc: 'hysteresis: relative gain a new cut must promise (0.1 = 10%)',
+  }),
+  holdMs: setting({
+    env: 'PLAN_HOLD_MS',
+    flag: 'hold-ms',
+    schema: schemas.ms,
+    default: '3000',
+    doc: 'hysteresis: how long the gain must hold before switching, ms',
+  }),
+  tickMs: setting({
+    env: 'PLAN_TICK_MS',
+    flag: 'tick-ms',
+    schema: schemas.positiveInt,
+    default: '1000',
+    doc: 're-evaluation period, ms',
+  }),
+  linkWindow: setting({
+    env: 'LINK_WINDOW',
+    flag: 'link-window',
+    schema: schemas.positiveInt,
+    default: '64',
+    doc: 'transfer samples per device in the link fit’s sliding window',
   }),
 };
 

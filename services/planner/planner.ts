@@ -1,30 +1,67 @@
 /**
- * The planner service. It listens to the devices' retained profiles and publishes a retained plan per device.
- * This version applies one configured cut to every device.
+ * The planner service: feeds the devices' and tail workers' retained profiles, telemetry and availability from
+ * MQTT into the planning streams (streams.ts) and publishes each device's plan, retained. With a fixed cut
+ * configured it skips the search and gives every device that cut.
  */
-
+import { Subject, type Subscription } from 'rxjs';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import type { Logger } from '../../common/log.ts';
 import { Connection } from '../../common/mqtt.ts';
-import { DeviceProfileSchema, type Plan, parseJson } from '../../schemas/messages.ts';
+import type { Objective } from '../../common/plan/search.ts';
+import {
+  type DeviceTelemetry,
+  DeviceTelemetrySchema,
+  type Plan,
+  parseJson,
+  StatusSchema,
+  type WorkerTelemetry,
+  WorkerTelemetrySchema,
+} from '../../schemas/messages.ts';
+import { type Profile, parseProfile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
 import { chooseFixedCut } from './fixed-cut.ts';
+import type { EdgeLoadMode } from './inputs.ts';
+import { type PlannerEvent, planEvents } from './streams.ts';
 
 /** Settings of the planner component. */
 export interface PlannerOptions {
   mqttUrl: string;
   plannerId: string;
+  /** `auto` (Algorithm 1), or a fixed cut: `middle`, an index or a node name. */
   cut: string;
+  objective?: Objective;
+  edgeLoad?: EdgeLoadMode;
+  bandwidth?: number;
+  alphaMs?: number;
+  mtu?: number;
+  setupMs?: number;
+  minGain?: number;
+  holdMs?: number;
+  tickMs?: number;
+  linkWindow?: number;
   username?: string | undefined;
   password?: string | undefined;
 }
 
+const json = (payload: Buffer) => JSON.parse(payload.toString()) as unknown;
+
 /** The planner component. */
 export class Planner {
   private readonly conn: Connection;
-  private seq = 0;
-  /** Plans published so far, by device (for tests and metrics). */
+  private readonly sources = {
+    deviceProfiles: new Subject<{ device: string; profile: Profile }>(),
+    deviceTelemetry: new Subject<DeviceTelemetry>(),
+    workerProfiles: new Subject<{ worker: string; profile: Profile }>(),
+    workerTelemetry: new Subject<WorkerTelemetry>(),
+    workerStatus: new Subject<{ worker: string; online: boolean }>(),
+  };
+  private subscription: Subscription | undefined;
+  private fixedSeq = 0;
+  private readonly profiled = new Set<string>();
+  /** The last plan published per device (for tests and metrics). */
   readonly plans = new Map<string, Plan>();
+  /** Why a device has no plan, when it has none. */
+  readonly noPlan = new Map<string, string>();
 
   constructor(
     private readonly opts: PlannerOptions,
@@ -44,41 +81,118 @@ export class Planner {
 
   /** Connects and starts planning for every device that publishes a profile. */
   async start(): Promise<void> {
+    const o = this.opts;
+    if (o.cut === 'auto') {
+      this.subscription = planEvents(this.sources, {
+        objective: o.objective ?? 'latency',
+        edgeLoadMode: o.edgeLoad ?? 'measured',
+        link: {
+          setupMs: o.setupMs ?? 1,
+          alphaMs: o.alphaMs ?? 0,
+          mtu: o.mtu ?? 1500,
+          betaMsPerByte: 8000 / (o.bandwidth ?? 100e6),
+        },
+        linkWindow: o.linkWindow ?? 64,
+        hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
+        tickMs: o.tickMs ?? 1000,
+        staleMs: 10_000,
+      }).subscribe({
+        next: (e) => void this.onEvent(e),
+        error: (err: unknown) => this.logger.error({ err: String(err) }, 'planning stream failed'),
+      });
+    }
     await this.conn.start();
-    await this.conn.subscribe(topics.deviceProfile.filter(), (topic, payload) =>
-      this.onProfile(topic, payload),
+    const { conn } = this;
+    await conn.subscribe(topics.workerStatus.filter(), (topic, payload) => {
+      const worker = topics.workerStatus.match(topic)?.worker;
+      if (worker === undefined || payload.length === 0) return;
+      const s = StatusSchema.parse(json(payload));
+      this.sources.workerStatus.next({ worker, online: s.state === 'online' });
+    });
+    await conn.subscribe(topics.workerProfile.filter(), (topic, payload) => {
+      const m = topics.workerProfile.match(topic);
+      if (!m || payload.length === 0) return;
+      const profile = parseProfile(json(payload), topic);
+      if (profile.model.id !== m.model)
+        throw new Error(`${topic}: profile is of model ${profile.model.id}, not ${m.model}`);
+      this.sources.workerProfiles.next({ worker: m.worker, profile });
+    });
+    await conn.subscribe(
+      topics.workerTelemetry.filter(),
+      (_t, payload) => {
+        this.sources.workerTelemetry.next(parseJson(WorkerTelemetrySchema, 'worker telemetry', payload));
+      },
+      0,
     );
-    this.logger.info({ cut: this.opts.cut }, 'planner ready');
+    await conn.subscribe(
+      topics.deviceTelemetry.filter(),
+      (_t, payload) => {
+        const t = parseJson(DeviceTelemetrySchema, 'device telemetry', payload);
+        if (!this.profiled.has(t.device) && !this.noPlan.has(t.device)) {
+          const reason = 'the device sends telemetry but has published no profile';
+          void this.onEvent({ kind: 'no-plan', device: t.device, reason });
+        }
+        this.sources.deviceTelemetry.next(t);
+      },
+      0,
+    );
+    await conn.subscribe(topics.deviceProfile.filter(), (topic, payload) => this.onProfile(topic, payload));
+    this.logger.info({ cut: o.cut, objective: o.objective, edgeLoad: o.edgeLoad }, 'planner ready');
   }
 
-  /** Disconnects. Idempotent. */
+  /** Stops planning and disconnects. Idempotent. */
   async stop(): Promise<void> {
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
     await this.conn.stop();
   }
 
   private async onProfile(topic: string, payload: Buffer): Promise<void> {
     const device = topics.deviceProfile.match(topic)?.device;
     if (device === undefined || payload.length === 0) return;
-    const profile = parseJson(DeviceProfileSchema, `profile of device ${device}`, payload);
-    const choice = chooseFixedCut(profile.cuts, this.opts.cut);
-    if ('error' in choice) {
-      this.logger.warn({ device, reason: choice.error }, 'no plan for device');
+    const profile = parseProfile(json(payload), `profile of device ${device}`);
+    this.profiled.add(device);
+    if (this.opts.cut === 'auto') {
+      this.sources.deviceProfiles.next({ device, profile });
       return;
     }
-    const plan: Plan = {
-      version: 1,
+    const choice = chooseFixedCut(profile.cuts, this.opts.cut);
+    if ('error' in choice) {
+      await this.onEvent({ kind: 'no-plan', device, reason: choice.error });
+      return;
+    }
+    await this.onEvent({
+      kind: 'plan',
       device,
-      modelId: profile.modelId,
-      seq: ++this.seq,
-      cut: choice,
-      objective: 'fixed',
-      predicted: null,
-      reason: `fixed cut ${this.opts.cut} from the planner's configuration`,
-      inputs: { cut: this.opts.cut },
-      issuedAt: this.clock.now(),
-    };
-    this.plans.set(device, plan);
-    await this.conn.publish(topics.plan.build({ device }), JSON.stringify(plan), { qos: 1, retain: true });
-    this.logger.info({ device, cut: choice.index, after: choice.after }, 'plan published');
+      plan: {
+        version: 1,
+        device,
+        modelId: profile.model.id,
+        seq: ++this.fixedSeq,
+        cut: choice,
+        objective: 'fixed',
+        predicted: null,
+        reason: `fixed cut ${this.opts.cut} from the planner's configuration`,
+        inputs: { cut: this.opts.cut },
+        issuedAt: this.clock.now(),
+      },
+    });
+  }
+
+  private async onEvent(e: PlannerEvent): Promise<void> {
+    if (e.kind === 'no-plan') {
+      this.noPlan.set(e.device, e.reason);
+      this.logger.warn({ device: e.device, reason: e.reason }, 'no plan for device');
+      return;
+    }
+    this.noPlan.delete(e.device);
+    this.plans.set(e.device, e.plan);
+    this.logger.info(
+      { device: e.device, cut: e.plan.cut.index, after: e.plan.cut.after, reason: e.plan.reason },
+      'plan published',
+    );
+    await this.conn
+      .publish(topics.plan.build({ device: e.device }), JSON.stringify(e.plan), { qos: 1, retain: true })
+      .catch((err: unknown) => this.logger.warn({ err: String(err) }, 'plan publish failed'));
   }
 }

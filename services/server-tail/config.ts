@@ -60,6 +60,13 @@ export const tailSettings = {
     default: '8',
     doc: 'tail sessions kept per worker (LRU over model and cut)',
   }),
+  profileRuns: setting({
+    env: 'PROFILE_RUNS',
+    flag: 'profile-runs',
+    schema: schemas.count,
+    default: '10',
+    doc: 'timed runs per layer when profiling each model at start (published for the planner); 0 = no profiles',
+  }),
   telemetryMs: setting({
     env: 'TELEMETRY_MS',
     flag: 'telemetry-ms',

@@ -6,9 +6,11 @@
 import { cpus, loadavg } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
+import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { ModelDirectory } from '../../common/model-directory.ts';
 import { Connection } from '../../common/mqtt.ts';
+import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
 import { createSession, runWire } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
 import { median } from '../../common/stats.ts';
@@ -37,6 +39,8 @@ export interface TailWorkerOptions {
   maxRequestBytes: number;
   sessionCache: number;
   telemetryMs: number;
+  /** Timed runs per layer when profiling each model at start; 0 publishes no profiles. */
+  profileRuns: number;
   username?: string | undefined;
   password?: string | undefined;
 }
@@ -50,6 +54,8 @@ export class TailWorker {
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private served = 0;
+  private stopping = false;
+  private profiling: Promise<void> | undefined;
   private errors = 0;
 
   constructor(
@@ -91,10 +97,43 @@ export class TailWorker {
     this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
     this.telemetryTimer.unref();
     this.logger.info({ models: this.models.size, group: this.opts.group || null }, 'tail worker ready');
+    if (this.opts.profileRuns > 0) this.profiling = this.publishProfiles();
+  }
+
+  /** Profiles every model of the directory on this worker and publishes each profile, retained (P^c). */
+  private async publishProfiles(): Promise<void> {
+    for (const id of this.models.ids()) {
+      if (this.stopping) return;
+      try {
+        const model = await this.models.get(id);
+        if (!model) continue;
+        const profile = await profileModel(model, {
+          runs: this.opts.profileRuns,
+          warmup: 2,
+          threads: this.opts.threads,
+          checkCuts: 0,
+          device: { ...hostDevice(), id: this.opts.workerId },
+        });
+        if (this.stopping) return;
+        await this.conn.publish(
+          topics.workerProfile.build({ worker: this.opts.workerId, model: id }),
+          JSON.stringify(profile),
+          {
+            qos: 1,
+            retain: true,
+          },
+        );
+        this.logger.info({ model: model.name, wholeMs: profile.wholeMs.median }, 'profile published');
+      } catch (err) {
+        this.logger.warn({ model: id, err: errorMessage(err) }, 'profiling failed');
+      }
+    }
   }
 
   /** Stops taking requests, waits for the ones in flight, and disconnects. Idempotent. */
   async stop(): Promise<void> {
+    this.stopping = true;
+    await this.profiling;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = undefined;
     await this.conn.stop();
@@ -202,6 +241,7 @@ export class TailWorker {
       cores: cpus().length,
       queueDepth: this.slots.waiting,
       running: this.slots.running,
+      concurrency: this.opts.concurrency,
       tailMs,
       served: this.served,
       errors: this.errors,

@@ -1,0 +1,42 @@
+/**
+ * Test helper: small hand-made profiles (schemas/profile.ts) for planner tests.
+ */
+import type { Profile } from '../../schemas/profile.ts';
+
+/** A profile with the given per-layer ms and D_k (k = 0..N; the last is the output size). */
+export function makeProfile(
+  layerMs: number[],
+  cutBytes: number[],
+  opts: { id?: string; name?: string; device?: string } = {},
+): Profile {
+  if (cutBytes.length !== layerMs.length + 1) throw new Error('need N + 1 cut sizes');
+  return {
+    version: 1,
+    kind: 'measured',
+    device: { id: opts.device ?? 'dev', description: 'test', gflops: null },
+    runtime: { name: 'onnxruntime-node', version: '1.30.0', threads: 1, optimization: 'all-minus-nchwc' },
+    model: { name: opts.name ?? 'm', id: opts.id ?? 'a'.repeat(64), flops: 0, params: 0 },
+    runs: 1,
+    warmup: 0,
+    wholeMs: { median: layerMs.reduce((a, b) => a + b, 0), p90: 0 },
+    scale: 1,
+    layers: layerMs.map((ms, i) => ({
+      index: i + 1,
+      name: `n${i + 1}`,
+      op: 'Conv',
+      ms,
+      p90: ms,
+      flops: 0,
+      inputBytes: cutBytes[i]!,
+      outputBytes: cutBytes[i + 1]!,
+      paramBytes: 0,
+    })),
+    cuts: cutBytes.map((bytes, k) => ({
+      index: k,
+      after: k === 0 ? null : `n${k}`,
+      bytes,
+      tensors: [k === 0 ? 'input' : `t${k}`],
+    })),
+    createdAt: '2026-11-26T00:00:00.000Z',
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * The planner's streams and hysteresis under virtual time (RxJS TestScheduler): no sleeping.
+ */
+import test from 'ava';
+import { type Observable, Subject, takeUntil, timer } from 'rxjs';
+import { TestScheduler } from 'rxjs/testing';
+import { linkFromBandwidth } from '../common/plan/link.ts';
+import { searchPartition } from '../common/plan/search.ts';
+import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
+import type { Profile } from '../schemas/profile.ts';
+import { decide } from '../services/planner/decide.ts';
+import { type PlannerEvent, type PlannerSources, planEvents } from '../services/planner/streams.ts';
+import { makeProfile } from './helpers/profiles.ts';
+
+const edge = makeProfile([10, 10, 10], [100_000, 50_000, 1_000, 10], { device: 'r1' });
+const server = makeProfile([1, 1, 1], [100_000, 50_000, 1_000, 10], { device: 'w1' });
+const opts = {
+  objective: 'latency' as const,
+  edgeLoadMode: 'loadavg' as const,
+  link: linkFromBandwidth(10e6, 0, 1500),
+  linkWindow: 16,
+  hysteresis: { minGain: 0.1, holdMs: 3000 },
+  tickMs: 1000,
+  staleMs: 10_000,
+};
+
+function telemetry(at: number, kbps: number, loadavg1 = 0.1): DeviceTelemetry {
+  const transfers = [20_000, 50_000, 80_000].map((bytes) => ({
+    bytes,
+    seconds: (bytes * 8) / (kbps * 1000),
+  }));
+  return {
+    device: 'r1',
+    at,
+    loadavg1,
+    cores: 2,
+    cpuPercent: 0,
+    headMs: {},
+    transfers,
+    framesInFlight: 0,
+    fallbacks: 0,
+  };
+}
+
+/** Runs the planner streams on scripted inputs for `untilMs` of virtual time; returns [time, event] pairs. */
+function simulate(
+  script: (s: {
+    deviceProfiles: Subject<{ device: string; profile: Profile }>;
+    deviceTelemetry: Subject<DeviceTelemetry>;
+    workerProfiles: Subject<{ worker: string; profile: Profile }>;
+    workerTelemetry: Subject<WorkerTelemetry>;
+    workerStatus: Subject<{ worker: string; online: boolean }>;
+    at: (ms: number, fn: () => void) => void;
+  }) => void,
+  untilMs: number,
+  options = opts,
+): Array<[number, PlannerEvent]> {
+  const scheduler = new TestScheduler((a, b) => a === b);
+  const out: Array<[number, PlannerEvent]> = [];
+  scheduler.run(() => {
+    const s = {
+      deviceProfiles: new Subject<{ device: string; profile: Profile }>(),
+      deviceTelemetry: new Subject<DeviceTelemetry>(),
+      workerProfiles: new Subject<{ worker: string; profile: Profile }>(),
+      workerTelemetry: new Subject<WorkerTelemetry>(),
+      workerStatus: new Subject<{ worker: string; online: boolean }>(),
+    };
+    const events$: Observable<PlannerEvent> = planEvents(s as PlannerSources, options, scheduler);
+    events$.pipe(takeUntil(timer(untilMs, scheduler))).subscribe((e) => out.push([scheduler.now(), e]));
+    script({ ...s, at: (ms, fn) => scheduler.schedule(fn, ms) });
+  });
+  return out;
+}
+
+test('hysteresis: switch only after the gain held for the hold time', (t) => {
+  const candidates = (best: number, costs: number[]) => ({
+    objective: 'latency' as const,
+    best: {
+      index: best,
+      bytes: 0,
+      edgeMs: 0,
+      transferMs: 0,
+      serverMs: 0,
+      totalMs: costs[best]!,
+      periodMs: 0,
+    },
+    candidates: costs.map((c, i) => ({
+      index: i,
+      bytes: 0,
+      edgeMs: 0,
+      transferMs: 0,
+      serverMs: 0,
+      totalMs: c,
+      periodMs: 0,
+    })),
+  });
+  const h = { minGain: 0.1, holdMs: 3000 };
+  const first = decide({}, candidates(1, [50, 40]), 0, h);
+  t.is(first.switchTo?.index, 1);
+  // 5% better: below the threshold, never switches.
+  t.is(decide(first.state, candidates(0, [38, 40]), 100, h).switchTo, undefined);
+  // 50% better: pending, then switches once held for 3 s.
+  const p1 = decide(first.state, candidates(0, [20, 40]), 1000, h);
+  t.is(p1.switchTo, undefined);
+  t.deepEqual(p1.state.pending, { index: 0, since: 1000 });
+  t.is(decide(p1.state, candidates(0, [20, 40]), 3999, h).switchTo, undefined);
+  t.is(decide(p1.state, candidates(0, [20, 40]), 4000, h).switchTo?.index, 0);
+  // A blip back to the current cut resets the clock.
+  const reset = decide(p1.state, candidates(1, [45, 40]), 2000, h);
+  t.is(reset.state.pending, undefined);
+});
+
+test('a device with no server profile gets no plan, with the reason, once', (t) => {
+  const events = simulate(({ deviceProfiles, at }) => {
+    at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+  }, 5000);
+  t.is(events.length, 1);
+  t.like(events[0]![1], { kind: 'no-plan', device: 'r1' });
+  t.regex(
+    (events[0]![1] as { reason: string }).reason,
+    /no online tail worker has published a profile of model m/,
+  );
+});
+
+test('a slower link moves the plan to a later cut, after the hold time', (t) => {
+  const events = simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+    at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+    at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+    at(2000, () => deviceTelemetry.next(telemetry(2000, 10_000)));
+    at(5000, () => deviceTelemetry.next(telemetry(5000, 100)));
+  }, 20_000);
+  const plans = events.filter(([, e]) => e.kind === 'plan') as Array<
+    [number, { plan: { cut: { index: number }; reason: string; seq: number } }]
+  >;
+  t.deepEqual(
+    plans.map(([time, e]) => [time, e.plan.cut.index]),
+    [
+      [0, 2],
+      [8000, 3],
+    ],
+  );
+  t.regex(plans[1]![1].plan.reason, /switched from cut 2: cut 3 predicted \d+\.\d% lower latency for 3\.0 s/);
+  t.is(plans[1]![1].plan.seq, 2);
+});
+
+test('a short burst of slow transfers does not flap the cut', (t) => {
+  const events = simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+    at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+    at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+    // Fast link, one slow window for 1 s, then fast again: the window's robust fit must settle back.
+    at(1000, () => deviceTelemetry.next(telemetry(1000, 10_000)));
+    at(4000, () =>
+      deviceTelemetry.next({
+        ...telemetry(4000, 100),
+        transfers: telemetry(4000, 100).transfers.slice(0, 1),
+      }),
+    );
+    at(5000, () => deviceTelemetry.next(telemetry(5000, 10_000)));
+    at(6000, () => deviceTelemetry.next(telemetry(6000, 10_000)));
+  }, 20_000);
+  const cuts = events
+    .filter(([, e]) => e.kind === 'plan')
+    .map(([, e]) => (e as { plan: { cut: { index: number } } }).plan.cut.index);
+  t.deepEqual(cuts, [2]);
+});
+
+test('edge load (loadavg, Fig. 17) moves the plan earlier; the plan records the mode', (t) => {
+  const events = simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+    at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+    at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+    at(1000, () => deviceTelemetry.next(telemetry(1000, 10_000, 0.5)));
+    at(3000, () => deviceTelemetry.next(telemetry(3000, 10_000, 20)));
+  }, 15_000);
+  const plans = events
+    .filter(([, e]) => e.kind === 'plan')
+    .map(
+      ([time, e]) =>
+        [
+          time,
+          (
+            e as unknown as {
+              plan: { cut: { index: number }; inputs: { edgeLoad: { mode: string; factor: number } } };
+            }
+          ).plan,
+        ] as const,
+    );
+  t.deepEqual(
+    plans.map(([time, p]) => [time, p.cut.index]),
+    [
+      [0, 2],
+      [6000, 0],
+    ],
+  );
+  t.is(plans[1]![1].inputs.edgeLoad.mode, 'loadavg');
+  t.is(plans[1]![1].inputs.edgeLoad.factor, 10);
+});
+
+test('a worker going offline removes its profile from the plan', (t) => {
+  const events = simulate(({ deviceProfiles, workerProfiles, workerStatus, at }) => {
+    at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+    at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+    at(2000, () => workerStatus.next({ worker: 'w1', online: false }));
+  }, 5000);
+  t.deepEqual(
+    events.map(([time, e]) => [time, e.kind]),
+    [
+      [0, 'plan'],
+      [2000, 'no-plan'],
+    ],
+  );
+});
+
+test('the search behind the scenario agrees with hand computation', (t) => {
+  const input = {
+    edgeMs: [10, 10, 10],
+    serverMs: [1, 1, 1],
+    cuts: edge.cuts.map((c) => ({ index: c.index, bytes: c.bytes })),
+  };
+  t.is(searchPartition({ ...input, link: linkFromBandwidth(10e6) }).best.index, 2);
+  t.is(searchPartition({ ...input, link: linkFromBandwidth(100e3) }).best.index, 3);
+  t.is(searchPartition({ ...input, link: linkFromBandwidth(10e6), edgeLoad: 10 }).best.index, 0);
+});
