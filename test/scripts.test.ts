@@ -43,3 +43,9 @@ test('npm run bench -- model measures inspect and split of Inception-v3', async 
   t.regex(stdout, /^split\s+\d+\s+\d+/m);
   t.regex(stdout, /split of inception-v3 at cut \d+ of \d+: load\+analyse\+split\+write \d+ ms/);
 });
+
+test('npm run bench -- planner times one re-plan over every cut of Inception-v3', async (t) => {
+  const { stdout } = await npm(['bench', '--', 'planner', '--iterations', '300']);
+  t.regex(stdout, /planner benchmark: inception-v3, \d+ candidate cuts/);
+  t.regex(stdout, /median \d+\.\d us, p90/);
+});
