@@ -9,6 +9,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { Status } from '../schemas/messages.ts';
 import { errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
+import { type AckControl, controlAcks, storeWithoutClone } from './mqtt-patches.ts';
 
 /** Handler of one subscription. Throwing or rejecting is contained by the connection. */
 export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void | Promise<void>;
@@ -45,6 +46,8 @@ interface Subscription {
   match: (topic: string) => boolean;
   handler: MessageHandler;
   qos: 0 | 1;
+  /** Acknowledge a QoS 1 message only when the handler has finished (see mqtt-patches.ts). */
+  ackAfter: boolean;
 }
 
 /** Does a concrete topic match an MQTT filter (`+`, `#`, and a `$share/<group>/` prefix)? [MQTT-4.7.1] */
@@ -70,6 +73,7 @@ export class Connection {
   private readonly subs: Subscription[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
+  private acks: AckControl | undefined;
   /** Called for each handler failure (after logging). */
   onHandlerError: HandlerErrorHook | undefined;
 
@@ -101,6 +105,8 @@ export class Connection {
       ...opts.extra,
     });
     this.client = client;
+    storeWithoutClone(client);
+    this.acks = controlAcks(client);
     client.on('connect', () => {
       // Nagle's algorithm adds ~40 ms to every small QoS 1 round trip on loopback.
       (client.stream as Partial<Socket>).setNoDelay?.(true);
@@ -137,8 +143,19 @@ export class Connection {
   }
 
   /** Subscribes with a contained handler; re-subscribed after every reconnect. */
-  async subscribe(filter: string, handler: MessageHandler, qos: 0 | 1 = 1): Promise<void> {
-    this.subs.push({ filter, handler, qos, match: (t) => topicMatches(filter, t) });
+  async subscribe(
+    filter: string,
+    handler: MessageHandler,
+    qos: 0 | 1 = 1,
+    opts: { ackAfterHandler?: boolean } = {},
+  ): Promise<void> {
+    this.subs.push({
+      filter,
+      handler,
+      qos,
+      match: (t) => topicMatches(filter, t),
+      ackAfter: opts.ackAfterHandler ?? false,
+    });
     if (this.client?.connected) await this.client.subscribeAsync(filter, { qos });
   }
 
@@ -156,14 +173,38 @@ export class Connection {
   }
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    for (const s of this.subs) {
-      if (!s.match(topic)) continue;
+    const subs = this.subs.filter((s) => s.match(topic));
+    const deferAck =
+      packet.qos > 0 && packet.messageId !== undefined && subs.some((s) => s.ackAfter) && this.acks;
+    if (deferAck) {
+      this.acks!.defer(packet.messageId!);
+      const acks = this.acks!;
+      let left = subs.length;
+      const done = () => {
+        if (--left === 0) acks.release(packet.messageId!);
+      };
+      this.runHandlers(subs, topic, payload, packet, done);
+    } else {
+      this.runHandlers(subs, topic, payload, packet, () => undefined);
+    }
+  }
+
+  private runHandlers(
+    subs: readonly Subscription[],
+    topic: string,
+    payload: Buffer,
+    packet: IPublishPacket,
+    done: () => void,
+  ): void {
+    for (const s of subs) {
       const run = (async () => {
         try {
           await s.handler(topic, payload, packet);
         } catch (err) {
           this.opts.logger.error({ topic, err: errorMessage(err) }, 'message handler failed');
           this.onHandlerError?.(err, topic, payload);
+        } finally {
+          done();
         }
       })();
       this.inFlight.add(run);

@@ -90,9 +90,13 @@ export class TailWorker {
     await this.models.scan();
     await this.conn.start();
     const filter = topics.request.filter();
+    // The request is acknowledged only after its reply (or error reply) is published: a worker that dies
+    // mid-inference leaves it unacknowledged, and the broker redelivers it to another member.
     await this.conn.subscribe(
       this.opts.group ? sharedFilter(this.opts.group, filter) : filter,
       (topic, payload) => this.onRequest(topic, payload),
+      1,
+      { ackAfterHandler: true },
     );
     this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
     this.telemetryTimer.unref();
