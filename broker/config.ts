@@ -28,6 +28,13 @@ export const brokerSettings = {
     default: '8083',
     doc: 'MQTT-over-WebSocket port (0 = any free port)',
   }),
+  sharedQueue: setting({
+    env: 'BROKER_SHARED_QUEUE',
+    flag: 'shared-queue',
+    schema: schemas.positiveInt,
+    default: '1000',
+    doc: 'QoS 1 messages a shared-subscription group holds while none of its members is connected',
+  }),
   logLevel: setting({
     env: 'LOG_LEVEL',
     flag: 'log-level',

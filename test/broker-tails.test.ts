@@ -1,0 +1,97 @@
+/**
+ * The tail workers' use of a shared subscription, through the services' own `Connection` (mqtt.js, re-subscribing
+ * after every reconnect), on the embedded broker and on Mosquitto: every request is taken by exactly one worker,
+ * also while a worker's connection breaks and comes back.
+ */
+import type { Socket } from 'node:net';
+import type { ExecutionContext } from 'ava';
+import { silentLogger } from '../common/log.ts';
+import { Connection } from '../common/mqtt.ts';
+import { sharedFilter, TAIL_GROUP, topics } from '../schemas/topics.ts';
+import { forEachBroker } from './helpers/mosquitto.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function worker(
+  t: ExecutionContext,
+  url: string,
+  id: string,
+  taken: Map<string, string[]>,
+  reconnectPeriodMs = 100,
+) {
+  const conn = new Connection({
+    url,
+    clientId: id,
+    role: 'worker',
+    statusTopic: topics.workerStatus.build({ worker: id }),
+    logger: silentLogger,
+    reconnectPeriodMs,
+  });
+  await conn.start();
+  t.teardown(() => conn.stop());
+  const mine: string[] = [];
+  taken.set(id, mine);
+  await conn.subscribe(sharedFilter(TAIL_GROUP, topics.request.filter()), (_topic, payload) => {
+    mine.push(payload.toString());
+  });
+  return conn;
+}
+
+async function device(t: ExecutionContext, url: string) {
+  const conn = new Connection({
+    url,
+    clientId: 'robot-1',
+    role: 'device',
+    statusTopic: topics.deviceStatus.build({ device: 'robot-1' }),
+    logger: silentLogger,
+  });
+  await conn.start();
+  t.teardown(() => conn.stop());
+  return conn;
+}
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(10);
+  }
+}
+
+forEachBroker('tail workers in TAIL_GROUP take each request once', async (t, url) => {
+  const taken = new Map<string, string[]>();
+  for (const id of ['tail-a', 'tail-b', 'tail-c']) await worker(t, url, id, taken);
+  const robot = await device(t, url);
+  const topic = topics.request.build({ device: 'robot-1' });
+  for (let i = 0; i < 90; i++) await robot.publish(topic, `req-${i}`);
+  const all = () => [...taken.values()].flat();
+  await until(() => all().length >= 90);
+  await sleep(200);
+  t.is(all().length, 90);
+  t.is(new Set(all()).size, 90);
+  for (const [id, got] of taken) t.true(got.length > 0, id);
+});
+
+forEachBroker('a worker whose connection breaks rejoins the group when it reconnects', async (t, url) => {
+  const taken = new Map<string, string[]>();
+  // It reconnects after 600 ms, the requests of the meantime go to the other worker.
+  const a = await worker(t, url, 'tail-a', taken, 600);
+  await worker(t, url, 'tail-b', taken);
+  const robot = await device(t, url);
+  const topic = topics.request.build({ device: 'robot-1' });
+  (a.mqtt.stream as Socket).destroy();
+  await until(() => !a.connected);
+  // Let the broker see the connection end, so that no request goes to it (Mosquitto would drop that one).
+  await sleep(100);
+  for (let i = 0; i < 10; i++) await robot.publish(topic, `away-${i}`);
+  await until(() => a.connected);
+  await sleep(200);
+  for (let i = 0; i < 40; i++) await robot.publish(topic, `back-${i}`);
+  const all = () => [...taken.values()].flat();
+  await until(() => all().length >= 50);
+  await sleep(200);
+  t.is(new Set(all()).size, 50);
+  t.is(all().length, 50);
+  t.true(taken.get('tail-a')!.some((p) => p.startsWith('back-')));
+  t.is(taken.get('tail-b')!.filter((p) => p.startsWith('away-')).length, 10);
+});
