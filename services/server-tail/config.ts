@@ -5,6 +5,7 @@ import { cpus, hostname } from 'node:os';
 import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../../common/config.ts';
 import { commonSettings } from '../../common/service-settings.ts';
+import { TAIL_GROUP } from '../../schemas/topics.ts';
 
 const auto = <T extends z.ZodType>(inner: T) => z.union([z.literal('auto'), inner]);
 
@@ -29,8 +30,8 @@ export const tailSettings = {
     env: 'TAIL_GROUP',
     flag: 'group',
     schema: z.union([z.literal(''), schemas.id]),
-    default: '',
-    doc: 'shared-subscription group ($share/<group>/...); empty subscribes plainly',
+    default: TAIL_GROUP,
+    doc: 'shared-subscription group ($share/<group>/...): each request goes to one worker of the group; empty subscribes plainly (every worker answers)',
   }),
   concurrency: setting({
     env: 'TAIL_CONCURRENCY',

@@ -2,6 +2,7 @@
  * Test helpers: option sets of the services with test-friendly defaults.
  */
 
+import { TAIL_GROUP } from '../../schemas/topics.ts';
 import type { EdgeOptions } from '../../services/edge-head/edge.ts';
 import type { TailWorkerOptions } from '../../services/server-tail/worker.ts';
 
@@ -10,7 +11,7 @@ export function tailOptions(
   o: Pick<TailWorkerOptions, 'mqttUrl' | 'workerId' | 'modelsDir'> & Partial<TailWorkerOptions>,
 ): TailWorkerOptions {
   return {
-    group: '',
+    group: TAIL_GROUP,
     concurrency: 2,
     threads: 1,
     maxRequestBytes: 1 << 24,
