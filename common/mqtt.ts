@@ -5,6 +5,7 @@
  * service (convention 4).
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Status } from '../schemas/messages.ts';
 import { errorMessage } from './errors.ts';
@@ -39,6 +40,11 @@ export interface ConnectionOptions {
   reconnectPeriodMs?: number;
   /** Extra mqtt.js options. */
   extra?: Partial<IClientOptions>;
+  /**
+   * Wraps each new transport stream (first connect and every reconnect) before MQTT runs over it, e.g. the uplink
+   * emulation of common/shaping.ts. The wrapper must forward `setNoDelay` to the socket.
+   */
+  wrapStream?: (stream: Duplex) => Duplex;
 }
 
 interface Subscription {
@@ -65,6 +71,19 @@ export function topicMatches(filter: string, topic: string): boolean {
     if (part !== '+' && part !== tp[i]) return false;
   }
   return fp.length === tp.length;
+}
+
+/**
+ * Routes a not yet connected client's transport through `wrap`. mqtt.js (5.x) builds the stream of every
+ * (re)connect with the builder `mqtt.connect` chose from the URL, kept in the client's `streamBuilder` field; the
+ * client must have been created with `manualConnect`, so nothing is built before the builder is wrapped here.
+ */
+function wrapTransport(client: MqttClient, wrap: (stream: Duplex) => Duplex): void {
+  const holder = client as unknown as { streamBuilder?: (...args: unknown[]) => Duplex };
+  const build = holder.streamBuilder;
+  if (typeof build !== 'function')
+    throw new Error('this mqtt.js version keeps no streamBuilder; the transport cannot be wrapped');
+  holder.streamBuilder = (...args: unknown[]) => wrap(build(...args));
 }
 
 /** A service's MQTT connection. */
@@ -103,7 +122,9 @@ export class Connection {
       password: opts.password,
       will: { topic: opts.statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
       ...opts.extra,
+      ...(opts.wrapStream ? { manualConnect: true } : {}),
     });
+    if (opts.wrapStream) wrapTransport(client, opts.wrapStream);
     this.client = client;
     storeWithoutClone(client);
     this.acks = controlAcks(client);
@@ -118,6 +139,8 @@ export class Connection {
     client.on('message', (topic, payload, packet) => this.dispatch(topic, payload, packet));
     client.on('error', (err) => opts.logger.warn({ err: errorMessage(err) }, 'mqtt error'));
     client.on('offline', () => opts.logger.info('broker unreachable'));
+    // With a wrapped transport the client was created without connecting; connect now that it is set up.
+    if (opts.wrapStream) client.connect();
     await new Promise<void>((resolve, reject) => {
       const onConnect = () => {
         client.off('error', onError);

@@ -3,8 +3,43 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { allPresets, findPreset, type Preset } from '../../common/device/presets.ts';
+import { errorMessage } from '../../common/errors.ts';
 import { commonSettings } from '../../common/service-settings.ts';
+import { parseRate, type UplinkShape } from '../../common/shaping.ts';
+import { parseDeviceSpec } from './emulation.ts';
+import { parseSourceSpec } from './frames.ts';
+import { PreprocessSettingSchema } from './images.ts';
+
+/** A string setting parsed by `parse`; `expected` is the one-line message when it returns undefined. */
+function parsed<T>(parse: (v: string) => T | undefined, expected: string) {
+  return z.string().transform((v, ctx) => {
+    const out = parse(v);
+    if (out === undefined) {
+      ctx.addIssue({ code: 'custom', message: expected });
+      return z.NEVER;
+    }
+    return out;
+  });
+}
+
+const preprocessJson = z.string().transform((v, ctx) => {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'expected JSON, e.g. {"channels":"BGR","scale":1}' });
+    return z.NEVER;
+  }
+  const r = PreprocessSettingSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    ctx.addIssue({ code: 'custom', message: `${issue?.path.join('.') || '(root)'}: ${issue?.message}` });
+    return z.NEVER;
+  }
+  return r.data;
+});
 
 /** Settings table of `edgecut edge`. */
 export const edgeSettings = {
@@ -30,19 +65,39 @@ export const edgeSettings = {
     default: './models',
     doc: 'where MODEL=demo writes the demo model (the tail workers must see the same file)',
   }),
+  source: setting({
+    env: 'SOURCE',
+    flag: 'source',
+    schema: parsed(parseSourceSpec, 'expected synthetic, image:<file> or dir:<folder>'),
+    default: 'synthetic',
+    doc: 'frames from: synthetic (random pixels), image:<file> (one PNG/JPEG), dir:<folder> (its PNG/JPEG files in name order)',
+  }),
+  loop: setting({
+    env: 'LOOP',
+    flag: 'loop',
+    schema: schemas.bool,
+    default: 'true',
+    doc: 'image and dir sources: start again after the last image (false: play them once)',
+  }),
+  preprocess: setting({
+    env: 'PREPROCESS',
+    flag: 'preprocess',
+    schema: preprocessJson.optional(),
+    doc: 'image preprocessing as JSON (channels RGB|BGR, size [h,w], scale, mean, std), over the model metadata edgecut.preprocess',
+  }),
   frames: setting({
     env: 'FRAMES',
     flag: 'frames',
     schema: schemas.count,
     default: '0',
-    doc: 'stop after this many frames; 0 runs until stopped',
+    doc: 'stop after this many frames; 0 runs until the source ends or the edge is stopped',
   }),
   fps: setting({
     env: 'FPS',
     flag: 'fps',
     schema: z.coerce.number({ message: 'expected a number' }).min(0, 'expected a rate >= 0'),
     default: '0',
-    doc: 'synthetic camera frame rate; 0 = as fast as the pipeline takes frames',
+    doc: 'frame rate of the source; 0 = as fast as the pipeline takes frames',
   }),
   window: setting({
     env: 'WINDOW',
@@ -70,7 +125,48 @@ export const edgeSettings = {
     flag: 'result-timeout-ms',
     schema: schemas.positiveInt,
     default: '5000',
-    doc: 'no result after this long: the device runs the tail itself',
+    doc: 'deadline of a frame under a plan without predicted times, and the upper bound of derived deadlines',
+  }),
+  deadlineFactor: setting({
+    env: 'DEADLINE_FACTOR',
+    flag: 'deadline-factor',
+    schema: z.coerce.number({ message: 'expected a number' }).min(1, 'expected a factor >= 1'),
+    default: '3',
+    doc: 'deadline = this x the plan’s predicted transfer + server ms (then clamped); later the device runs the tail itself',
+  }),
+  deadlineMinMs: setting({
+    env: 'DEADLINE_MIN_MS',
+    flag: 'deadline-min-ms',
+    schema: schemas.ms,
+    default: '250',
+    doc: 'lower bound of deadlines derived from a plan’s prediction, in milliseconds',
+  }),
+  emulateUplink: setting({
+    env: 'EMULATE_UPLINK',
+    flag: 'emulate-uplink',
+    schema: parsed(parseRate, 'expected a bit rate like 10mbps, 512kbps, 2.5Mbit, or off'),
+    default: 'off',
+    doc: 'EMULATION for experiments: shape what the device sends to this bit rate (off = the real link)',
+  }),
+  emulateSetupMs: setting({
+    env: 'EMULATE_SETUP_MS',
+    flag: 'emulate-setup-ms',
+    schema: schemas.ms,
+    default: '0',
+    doc: 'EMULATION for experiments: extra set-up delay before each message the device publishes, in milliseconds',
+  }),
+  emulateDevice: setting({
+    env: 'EMULATE_DEVICE',
+    flag: 'emulate-device',
+    schema: parsed(parseDeviceSpec, 'expected none, a device preset name, <GFLOPs>gflops, or x<factor >= 1>'),
+    default: 'none',
+    doc: 'EMULATION for experiments: stretch compute to a slower device: a preset (edgecut device presets), 2gflops, or x4',
+  }),
+  presets: setting({
+    env: 'DEVICE_PRESETS',
+    flag: 'presets',
+    schema: schemas.path.optional(),
+    doc: 'a JSON file of your own device presets, for EMULATE_DEVICE',
   }),
   planWaitMs: setting({
     env: 'PLAN_WAIT_MS',
@@ -105,17 +201,49 @@ export const edgeSettings = {
     flag: 'seed',
     schema: schemas.count,
     default: '1',
-    doc: 'seed of the synthetic camera',
+    doc: 'seed of the synthetic source',
   }),
 };
 
 /** Parsed settings of `edgecut edge`. */
 export type EdgeConfig = ConfigOf<typeof edgeSettings>;
 
-/** Resolves the `auto` values. */
+/**
+ * Resolves the `auto` values and checks what one setting alone cannot: ConfigError (one line) when settings
+ * contradict each other or name an unknown preset.
+ */
 export function resolveEdge(cfg: EdgeConfig) {
+  if (cfg.deadlineMinMs > cfg.resultTimeoutMs)
+    throw new ConfigError(
+      `DEADLINE_MIN_MS=${cfg.deadlineMinMs} is not allowed: it exceeds RESULT_TIMEOUT_MS=${cfg.resultTimeoutMs}, the upper bound of deadlines`,
+    );
+  let presets: Preset[];
+  try {
+    presets = allPresets(cfg.presets);
+  } catch (err) {
+    throw new ConfigError(
+      `DEVICE_PRESETS=${JSON.stringify(cfg.presets)} is not allowed: ${errorMessage(err)}`,
+    );
+  }
+  const device = cfg.emulateDevice;
+  if (device.kind === 'preset') {
+    try {
+      findPreset(device.name, presets);
+    } catch (err) {
+      throw new ConfigError(`EMULATE_DEVICE="${device.name}" is not allowed: ${errorMessage(err)}`);
+    }
+  }
+  const uplink: UplinkShape | undefined =
+    cfg.emulateUplink > 0 || cfg.emulateSetupMs > 0
+      ? { rateBps: cfg.emulateUplink, setupMs: cfg.emulateSetupMs }
+      : undefined;
   return {
     ...cfg,
     deviceId: cfg.deviceId === 'auto' ? `edge-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}` : cfg.deviceId,
+    uplink,
+    presetList: presets,
   };
 }
+
+/** Settings of `edgecut edge` after {@link resolveEdge}. */
+export type ResolvedEdgeConfig = ReturnType<typeof resolveEdge>;

@@ -2,10 +2,10 @@
  * The edge-head: runs the head of the model (nodes 1..k of the planner's cut) on each frame, publishes the crossing
  * tensors as a request, and waits for a tail worker's result. Up to `window` frames are in flight, so the next
  * frame's head runs while earlier frames are on the wire or in a tail. When a worker answers with an error or not
- * at all before the deadline, the device runs the tail itself: no frame is lost.
+ * at all before the deadline, or the broker is unreachable, the device runs the tail itself: no frame is lost
+ * (faults.ts). For experiments the uplink and the device's speed can be emulated (common/shaping.ts, emulation.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { cpus, loadavg } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import { errorMessage } from '../../common/errors.ts';
@@ -14,13 +14,15 @@ import type { CutInfo, ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
 import { createSession, maxAbsDiff, runWire } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
-import { median } from '../../common/stats.ts';
-import { decodeMessage, emptyTimes, encodeRequest, type WireTensor } from '../../schemas/codec.ts';
-import { type DeviceTelemetry, type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
+import { shapeUplink, type UplinkShape } from '../../common/shaping.ts';
+import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from '../../schemas/codec.ts';
+import { type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
+import { ComputeStretch, type DeviceEmulation, emulatedProfile } from './emulation.ts';
+import { type DeadlineOptions, frameDeadline, RequestChannel } from './faults.ts';
 import type { Frame } from './frames.ts';
-import { PendingResults } from './pending.ts';
+import { LoadMeter, TelemetryRecorder } from './telemetry.ts';
 
 /** Settings of the edge-head component. */
 export interface EdgeOptions {
@@ -29,11 +31,20 @@ export interface EdgeOptions {
   window: number;
   threads: number;
   verify: boolean;
+  /** Deadline without a predicted plan, and the upper bound of derived deadlines (ms). */
   resultTimeoutMs: number;
   planWaitMs: number;
   telemetryMs: number;
   username?: string | undefined;
   password?: string | undefined;
+  /** Deadline = factor x predicted (transfer + server) ms, at least `deadlineMinMs` (faults.ts). Default 3. */
+  deadlineFactor?: number;
+  /** Lower bound of derived deadlines (ms). Default 250. */
+  deadlineMinMs?: number;
+  /** EMULATION: shape what the device sends (rate and per-message set-up). */
+  uplink?: UplinkShape | undefined;
+  /** EMULATION: stretch the device's compute to a slower device's. */
+  emulation?: DeviceEmulation | undefined;
 }
 
 /** What happened to one frame. */
@@ -53,24 +64,34 @@ export interface FrameReport {
   totalMs: number;
   /** Bytes sent for this frame (the request message). */
   requestBytes: number;
+  /** How long the device was prepared to wait for a worker (offloaded frames). */
+  deadlineMs?: number;
   outputs: WireTensor[];
   /** With `verify`: largest difference to the whole model run locally. */
   maxAbsDiff?: number;
+  /** Under device emulation: the real times on this host of the head and of a local tail (ms). */
+  hostMs?: { head: number; tail?: number };
 }
+
+type ReportBase = Pick<FrameReport, 'index' | 'requestId' | 'cut' | 'headMs' | 'requestBytes' | 'hostMs'>;
 
 /** The edge-head component. */
 export class EdgeHead {
   private readonly conn: Connection;
-  private readonly pending: PendingResults;
+  private readonly channel: RequestChannel;
   private readonly window: Semaphore;
   private readonly compute = new Semaphore(1);
+  private readonly stretch: ComputeStretch;
+  private readonly load: LoadMeter;
+  private readonly telemetry: TelemetryRecorder;
+  private readonly deadlines: DeadlineOptions;
   private readonly sessions = new Map<string, Promise<InferenceSession>>();
   private plan: Plan | undefined;
   private planWaiters: Array<() => void> = [];
   private telemetryTimer: NodeJS.Timeout | undefined;
-  private readonly headSamples = new Map<number, number[]>();
-  private transfers: Array<{ bytes: number; seconds: number }> = [];
-  private fallbacks = 0;
+  private fallbackCount = 0;
+  private started = false;
+  private stopping: Promise<void> | undefined;
   private running = new Set<Promise<unknown>>();
 
   constructor(
@@ -89,9 +110,15 @@ export class EdgeHead {
       logger,
       username: opts.username,
       password: opts.password,
+      ...(opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {}),
     });
-    this.pending = new PendingResults(logger);
+    this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
     this.window = new Semaphore(opts.window);
+    this.stretch = new ComputeStretch(opts.emulation?.factor ?? 1, clock);
+    this.load = new LoadMeter(logger);
+    this.telemetry = new TelemetryRecorder(this.load);
+    const { deadlineFactor: factor = 3, deadlineMinMs: minMs = 250, resultTimeoutMs: maxMs } = opts;
+    this.deadlines = { factor, minMs, maxMs };
   }
 
   /** The plan in force, if any. */
@@ -101,20 +128,33 @@ export class EdgeHead {
 
   /** Frames sent and not yet answered. */
   get inFlight(): number {
-    return this.pending.size;
+    return this.channel.inFlight;
   }
 
-  /** Connects, listens for its plan and results, and publishes its profile. */
+  /** Frames whose tail ran locally although they were meant to be offloaded. */
+  get fallbacks(): number {
+    return this.fallbackCount;
+  }
+
+  /** Results (or error replies) that came for no waiting request: after a fallback, or duplicates. Ignored. */
+  get lateResults(): number {
+    return this.channel.ignored;
+  }
+
+  /** Connects, listens for its plan and results, and publishes its profile. Idempotent. */
   async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
     const device = this.opts.deviceId;
     await this.conn.start();
-    await this.conn.subscribe(topics.result.build({ device }), (_t, payload) => this.onResult(payload));
+    const client = this.conn.mqtt;
+    client.on('close', () => this.channel.onConnectionLost());
+    client.on('connect', () => this.onReconnect());
+    await this.conn.subscribe(topics.result.build({ device }), (_t, payload) =>
+      this.channel.onAnswer(payload),
+    );
     await this.conn.subscribe(topics.plan.build({ device }), (_t, payload) => this.onPlan(payload));
-    const profile: Profile = { ...this.profile, device: { ...this.profile.device, id: device } };
-    await this.conn.publish(topics.deviceProfile.build({ device }), JSON.stringify(profile), {
-      qos: 1,
-      retain: true,
-    });
+    await this.publishProfile();
     this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
     this.telemetryTimer.unref();
   }
@@ -132,22 +172,31 @@ export class EdgeHead {
     return this.plan !== undefined;
   }
 
-  /** Runs frames from a source with up to `window` in flight; reports each frame as it completes. */
+  /** Runs frames from a source with up to `window` in flight; reports each frame exactly once as it completes. */
   async run(frames: AsyncIterable<Frame>, onReport: (r: FrameReport) => void): Promise<void> {
     let failure: unknown;
-    for await (const frame of frames) {
-      if (failure) break;
-      const release = await this.window.acquire();
-      const job = this.process(frame)
-        .then(onReport)
-        .catch((err: unknown) => {
-          failure = err;
-        })
-        .finally(release);
-      this.running.add(job);
-      void job.finally(() => this.running.delete(job));
+    const jobs = new Set<Promise<void>>();
+    try {
+      for await (const frame of frames) {
+        if (failure) break;
+        const release = await this.window.acquire();
+        const job = this.process(frame)
+          .then(onReport)
+          .catch((err: unknown) => {
+            failure ??= err;
+          })
+          .finally(release);
+        jobs.add(job);
+        this.running.add(job);
+        void job.finally(() => {
+          jobs.delete(job);
+          this.running.delete(job);
+        });
+      }
+    } finally {
+      // Frames already taken are answered even when the source fails.
+      await Promise.all([...jobs]);
     }
-    await Promise.all([...this.running]);
     if (failure) throw failure;
   }
 
@@ -156,31 +205,34 @@ export class EdgeHead {
     const cut = this.cutInForce();
     const requestId = randomUUID();
     const times = { ...emptyTimes(), captured: frame.capturedAt };
-    const crossing = await this.compute.run(async () => {
-      times.headStart = this.clock.now();
-      const out =
-        cut.index === 0
-          ? frame.inputs
-          : await runWire(await this.session(`head:${cut.index}`, cut.index, 'head'), frame.inputs);
-      times.headEnd = this.clock.now();
-      return out;
+    // Loading a session (once per cut) is set-up, not inference: it is neither timed nor stretched.
+    const head = await this.compute.run(async () => {
+      const session =
+        cut.index === 0 ? undefined : await this.session(`head:${cut.index}`, cut.index, 'head');
+      return this.stretch.run(async () => (session ? runWire(session, frame.inputs) : frame.inputs));
     });
-    const headMs = times.headEnd - times.headStart;
-    this.sample(cut.index, headMs);
-    const base = { index: frame.index, requestId, cut, headMs, requestBytes: 0 };
-    let report: FrameReport;
-    if (cut.index === this.model.layers) {
-      report = {
-        ...base,
-        tailBy: 'local',
-        tailMs: 0,
-        transferMs: 0,
-        totalMs: this.clock.now() - frame.capturedAt,
-        outputs: crossing,
-      };
-    } else {
-      report = await this.offload(frame, cut, crossing, requestId, times, base);
-    }
+    times.headStart = head.start;
+    times.headEnd = head.start + head.ms;
+    this.telemetry.head(cut.index, head.ms);
+    const base: ReportBase = {
+      index: frame.index,
+      requestId,
+      cut,
+      headMs: head.ms,
+      requestBytes: 0,
+      ...(this.opts.emulation ? { hostMs: { head: head.realMs } } : {}),
+    };
+    const report: FrameReport =
+      cut.index === this.model.layers
+        ? {
+            ...base,
+            tailBy: 'local',
+            tailMs: 0,
+            transferMs: 0,
+            totalMs: this.clock.now() - frame.capturedAt,
+            outputs: head.value,
+          }
+        : await this.offload(frame, head.value, times, base);
     if (this.opts.verify) {
       const whole = await this.compute.run(async () =>
         runWire(await this.session('whole', 0, 'whole'), frame.inputs),
@@ -196,63 +248,65 @@ export class EdgeHead {
 
   private async offload(
     frame: Frame,
-    cut: CutInfo,
     crossing: WireTensor[],
-    requestId: string,
     times: ReturnType<typeof emptyTimes>,
-    base: Pick<FrameReport, 'index' | 'requestId' | 'cut' | 'headMs' | 'requestBytes'>,
+    base: ReportBase,
   ): Promise<FrameReport> {
     const device = this.opts.deviceId;
+    const deadlineMs = frameDeadline(this.plan, this.deadlines);
     times.sent = this.clock.now();
     const payload = encodeRequest({
-      requestId,
+      requestId: base.requestId,
       deviceId: device,
       modelId: this.model.id,
-      cutId: cut.index,
+      cutId: base.cut.index,
       tensors: crossing,
       times,
-      deadlineMs: times.sent + this.opts.resultTimeoutMs,
+      deadlineMs: times.sent + deadlineMs,
     });
-    const answer = this.pending.expect(requestId, this.opts.resultTimeoutMs);
-    let fallback: string | undefined;
+    const sent = { ...base, requestBytes: payload.length, deadlineMs };
+    let result: InferenceResult;
     try {
-      await this.conn.publish(topics.request.build({ device }), payload, { qos: 1 });
-      const result = await answer;
-      const received = this.clock.now();
-      const tailMs = result.times.tailEnd - result.times.tailStart;
-      const workerSpan = result.times.replied - result.times.tailReceived;
-      const transferMs = Math.max(0, received - times.sent - workerSpan);
-      this.transfers.push({ bytes: payload.length, seconds: transferMs / 1000 });
-      if (this.transfers.length > 64) this.transfers.shift();
-      return {
-        ...base,
-        requestBytes: payload.length,
-        tailBy: result.workerId,
-        tailMs,
-        transferMs,
-        totalMs: received - frame.capturedAt,
-        outputs: result.tensors,
-      };
+      result = await this.channel.send(base.requestId, payload, deadlineMs);
     } catch (err) {
-      this.pending.cancel(requestId);
-      fallback = errorMessage(err);
+      return this.tailLocally(frame, crossing, sent, errorMessage(err));
     }
-    this.fallbacks++;
-    this.logger.warn({ requestId, cut: cut.index, reason: fallback }, 'running the tail locally');
-    const t0 = this.clock.now();
-    const outputs = await this.compute.run(async () =>
-      runWire(await this.session(`tail:${cut.index}`, cut.index, 'tail'), crossing),
-    );
-    const tailMs = this.clock.now() - t0;
+    const received = this.clock.now();
+    const workerSpan = result.times.replied - result.times.tailReceived;
+    const transferMs = Math.max(0, received - times.sent - workerSpan);
+    this.telemetry.transfer(payload.length, transferMs);
     return {
-      ...base,
-      requestBytes: payload.length,
+      ...sent,
+      tailBy: result.workerId,
+      tailMs: result.times.tailEnd - result.times.tailStart,
+      transferMs,
+      totalMs: received - frame.capturedAt,
+      outputs: result.tensors,
+    };
+  }
+
+  private async tailLocally(
+    frame: Frame,
+    crossing: WireTensor[],
+    sent: ReportBase & { deadlineMs: number },
+    reason: string,
+  ): Promise<FrameReport> {
+    this.fallbackCount++;
+    this.logger.warn({ requestId: sent.requestId, cut: sent.cut.index, reason }, 'running the tail locally');
+    const k = sent.cut.index;
+    const tail = await this.compute.run(async () => {
+      const session = await this.session(`tail:${k}`, k, 'tail');
+      return this.stretch.run(() => runWire(session, crossing));
+    });
+    return {
+      ...sent,
       tailBy: 'local',
-      fallback,
-      tailMs,
+      fallback: reason,
+      tailMs: tail.ms,
+      ...(sent.hostMs ? { hostMs: { ...sent.hostMs, tail: tail.realMs } } : {}),
       transferMs: 0,
       totalMs: this.clock.now() - frame.capturedAt,
-      outputs,
+      outputs: tail.value,
     };
   }
 
@@ -271,10 +325,24 @@ export class EdgeHead {
     return s;
   }
 
-  private onResult(payload: Buffer): void {
-    const msg = decodeMessage(payload);
-    if (msg.kind === 'result') this.pending.resolve(msg.value);
-    else if (msg.kind === 'error') this.pending.fail(msg.value);
+  private onReconnect(): void {
+    if (this.stopping !== undefined) return;
+    this.logger.info('broker reachable again: offloading resumes');
+    // A restarted broker may have lost the retained profile the planner needs.
+    this.publishProfile().catch((err: unknown) =>
+      this.logger.warn({ err: errorMessage(err) }, 'profile publish failed'),
+    );
+  }
+
+  /** Publishes the profile, retained; with device emulation, scaled to the emulated device. */
+  private async publishProfile(): Promise<void> {
+    const { emulation, deviceId } = this.opts;
+    const p = emulation ? emulatedProfile(this.profile, emulation) : this.profile;
+    await this.conn.publish(
+      topics.deviceProfile.build({ device: deviceId }),
+      JSON.stringify({ ...p, device: { ...p.device, id: deviceId } }),
+      { qos: 1, retain: true },
+    );
   }
 
   private onPlan(payload: Buffer): void {
@@ -299,40 +367,33 @@ export class EdgeHead {
     for (const w of this.planWaiters.splice(0)) w();
   }
 
-  private sample(cut: number, ms: number): void {
-    const list = this.headSamples.get(cut) ?? [];
-    list.push(ms);
-    if (list.length > 64) list.shift();
-    this.headSamples.set(cut, list);
-  }
-
   private async publishTelemetry(): Promise<void> {
-    if (!this.conn.connected) return;
-    const headMs: Record<string, number> = {};
-    for (const [cut, list] of this.headSamples) headMs[String(cut)] = median(list);
-    const t: DeviceTelemetry = {
-      device: this.opts.deviceId,
-      at: this.clock.now(),
-      loadavg1: loadavg()[0] ?? 0,
-      cores: cpus().length,
-      cpuPercent: 0,
-      headMs,
-      transfers: this.transfers.splice(0),
-      framesInFlight: this.pending.size,
-      fallbacks: this.fallbacks,
-    };
+    if (this.stopping !== undefined || !this.conn.connected) return;
+    const t = await this.telemetry.collect(
+      { device: this.opts.deviceId, framesInFlight: this.channel.inFlight, fallbacks: this.fallbackCount },
+      this.clock.now,
+    );
+    if (this.stopping !== undefined || !this.conn.connected) return;
     await this.conn
       .publish(topics.deviceTelemetry.build({ device: this.opts.deviceId }), JSON.stringify(t), { qos: 0 })
       .catch(() => undefined);
   }
 
   /** Waits for frames in flight, then disconnects and releases sessions. Idempotent. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = undefined;
     await Promise.allSettled([...this.running]);
-    await this.conn.stop();
+    this.load.stop();
+    if (this.started) await this.conn.stop();
     for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);
     this.sessions.clear();
+    if (this.fallbackCount > 0 || this.channel.ignored > 0)
+      this.logger.info({ fallbacks: this.fallbackCount, lateResults: this.channel.ignored }, 'edge stopped');
   }
 }

@@ -5,33 +5,50 @@
 import type { Logger } from '../../common/log.ts';
 import type { InferenceError, InferenceResult } from '../../schemas/codec.ts';
 
+/** Timers as a dependency (STYLE.md, convention 8), so deadline tests need not sleep. */
+export interface Timers {
+  /** Calls `fn` after `ms`; returns a function that cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+/** Real timers. */
+export const realTimers: Timers = {
+  after(ms, fn) {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
+
 interface Waiter {
   resolve: (r: InferenceResult) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  cancel: () => void;
 }
 
 /** The table of requests in flight. */
 export class PendingResults {
   private readonly waiters = new Map<string, Waiter>();
-  /** Results that arrived for no waiting request (late or duplicate). */
+  /** Results (or error replies) that arrived for no waiting request: late, after a fallback, or duplicate. */
   ignored = 0;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly timers: Timers = realTimers,
+  ) {}
 
   /** Requests in flight. */
   get size(): number {
     return this.waiters.size;
   }
 
-  /** Registers a request; the promise rejects when no answer comes within `timeoutMs`. */
+  /** Registers a request; the promise rejects when no answer comes within `timeoutMs` (the frame's deadline). */
   expect(requestId: string, timeoutMs: number): Promise<InferenceResult> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(requestId);
-        reject(new Error(`no result within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.set(requestId, { resolve, reject, timer });
+      const cancel = this.timers.after(timeoutMs, () => {
+        if (!this.waiters.delete(requestId)) return;
+        reject(new Error(`no result within the deadline of ${Math.round(timeoutMs)} ms`));
+      });
+      this.waiters.set(requestId, { resolve, reject, cancel });
     });
   }
 
@@ -50,10 +67,26 @@ export class PendingResults {
       );
   }
 
+  /** Gives up on one request (its publish failed); a later answer counts as ignored. */
+  abandon(requestId: string, reason: Error): void {
+    const w = this.waiters.get(requestId);
+    if (!w) return;
+    w.cancel();
+    this.waiters.delete(requestId);
+    w.reject(reason);
+  }
+
+  /** Gives up on every request in flight (the connection is lost); later answers count as ignored. */
+  abandonAll(reason: Error): number {
+    const ids = [...this.waiters.keys()];
+    for (const id of ids) this.abandon(id, reason);
+    return ids.length;
+  }
+
   /** Forgets a request (its frame finished another way). */
   cancel(requestId: string): void {
     const w = this.waiters.get(requestId);
-    if (w) clearTimeout(w.timer);
+    if (w) w.cancel();
     this.waiters.delete(requestId);
   }
 
@@ -64,7 +97,7 @@ export class PendingResults {
       this.logger.debug({ requestId }, 'result for no waiting request ignored (late or duplicate)');
       return undefined;
     }
-    clearTimeout(w.timer);
+    w.cancel();
     this.waiters.delete(requestId);
     return w;
   }

@@ -1,0 +1,182 @@
+/**
+ * Uplink emulation for experiments: a slower, higher-latency link than the one the process really has. The shaped
+ * side's socket is wrapped in a {@link ShapedStream}, so the broker sees the emulated timing (the bytes arrive when
+ * the emulated link would have delivered them), and every service measures it as it would a real link.
+ *
+ * The link model is the paper's (section II-B, and Algorithm 1's link cost): sending a message of D bytes takes a
+ * set-up time alpha plus D / rate. Bytes leave one after another at the rate (a token bucket of zero depth: no
+ * burst credit builds up while the link is idle), and each MQTT PUBLISH packet additionally waits the set-up time
+ * before its first byte. Only what this side writes is shaped; what it receives arrives at the real speed.
+ *
+ * This is EMULATION, not a real link: loopback or LAN bytes are held back in user space. Loss and jitter are not
+ * emulated.
+ */
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { type Clock, systemClock } from './clock.ts';
+
+/** An emulated uplink: `rateBps` bits per second (0 = unlimited) and a per-PUBLISH set-up time. */
+export interface UplinkShape {
+  rateBps: number;
+  setupMs: number;
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9 };
+
+/**
+ * Parses a bit rate: `10mbps`, `10Mbit`, `512kbps`, `1.5gbit/s`, `250000` (bits/s), `off` / `none` / `0` (no
+ * limit, returned as 0). Decimal prefixes (k = 1000). Returns undefined when the text is not a rate (including
+ * byte rates such as `10MB/s`).
+ */
+export function parseRate(text: string): number | undefined {
+  // Capital B is bytes (MB/s, MBps); rates here are bits, so refuse rather than guess.
+  if (/\dB|[kmgKMG]B/.test(text)) return undefined;
+  const s = text.trim().toLowerCase();
+  if (s === 'off' || s === 'none' || s === '0') return 0;
+  const m = /^(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmg]?)(?:bps|bit\/s|bits\/s|bit|b\/s)?$/.exec(s);
+  if (!m) return undefined;
+  const value = Number(m[1]) * UNITS[m[2] ?? '']!;
+  return Number.isFinite(value) && value > 0 ? value : undefined;
+}
+
+/** Formats a bit rate for logs, e.g. `10 Mbit/s`. */
+export function formatRate(bps: number): string {
+  if (bps <= 0) return 'unlimited';
+  for (const [unit, k] of [
+    ['Gbit/s', 1e9],
+    ['Mbit/s', 1e6],
+    ['kbit/s', 1e3],
+  ] as const) {
+    if (bps >= k) return `${Number((bps / k).toPrecision(4))} ${unit}`;
+  }
+  return `${bps} bit/s`;
+}
+
+/**
+ * The emulated link's schedule, in virtual time: bytes leave one after another at the rate, and a message start
+ * first waits the set-up time. Pure: the caller passes the time.
+ */
+export class LinkSchedule {
+  /** When the link has sent everything reserved so far (ms, the caller's clock). */
+  private freeAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly shape: UplinkShape) {
+    if (!(shape.rateBps >= 0) || !(shape.setupMs >= 0))
+      throw new RangeError(`link needs rate >= 0 and set-up >= 0, got ${shape.rateBps} and ${shape.setupMs}`);
+  }
+
+  /** Reserves `bytes` that include `messages` message starts; returns when their last byte has left (ms). */
+  reserve(bytes: number, messages: number, now: number): number {
+    const start = Math.max(now, this.freeAt);
+    const sendMs = this.shape.rateBps > 0 ? (bytes * 8 * 1000) / this.shape.rateBps : 0;
+    this.freeAt = start + messages * this.shape.setupMs + sendMs;
+    return this.freeAt;
+  }
+}
+
+const PUBLISH = 3;
+
+/**
+ * Finds MQTT packet boundaries in the byte stream a client writes (fixed header: type nibble and a variable-length
+ * remaining length [MQTT-2.2], [MQTT-2.2.3]), so the shaper knows where each PUBLISH starts whatever the chunking.
+ */
+export class MqttFramer {
+  private state: 'type' | 'length' | 'body' = 'type';
+  private remaining = 0;
+  private multiplier = 1;
+
+  /** Feeds written bytes; returns how many PUBLISH packets start in them. */
+  feed(chunk: Uint8Array): number {
+    let publishes = 0;
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.state === 'type') {
+        if (chunk[i]! >> 4 === PUBLISH) publishes++;
+        this.state = 'length';
+        this.remaining = 0;
+        this.multiplier = 1;
+        i++;
+      } else if (this.state === 'length') {
+        const b = chunk[i++]!;
+        this.remaining += (b & 0x7f) * this.multiplier;
+        this.multiplier *= 128;
+        if ((b & 0x80) === 0) this.state = this.remaining > 0 ? 'body' : 'type';
+      } else {
+        const take = Math.min(this.remaining, chunk.length - i);
+        i += take;
+        this.remaining -= take;
+        if (this.remaining === 0) this.state = 'type';
+      }
+    }
+    return publishes;
+  }
+}
+
+/**
+ * A duplex stream over a real socket whose writes are released on the emulated link's schedule: a chunk is
+ * written to the socket when its last byte would have left the emulated link. Reads pass through. `setNoDelay`
+ * reaches the socket, so TCP_NODELAY still applies to what is released.
+ */
+export class ShapedStream extends Duplex {
+  private readonly framer = new MqttFramer();
+  private readonly link: LinkSchedule;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly inner: Duplex,
+    shape: UplinkShape,
+    private readonly clock: Clock = systemClock,
+  ) {
+    super({ allowHalfOpen: false });
+    this.link = new LinkSchedule(shape);
+    inner.on('data', (d: Buffer) => {
+      if (!this.push(d)) inner.pause();
+    });
+    inner.on('end', () => this.push(null));
+    inner.on('error', (err) => this.destroy(err));
+    inner.on('close', () => this.destroy());
+    inner.on('connect', () => this.emit('connect'));
+  }
+
+  /** Sets TCP_NODELAY on the underlying socket (mqtt.js and common/mqtt.ts call this on connect). */
+  setNoDelay(noDelay = true): this {
+    (this.inner as Partial<Socket>).setNoDelay?.(noDelay);
+    return this;
+  }
+
+  override _read(): void {
+    this.inner.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    const due = this.link.reserve(chunk.length, this.framer.feed(chunk), this.clock.now());
+    const release = () => {
+      this.timer = undefined;
+      if (this.inner.destroyed) return done();
+      if (this.inner.write(chunk)) done();
+      else this.inner.once('drain', () => done());
+    };
+    // Timers count whole milliseconds (Node truncates the delay), so the wait is rounded up: a chunk never leaves
+    // before its time. The schedule is virtual, so releasing a sub-millisecond wait at once does not accumulate
+    // error: the next chunk is still scheduled after this one's due time.
+    const wait = due - this.clock.now();
+    if (wait >= 1) this.timer = setTimeout(release, Math.ceil(wait));
+    else release();
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.inner.end(() => done());
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.inner.destroy();
+    done(err);
+  }
+}
+
+/** Wraps a connection's stream in the emulated uplink (for `ConnectionOptions.wrapStream`). */
+export function shapeUplink(shape: UplinkShape, clock: Clock = systemClock): (stream: Duplex) => Duplex {
+  return (stream) => new ShapedStream(stream, shape, clock);
+}
