@@ -2,7 +2,8 @@
  * The data plane on both brokers (the embedded aedes and Mosquitto): competing tail workers share the requests,
  * a worker killed mid-stream loses no frame, and a plan switch mid-stream drops or duplicates none.
  */
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { EmbeddedBroker } from '../broker/broker.ts';
 import { type ServiceProcess, startService } from '../cli/processes.ts';
 import { silentLogger } from '../common/log.ts';
 import { profileModel } from '../common/profile/profiler.ts';
@@ -15,7 +16,7 @@ import { Planner } from '../services/planner/planner.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { connectClient } from './helpers/broker.ts';
 import { demoModelDir } from './helpers/models.ts';
-import { forEachBroker } from './helpers/mosquitto.ts';
+import { forEachBroker, startMosquitto } from './helpers/mosquitto.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
 
 async function* frames(
@@ -186,3 +187,57 @@ forEachBroker(
     t.true(reports.filter((r) => r.index >= 50).every((r) => r.cut.index === next.index));
   },
 );
+
+for (const kind of ['aedes', 'mosquitto'] as const) {
+  test(`stopping the broker mid-stream: frames go on by local fallback, offloading resumes after a restart [${kind}]`, async (t) => {
+    const { dir, model } = await demoModelDir(t);
+    let stopBroker: () => Promise<void>;
+    let restart: () => Promise<void>;
+    let url: string;
+    if (kind === 'aedes') {
+      const first = new EmbeddedBroker({ host: '127.0.0.1', port: 0, logger: silentLogger });
+      await first.start();
+      url = first.url;
+      let current = first;
+      t.teardown(() => current.stop());
+      stopBroker = () => first.stop();
+      restart = async () => {
+        current = new EmbeddedBroker({ host: '127.0.0.1', port: first.port, logger: silentLogger });
+        await current.start();
+      };
+    } else {
+      const first = await startMosquitto(t);
+      url = first.url;
+      stopBroker = () => first.stop();
+      restart = async () => {
+        await startMosquitto(t, { port: Number(new URL(url).port) });
+      };
+    }
+    const worker = new TailWorker(
+      tailOptions({ mqttUrl: url, workerId: 'wb', modelsDir: dir }),
+      silentLogger,
+    );
+    await worker.start();
+    t.teardown(() => worker.stop());
+    const edge = await edgeFor(t, url, model, { resultTimeoutMs: 2000 });
+    const reports: FrameReport[] = [];
+    const n = 90;
+    await edge.run(
+      frames(model, n, async (i) => {
+        if (i === 20) await stopBroker();
+        if (i === 50) await restart();
+        if (i >= 20) await new Promise((r) => setTimeout(r, 20));
+      }),
+      (r) => reports.push(r),
+    );
+    assertEveryFrameOnce(t, reports, n);
+    const during = reports.filter((r) => r.index >= 25 && r.index < 50);
+    t.true(
+      during.every((r) => r.fallback !== undefined),
+      'frames while the broker is down run locally',
+    );
+    const resumed = reports.filter((r) => r.index >= 75 && !r.fallback && r.tailBy === 'wb');
+    t.true(resumed.length > 0, 'offloading resumes after the restart');
+    t.log(`fallbacks ${reports.filter((r) => r.fallback).length}, offloaded after restart ${resumed.length}`);
+  });
+}

@@ -67,9 +67,11 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-async function launch(): Promise<{ child: ChildProcess; port: number; dir: string; log: () => string }> {
+async function launch(
+  fixedPort?: number,
+): Promise<{ child: ChildProcess; port: number; dir: string; log: () => string }> {
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-mosquitto-'));
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const conf = join(dir, 'mosquitto.conf');
   await writeFile(
     conf,
@@ -95,14 +97,20 @@ async function launch(): Promise<{ child: ChildProcess; port: number; dir: strin
   return { child, port, dir, log: () => stderr };
 }
 
-/** Starts Mosquitto on a free loopback port, waits until it accepts connections, and stops it at teardown. */
-export async function startMosquitto(t: ExecutionContext): Promise<MosquittoHandle> {
+/**
+ * Starts Mosquitto on a free loopback port (or the given one, to restart a broker where clients expect it), waits
+ * until it accepts connections, and stops it at teardown.
+ */
+export async function startMosquitto(
+  t: ExecutionContext,
+  opts: { port?: number } = {},
+): Promise<MosquittoHandle> {
   if (!hasMosquitto) {
     throw new Error(`${MOSQUITTO_BIN} not found: install the mosquitto package (or set MOSQUITTO_BIN)`);
   }
   // A free port can be taken between probing and binding; try a few times.
   for (let attempt = 1; ; attempt++) {
-    const { child, port, dir, log } = await launch();
+    const { child, port, dir, log } = await launch(opts.port);
     let exited = false;
     child.once('exit', () => {
       exited = true;
