@@ -4,6 +4,8 @@
  */
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   model: () => import('./model.ts'),
+  planner: () => import('./planner.ts'),
+  pipeline: () => import('./pipeline.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

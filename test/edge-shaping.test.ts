@@ -9,11 +9,13 @@ import { EmbeddedBroker } from '../broker/broker.ts';
 import { silentLogger } from '../common/log.ts';
 import { Connection } from '../common/mqtt.ts';
 import {
+  BACKLOG_BYTES,
   formatRate,
   LinkSchedule,
   MqttFramer,
   parseRate,
   ShapedStream,
+  SLICE_BYTES,
   shapeUplink,
 } from '../common/shaping.ts';
 import { startBroker } from './helpers/broker.ts';
@@ -184,3 +186,70 @@ async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A shaped socket to a local server that records when bytes arrive; `sent` is when the data was written. */
+async function shapedPair(shape: { rateBps: number; setupMs: number }) {
+  const arrivals: Array<{ at: number; total: number }> = [];
+  let received = 0;
+  const server = createServer((s) =>
+    s.on('data', (d: Buffer) => {
+      received += d.length;
+      arrivals.push({ at: performance.now(), total: received });
+    }),
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const raw: Socket = tcpConnect((server.address() as AddressInfo).port, '127.0.0.1');
+  await once(raw, 'connect');
+  const shaped = new ShapedStream(raw, shape);
+  shaped.setNoDelay(true);
+  const close = async () => {
+    shaped.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  return { shaped, arrivals, close };
+}
+
+test('a long message reaches the peer progressively, not all at once at its end', async (t) => {
+  const { shaped, arrivals, close } = await shapedPair({ rateBps: 8e6, setupMs: 0 });
+  const size = 4 * SLICE_BYTES;
+  const t0 = performance.now();
+  shaped.write(Buffer.alloc(size));
+  while ((arrivals.at(-1)?.total ?? 0) < size) await new Promise((r) => setTimeout(r, 5));
+  await close();
+  const first = arrivals[0]!.at - t0;
+  const last = arrivals.at(-1)!.at - t0;
+  t.log(`${size} B at 8 Mbit/s: first bytes after ${first.toFixed(1)} ms, all after ${last.toFixed(1)} ms`);
+  // 256 KiB at 8 Mbit/s: 262 ms; the first 64 KiB slice leaves after 66 ms.
+  t.true(last >= 255, `all bytes after ${last.toFixed(1)} ms`);
+  t.true(first < last / 2, `first bytes after ${first.toFixed(1)} ms of ${last.toFixed(1)}`);
+});
+
+test('the writer goes on at once while the backlog is short, so back-to-back messages keep the link busy', async (t) => {
+  const { shaped, arrivals, close } = await shapedPair({ rateBps: 8e6, setupMs: 0 });
+  const t0 = performance.now();
+  let calledBack = Number.NaN;
+  shaped.write(Buffer.alloc(100_000), () => {
+    calledBack = performance.now() - t0;
+  });
+  shaped.write(Buffer.alloc(100_000));
+  while ((arrivals.at(-1)?.total ?? 0) < 200_000) await new Promise((r) => setTimeout(r, 5));
+  const last = arrivals.at(-1)!.at - t0;
+  // Beyond the backlog, the writer waits until enough has left the emulated link.
+  const big = BACKLOG_BYTES + 4 * SLICE_BYTES;
+  const t1 = performance.now();
+  let bigBack = Number.NaN;
+  shaped.write(Buffer.alloc(big), () => {
+    bigBack = performance.now() - t1;
+  });
+  while (Number.isNaN(bigBack)) await new Promise((r) => setTimeout(r, 5));
+  await close();
+  t.log(
+    `first write called back after ${calledBack.toFixed(1)} ms; 2 x 100 kB arrived after ${last.toFixed(1)} ms`,
+  );
+  t.true(calledBack < 50, `called back after ${calledBack.toFixed(1)} ms, expected at once`);
+  // 200 kB at 8 Mbit/s: 200 ms with the link busy throughout.
+  t.true(last >= 195 && last < 200 + 60, `2 x 100 kB took ${last.toFixed(1)} ms`);
+  // 4 slices (256 KiB, 262 ms) must leave before the backlog is short enough.
+  t.true(bigBack >= 250, `a write beyond the backlog was called back after ${bigBack.toFixed(1)} ms`);
+});

@@ -49,3 +49,49 @@ test('npm run bench -- planner times one re-plan over every cut of Inception-v3'
   t.regex(stdout, /planner benchmark: inception-v3, \d+ candidate cuts/);
   t.regex(stdout, /median \d+\.\d us, p90/);
 });
+
+test('npm run bench -- pipeline --quick runs the split SqueezeNet pipeline and the broker overhead table', async (t) => {
+  const { hasMosquitto } = await import('../bench/mosquitto.ts');
+  const started = Date.now();
+  const { stdout } = await npm(['bench', '--', 'pipeline', '--quick']);
+  t.log(`took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  t.regex(stdout, /^pipeline benchmark: squeezenet1\.0 split after features\.7\.cat \(cut 32 of 67; /m);
+  const n = '[\\d.]+';
+  for (const rate of ['10 Mbit/s', '100 Mbit/s']) {
+    // 1a: rate, request size, head, wire, tail, ideal, latency, ratio, overhead, verdict.
+    t.regex(
+      stdout,
+      new RegExp(`^${rate}\\s+${n} KiB(\\s+-?${n}){7}\\s+(met|MISSED)$`, 'm'),
+      `latency row ${rate}`,
+    );
+    // 1b: rate, head, wire, tail, slowest stage, bound, 0.85 x bound, fps, ratio, verdict.
+    t.regex(
+      stdout,
+      new RegExp(`^${rate}(\\s+${n}){3}\\s+(head|uplink|tail)(\\s+${n}){4}\\s+(met|MISSED)$`, 'm'),
+      `throughput row ${rate}`,
+    );
+    t.regex(
+      stdout,
+      new RegExp(
+        `^latency @ ${rate}: ${n} ms = ${n} x ideal ${n} ms \\(target <= 1\\.15: (met|MISSED)\\)$`,
+        'm',
+      ),
+    );
+    t.regex(
+      stdout,
+      new RegExp(
+        `^throughput @ ${rate}: ${n} fps = ${n} x bound ${n} fps \\((head|uplink|tail)\\) \\(target >= 0\\.85: (met|MISSED)\\)$`,
+        'm',
+      ),
+    );
+  }
+  t.regex(stdout, /^frames run on the edge instead of the worker \(fallbacks\): 0$/m);
+  const brokers = hasMosquitto ? ['aedes', 'mosquitto', 'mosquitto\\+nodelay'] : ['aedes'];
+  for (const broker of brokers)
+    for (const qos of [1, 0])
+      t.regex(
+        stdout,
+        new RegExp(`^${broker}\\s+${qos}(\\s+-?${n}){7}\\s+-?\\d+%$`, 'm'),
+        `${broker} QoS ${qos}`,
+      );
+});
