@@ -304,5 +304,8 @@ test.serial('uplink shaping changes the measured transfer time by the expected r
   t.true(within(fast.ms, expected(16e6)), `16 Mbit/s: ${fast.ms.toFixed(1)} ms`);
   t.true(within(setup.ms, expected(16e6) + 40), `16 Mbit/s + 40 ms set-up: ${setup.ms.toFixed(1)} ms`);
   const ratio = slow.ms / fast.ms;
-  t.true(ratio > 2.8 && ratio < 4.8, `ratio ${ratio.toFixed(2)}, expected ~4 minus the fixed overhead (unshaped: ~1)`);
+  t.true(
+    ratio > 2.8 && ratio < 4.8,
+    `ratio ${ratio.toFixed(2)}, expected ~4 minus the fixed overhead (unshaped: ~1)`,
+  );
 });
