@@ -4,6 +4,7 @@
  */
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   model: () => import('./model.ts'),
+  predict: () => import('./predict.ts'),
   planner: () => import('./planner.ts'),
   pipeline: () => import('./pipeline.ts'),
 };

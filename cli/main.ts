@@ -80,9 +80,10 @@ model
   });
 
 program
-  .command('profile <model>')
+  .command('profile [model]')
   .description(
-    'measure the per-layer latency profile of a model (a file or a zoo name) on this host, and check it at some cuts',
+    'measure the per-layer latency profile of a model (a file or a zoo name) on this host, and check it at some cuts; ' +
+      "with --sweep, time a grid of single layers (the predictors' training data)",
   )
   .option('--runs <n>', 'timed runs of every measurement', '20')
   .option('--warmup <n>', 'untimed runs before them', '3')
@@ -93,16 +94,42 @@ program
     '5',
   )
   .option('--json', 'print the profile as JSON')
-  .option('--out <file>', 'write the profile to this file')
-  .action(
-    async (
-      ref: string,
-      o: { runs: string; warmup: string; threads: string; checkCuts: string; json?: boolean; out?: string },
-    ) => {
-      const { profileCommand } = await import('./profile.ts');
-      await profileCommand(ref, o);
-    },
-  );
+  .option('--out <file>', 'write the profile (or, with --sweep, the samples) to this file')
+  .option('--sweep', 'time a grid of single-layer models instead of one model')
+  .option('--quick', 'with --sweep: a small grid (about 30 layers)')
+  .option('--seed <n>', 'with --sweep: seed of the grid')
+  .action(async (ref: string | undefined, o: Record<string, string | boolean | undefined>) => {
+    const { profileCommand } = await import('./profile.ts');
+    await profileCommand(ref, o as never);
+  });
+
+program
+  .command('plan <model>')
+  .description(
+    'Algorithm 1 between two devices at a bandwidth: every candidate cut, a text bar chart, the chosen cut',
+  )
+  .requiredOption('--edge <device>', 'edge device: a preset (edgecut device presets) or GFLOPs')
+  .requiredOption('--server <device>', 'server: a preset or GFLOPs')
+  .requiredOption('--bandwidth <rate>', 'link rate, e.g. 1mbps, 8kbps, 100mbit/s')
+  .option('--alpha-ms <ms>', 'channel set-up time per packet (alpha)', '0')
+  .option('--mtu <bytes>', 'packet size M', '1500')
+  .option('--load <factor>', 'edge load factor (paper Fig. 17: loadavg1 / cores when above 1)', '1')
+  .option('--objective <name>', 'latency (one frame) or throughput (pipelined stream)', 'latency')
+  .option('--presets <file>', 'a JSON file of your own device presets')
+  .option(
+    '--host <file>',
+    'predictors and GFLOPs of the host they were trained on (default: data/reference-host.json)',
+  )
+  .option('--json', 'print {best, candidates} as JSON')
+  .action(async (ref: string, o: Record<string, string | boolean | undefined>) => {
+    const [{ planCommand }, { loadModelRef }, { loadReferenceHost }] = await Promise.all([
+      import('./plan.ts'),
+      import('./model-source.ts'),
+      import('../common/predict/reference-host.ts'),
+    ]);
+    const host = await loadReferenceHost(typeof o.host === 'string' ? o.host : undefined);
+    await planCommand(await loadModelRef(ref), o as never, host.model, host.runtime);
+  });
 
 const zoo = program.command('zoo').description('the model zoo, built in code');
 zoo

@@ -18,6 +18,15 @@ export interface ProfileFlags {
   checkCuts?: string;
   json?: boolean;
   out?: string;
+  // --- `edgecut profile --sweep` (cli/sweep.ts; the latency predictors' layer sweep) ---
+  /** Run the layer sweep instead of profiling a model. */
+  sweep?: boolean;
+  /** With --sweep: the quick size (~30 layers, seconds). */
+  quick?: boolean;
+  /** With --sweep: seed of the configuration list. */
+  seed?: string;
+  /** With --sweep: timing passes. */
+  passes?: string;
 }
 
 /** A whole-number flag within [min, max]; a UserError naming the flag, the value and the range otherwise. */
@@ -139,7 +148,17 @@ export function formatProfile(p: Profile): string {
 }
 
 /** `edgecut profile <file|zoo-name> [--runs N] [--threads T] [--warmup W] [--check-cuts C] [--json] [--out F]`. */
-export async function profileCommand(ref: string, flags: ProfileFlags): Promise<void> {
+export async function profileCommand(ref: string | undefined, flags: ProfileFlags): Promise<void> {
+  // --- `edgecut profile --sweep [--out sweep.json] [--quick]`: a separate command sharing the name (cli/sweep.ts).
+  if (flags.sweep) {
+    if (ref !== undefined) throw new UserError('edgecut profile --sweep takes no model');
+    const { sweepCommand } = await import('./sweep.ts');
+    await sweepCommand(flags);
+    return;
+  }
+  if (ref === undefined)
+    throw new UserError('edgecut profile needs a model (a file or a zoo name), or --sweep');
+  // --- end of the --sweep branch
   const runs = countFlag('runs', flags.runs, 20, 1, 100_000);
   const warmup = countFlag('warmup', flags.warmup, 3, 0, 100_000);
   const threads = countFlag('threads', flags.threads, 1, 1, 1024);

@@ -86,3 +86,15 @@ test('edgecut device bench and device presets run; bad flags are one line', asyn
   t.is(bad.code, 2);
   t.is(bad.stderr.trim(), 'edgecut: --threads="x" is not allowed: expected a whole number');
 });
+
+test('edgecut profile --sweep --quick --out writes the samples the predictors train on', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-sweep-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const out = join(dir, 'sweep.json');
+  const r = await edgecut(['profile', '--sweep', '--quick', '--out', out]);
+  t.is(r.code, 0, r.stderr);
+  const { readFile } = await import('node:fs/promises');
+  const sweep = JSON.parse(await readFile(out, 'utf8')) as { samples: Array<{ op: string; ms: number }> };
+  t.true(sweep.samples.length >= 20);
+  t.true(sweep.samples.every((s) => typeof s.op === 'string' && s.ms >= 0));
+});

@@ -95,3 +95,11 @@ test('npm run bench -- pipeline --quick runs the split SqueezeNet pipeline and t
         `${broker} QoS ${qos}`,
       );
 });
+
+test('npm run bench -- predict runs leave-one-out over the zoo (quick sweep, few runs)', async (t) => {
+  const { stdout } = await npm(['bench', '--', 'predict', '--quick', '--runs', '2', '--rounds', '1']);
+  t.regex(stdout, /predict benchmark: .*leave-one-out over the zoo/);
+  for (const name of ['squeezenet1.0', 'alexnet', 'inception-v3', 'mobilenet-v2', 'resnet-50'])
+    t.true(stdout.includes(name), name);
+  t.regex(stdout, /chosen mix: worst whole-model error \d+\.\d%/);
+});

@@ -1,0 +1,68 @@
+/**
+ * `edgecut profile --sweep [--out sweep.json] [--quick]`: times a grid of single-layer models on this host
+ * (common/predict/sweep.ts) and writes the samples, the training data of the latency predictors.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import cliProgress from 'cli-progress';
+import { UserError } from '../common/errors.ts';
+import { runSweep, sweepConfigs } from '../common/predict/sweep.ts';
+
+/** Flags of the sweep, as commander gives them. */
+export interface SweepFlags {
+  out?: string;
+  quick?: boolean;
+  seed?: string;
+  passes?: string;
+}
+
+function wholeFlag(flag: string, value: string | undefined, def: number, min: number, max: number): number {
+  if (value === undefined) return def;
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UserError(
+      `--${flag}=${JSON.stringify(value)} is not allowed: expected a whole number from ${min} to ${max}`,
+    );
+  return n;
+}
+
+/** Runs the sweep and writes it (default `sweep.json`); progress on stderr when it is a terminal. */
+export async function sweepCommand(flags: SweepFlags): Promise<void> {
+  const out = flags.out ?? 'sweep.json';
+  const size = flags.quick ? 'quick' : 'full';
+  const seed = wholeFlag('seed', flags.seed, 1, 0, 2 ** 31 - 1);
+  const passes = flags.passes === undefined ? undefined : wholeFlag('passes', flags.passes, 1, 1, 100);
+  const total = sweepConfigs(size, seed).length;
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+        { stream: process.stderr, format: 'sweep [{bar}] {value}/{total} {layer}', hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  let started = false;
+  let sweep: Awaited<ReturnType<typeof runSweep>>;
+  try {
+    sweep = await runSweep({
+      size,
+      seed,
+      ...(passes === undefined ? {} : { passes }),
+      onProgress: (done, all, c) => {
+        if (!bar) return;
+        if (!started) {
+          bar.start(all, done, { layer: c.id });
+          started = true;
+        } else bar.update(done, { layer: c.id });
+      },
+    });
+  } finally {
+    bar?.stop();
+  }
+  await mkdir(dirname(out), { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(sweep, null, 1)}\n`);
+  await rename(tmp, out);
+  process.stdout.write(
+    `wrote ${out}: ${sweep.samples.length} of ${total} layers (${size}, seed ${seed}, ${sweep.passes} pass${sweep.passes === 1 ? '' : 'es'}) ` +
+      `in ${(sweep.elapsedMs / 1000).toFixed(1)} s; host load ${sweep.load[0].toFixed(1)} -> ${sweep.load[1].toFixed(1)}\n`,
+  );
+}
