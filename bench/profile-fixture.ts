@@ -3,25 +3,15 @@
  * per-layer numbers without measuring them.
  */
 import type { ModelHandle } from '../common/model-handle.ts';
+import { predictedLayers } from '../common/profile/preset.ts';
 import type { Profile } from '../schemas/profile.ts';
 
 /** Per-layer ms = FLOPs / gflops, plus a small fixed cost per layer. */
 export function makeProfileFromCosts(handle: ModelHandle, gflops: number): Profile {
-  const layers = handle.analysis.nodes.map((n, i) => {
-    const c = handle.costs[i]!;
-    const ms = c.flops / (gflops * 1e6) + 0.01;
-    return {
-      index: n.index,
-      name: n.name,
-      op: n.op,
-      ms,
-      p90: ms,
-      flops: c.flops,
-      inputBytes: c.inputBytes,
-      outputBytes: c.outputBytes,
-      paramBytes: c.paramBytes,
-    };
-  });
+  const layers = predictedLayers(
+    handle,
+    handle.costs.map((c) => c.flops / (gflops * 1e6) + 0.01),
+  );
   const total = layers.reduce((s, l) => s + l.ms, 0);
   return {
     version: 1,

@@ -3,7 +3,7 @@
  */
 import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../common/config.ts';
-import { LOG_LEVELS } from '../common/log.ts';
+import { commonSettings } from '../common/service-settings.ts';
 
 /** Settings table of `edgecut broker`. */
 export const brokerSettings = {
@@ -35,13 +35,7 @@ export const brokerSettings = {
     default: '1000',
     doc: 'QoS 1 messages a shared-subscription group holds while none of its members is connected',
   }),
-  logLevel: setting({
-    env: 'LOG_LEVEL',
-    flag: 'log-level',
-    schema: z.enum(LOG_LEVELS, { message: `expected one of ${LOG_LEVELS.join(', ')}` }),
-    default: 'info',
-    doc: `log level: ${LOG_LEVELS.join(', ')}`,
-  }),
+  logLevel: commonSettings.logLevel,
 };
 
 /** Parsed settings of `edgecut broker`. */

@@ -5,8 +5,8 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import cliProgress from 'cli-progress';
-import { UserError } from '../common/errors.ts';
 import { runSweep, sweepConfigs } from '../common/predict/sweep.ts';
+import { countFlag } from './profile.ts';
 
 /** Flags of the sweep, as commander gives them. */
 export interface SweepFlags {
@@ -16,22 +16,12 @@ export interface SweepFlags {
   passes?: string;
 }
 
-function wholeFlag(flag: string, value: string | undefined, def: number, min: number, max: number): number {
-  if (value === undefined) return def;
-  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max)
-    throw new UserError(
-      `--${flag}=${JSON.stringify(value)} is not allowed: expected a whole number from ${min} to ${max}`,
-    );
-  return n;
-}
-
 /** Runs the sweep and writes it (default `sweep.json`); progress on stderr when it is a terminal. */
 export async function sweepCommand(flags: SweepFlags): Promise<void> {
   const out = flags.out ?? 'sweep.json';
   const size = flags.quick ? 'quick' : 'full';
-  const seed = wholeFlag('seed', flags.seed, 1, 0, 2 ** 31 - 1);
-  const passes = flags.passes === undefined ? undefined : wholeFlag('passes', flags.passes, 1, 1, 100);
+  const seed = countFlag('seed', flags.seed, 1, 0, 2 ** 31 - 1);
+  const passes = flags.passes === undefined ? undefined : countFlag('passes', flags.passes, 1, 1, 100);
   const total = sweepConfigs(size, seed).length;
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar(

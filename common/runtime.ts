@@ -10,6 +10,8 @@ import { halvesToFloats } from './half.ts';
 export interface RuntimeOptions {
   /** Intra-op threads; the same count on both sides keeps split results bit-identical to the whole model. */
   threads?: number;
+  /** Turn onnxruntime's per-node profiler on, writing its trace to files starting with this path. */
+  profileFilePrefix?: string;
   /** Graph optimisation level, default `all` (minus NCHWc, see `nchwc`). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
   /**
@@ -75,6 +77,7 @@ export async function createSession(
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
     logSeverityLevel: 3,
+    ...(opts.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profileFilePrefix } : {}),
     ...(disabled ? { extra: { optimization: { disable_specified_optimizers: disabled } } } : {}),
   });
 }

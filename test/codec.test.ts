@@ -1,4 +1,5 @@
 import test from 'ava';
+import { mulberry32 } from '../common/random.ts';
 import {
   DTYPE_BYTES,
   type DType,
@@ -29,18 +30,6 @@ const ALL_CODES: ErrorCode[] = [
   'internal',
   'overloaded',
 ];
-
-/** Deterministic PRNG (mulberry32), so failures reproduce. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function times(base: number): StageTimes {
   return {

@@ -14,7 +14,7 @@ import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
-import { connectClient } from './helpers/broker.ts';
+import { connectClient, stablePort } from './helpers/broker.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { forEachBroker, startMosquitto } from './helpers/mosquitto.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
@@ -195,7 +195,7 @@ for (const kind of ['aedes', 'mosquitto'] as const) {
     let restart: () => Promise<void>;
     let url: string;
     if (kind === 'aedes') {
-      const first = new EmbeddedBroker({ host: '127.0.0.1', port: 0, logger: silentLogger });
+      const first = new EmbeddedBroker({ host: '127.0.0.1', port: await stablePort(), logger: silentLogger });
       await first.start();
       url = first.url;
       let current = first;
@@ -206,7 +206,7 @@ for (const kind of ['aedes', 'mosquitto'] as const) {
         await current.start();
       };
     } else {
-      const first = await startMosquitto(t);
+      const first = await startMosquitto(t, { port: await stablePort() });
       url = first.url;
       stopBroker = () => first.stop();
       restart = async () => {

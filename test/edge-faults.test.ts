@@ -19,7 +19,7 @@ import { FALLBACK, frameDeadline } from '../services/edge-head/faults.ts';
 import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
 import { PendingResults, type Timers } from '../services/edge-head/pending.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
-import { collect, connectClient, startBroker } from './helpers/broker.ts';
+import { collect, connectClient, stablePort, startBroker } from './helpers/broker.ts';
 import { tempDir, waitFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
@@ -267,7 +267,7 @@ test('an error reply makes the device run the tail at once', async (t) => {
 });
 
 test('broker down mid-stream: frames fall back locally, and offloading resumes when it is back on the same port', async (t) => {
-  const first = await startBroker(t);
+  const first = await startBroker(t, false, await stablePort());
   const port = first.port;
   const url = first.url;
   const { dir, model } = await demoModelDir(t);

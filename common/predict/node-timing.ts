@@ -19,6 +19,7 @@ import type { OnnxModel } from '../model/onnx.ts';
 import { readModel } from '../model/onnx.ts';
 import { sampleInput } from '../model/shapes.ts';
 import type { RuntimeOptions } from '../runtime.ts';
+import { createSession } from '../runtime.ts';
 
 /** Options of {@link nodeTimes}. */
 export interface NodeTimingOptions {
@@ -82,16 +83,10 @@ export async function nodeTimes(
 ): Promise<NodeTimes> {
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-ortprof-'));
   try {
-    const session = await ort.InferenceSession.create(bytes, {
-      executionProviders: ['cpu'],
-      intraOpNumThreads: opts.threads ?? 1,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: opts.optimization ?? 'all',
-      executionMode: 'sequential',
-      logSeverityLevel: 3,
-      enableProfiling: true,
+    const session = await createSession(bytes, {
+      threads: opts.threads ?? 1,
+      optimization: opts.optimization ?? 'all',
       profileFilePrefix: join(dir, 'p'),
-      extra: { optimization: { disable_specified_optimizers: 'NchwcTransformer' } },
     });
     const inputs = feeds ?? sampleFeeds(readModel(bytes, 'model'));
     const run = () => (fetches ? session.run(inputs, fetches) : session.run(inputs));

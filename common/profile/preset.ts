@@ -87,6 +87,25 @@ export async function presetScale(
   };
 }
 
+/** Profile layers from per-layer milliseconds and the model's static costs (median = p90: a prediction). */
+export function predictedLayers(handle: ModelHandle, ms: readonly number[]): Profile['layers'] {
+  return handle.analysis.nodes.map((n, i) => {
+    const c = handle.costs[i]!;
+    const v = ms[i]!;
+    return {
+      index: n.index,
+      name: n.name,
+      op: n.op,
+      ms: v,
+      p90: v,
+      flops: c.flops,
+      inputBytes: c.inputBytes,
+      outputBytes: c.outputBytes,
+      paramBytes: c.paramBytes,
+    };
+  });
+}
+
 /** A predicted profile of the model on the preset device. */
 export async function presetProfile(
   handle: ModelHandle,
@@ -98,21 +117,10 @@ export async function presetProfile(
   const hostLayers = await host.layers(handle);
   const hostTotal = hostLayers.ms.reduce((a, b) => a + b, 0);
   const s = await presetScale(host, { name: handle.name, hostTotal }, preset, presets);
-  const layers = handle.analysis.nodes.map((n, i) => {
-    const c = handle.costs[i]!;
-    const ms = hostLayers.ms[i]! * s.scale;
-    return {
-      index: n.index,
-      name: n.name,
-      op: n.op,
-      ms,
-      p90: ms,
-      flops: c.flops,
-      inputBytes: c.inputBytes,
-      outputBytes: c.outputBytes,
-      paramBytes: c.paramBytes,
-    };
-  });
+  const layers = predictedLayers(
+    handle,
+    hostLayers.ms.map((ms) => ms * s.scale),
+  );
   const total = layers.reduce((a, l) => a + l.ms, 0);
   return {
     version: PROFILE_VERSION,

@@ -178,20 +178,6 @@ export function ortNodeNames(handle: ModelHandle): string[] {
   });
 }
 
-/** Options of a session with onnxruntime's profiler on, writing its trace into `dir`. */
-function layerSessionOptions(threads: number, dir: string): ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'disabled',
-    executionMode: 'sequential',
-    logSeverityLevel: 3,
-    enableProfiling: true,
-    profileFilePrefix: join(dir, 'ort'),
-  };
-}
-
 /** Reads the one trace onnxruntime wrote into `dir` (after `endProfiling`). */
 async function readTrace(dir: string): Promise<TraceEvent[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
@@ -402,7 +388,14 @@ export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {
   let trace: TraceEvent[];
   try {
     try {
-      await open(ort.InferenceSession.create(handle.bytes, layerSessionOptions(threads, dir)), feeds);
+      await open(
+        createSession(handle.bytes, {
+          threads,
+          optimization: 'disabled',
+          profileFilePrefix: join(dir, 'ort'),
+        }),
+        feeds,
+      );
       await open(createSession(handle.bytes, { threads }), feeds);
       for (const k of checkAt) {
         await open(createSession(handle.part(k, 'head'), { threads }), feeds);

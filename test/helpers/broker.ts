@@ -1,16 +1,34 @@
 /**
  * Test helpers: a real embedded broker on port 0, closed when the test ends (aedes' test/helper.js style).
  */
+import { createServer } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import mqtt, { type MqttClient } from 'mqtt';
 import { EmbeddedBroker } from '../../broker/broker.ts';
 import { silentLogger } from '../../common/log.ts';
 
-/** Starts the embedded broker on a free loopback port; stops it at teardown. */
-export async function startBroker(t: ExecutionContext, ws = false): Promise<EmbeddedBroker> {
+/**
+ * A free loopback port below Linux's ephemeral range (32768-60999). A test that stops a broker and restarts it on
+ * the same port uses one: a port the OS handed out for port 0 could meanwhile be handed to a broker of another
+ * test running in parallel, and the reconnecting clients would then talk to that broker.
+ */
+export async function stablePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
+/** Starts the embedded broker on a free loopback port (or the given one); stops it at teardown. */
+export async function startBroker(t: ExecutionContext, ws = false, port = 0): Promise<EmbeddedBroker> {
   const broker = new EmbeddedBroker({
     host: '127.0.0.1',
-    port: 0,
+    port,
     wsPort: ws ? 0 : undefined,
     logger: silentLogger,
   });
