@@ -231,7 +231,9 @@ for (const kind of ['aedes', 'mosquitto'] as const) {
       (r) => reports.push(r),
     );
     assertEveryFrameOnce(t, reports, n);
-    const during = reports.filter((r) => r.index >= 25 && r.index < 50);
+    // Frames pulled after the stop and finished before the restart: up to `window` (6) frames before frame 50
+    // may still be queued when the broker is back, and may then go to the worker.
+    const during = reports.filter((r) => r.index > 20 && r.index < 50 - 6);
     t.true(
       during.every((r) => r.fallback !== undefined),
       'frames while the broker is down run locally',
