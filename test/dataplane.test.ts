@@ -234,10 +234,8 @@ for (const kind of ['aedes', 'mosquitto'] as const) {
     // Frames pulled after the stop and finished before the restart: up to `window` (6) frames before frame 50
     // may still be queued when the broker is back, and may then go to the worker.
     const during = reports.filter((r) => r.index > 20 && r.index < 50 - 6);
-    t.true(
-      during.every((r) => r.fallback !== undefined),
-      'frames while the broker is down run locally',
-    );
+    const offloaded = during.filter((r) => r.fallback === undefined).map((r) => `${r.index} by ${r.tailBy}`);
+    t.deepEqual(offloaded, [], 'frames while the broker is down run locally');
     const resumed = reports.filter((r) => r.index >= 75 && !r.fallback && r.tailBy === 'wb');
     t.true(resumed.length > 0, 'offloading resumes after the restart');
     t.log(`fallbacks ${reports.filter((r) => r.fallback).length}, offloaded after restart ${resumed.length}`);
