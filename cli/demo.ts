@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../common/errors.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
-import { type ServiceProcess, startService } from './processes.ts';
+import { type ServiceProcess, startBrokerProcess, startService } from './processes.ts';
 
 const DemoOptions = z.object({
   frames: z.coerce.number().int().min(0),
@@ -42,14 +42,9 @@ export async function runDemo(raw: { frames: string; window: string; cut: string
     process.stdout.write(
       `demo: model ${modelPath}; starting broker, planner, tail worker and edge as separate processes\n`,
     );
-    const broker = startService(
-      'broker',
-      ['broker', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1'],
-      { env: quiet },
-    );
+    const { proc: broker, url } = await startBrokerProcess({ env: quiet });
     started.push(broker);
-    const { port } = await broker.ready;
-    const env = { ...quiet, MQTT_URL: `mqtt://127.0.0.1:${String(port)}` };
+    const env = { ...quiet, MQTT_URL: url };
     const planner = startService('planner', ['planner', '--planner-id', 'demo-planner', '--cut', opts.cut], {
       env,
     });

@@ -80,3 +80,16 @@ export function startService(name: string, args: string[], opts: StartOptions = 
     },
   };
 }
+
+/** Starts `edgecut broker` on a free loopback port (TCP and WebSocket) and waits until it is up. */
+export async function startBrokerProcess(
+  opts: StartOptions = {},
+): Promise<{ proc: ServiceProcess; url: string }> {
+  const proc = startService(
+    'broker',
+    ['broker', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1'],
+    opts,
+  );
+  const { port } = await proc.ready;
+  return { proc, url: `mqtt://127.0.0.1:${String(port)}` };
+}

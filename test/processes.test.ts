@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { type ServiceProcess, startService } from '../cli/processes.ts';
+import { type ServiceProcess, startBrokerProcess, startService } from '../cli/processes.ts';
 import { StatusSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
@@ -21,13 +21,8 @@ test('services stop on SIGTERM after their frames in flight, and say offline', a
     for (const p of procs.reverse()) await p.stop(2000);
   });
   const quiet = { onStderr: () => undefined, env: { LOG_LEVEL: 'warn' } };
-  const broker = startService(
-    'broker',
-    ['broker', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1'],
-    quiet,
-  );
+  const { proc: broker, url } = await startBrokerProcess(quiet);
   procs.push(broker);
-  const url = `mqtt://127.0.0.1:${String((await broker.ready).port)}`;
   const env = { LOG_LEVEL: 'warn', MQTT_URL: url };
   const tail = startService('tail', ['tail', '--worker-id', 'proc-tail', '--models-dir', dir], {
     ...quiet,

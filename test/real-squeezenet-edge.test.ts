@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { EDGECUT_BIN, type ServiceProcess, startService } from '../cli/processes.ts';
+import { EDGECUT_BIN, type ServiceProcess, startBrokerProcess, startService } from '../cli/processes.ts';
 
 const run = promisify(execFile);
 const SHARED = resolve(fileURLToPath(new URL('..', import.meta.url)), '../shared');
@@ -33,13 +33,8 @@ const body = async (t: ExecutionContext) => {
     for (const p of procs.reverse()) await p.stop(3000);
   });
   const quiet = { onStderr: () => undefined, env: { LOG_LEVEL: 'error' } };
-  const broker = startService(
-    'broker',
-    ['broker', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1'],
-    quiet,
-  );
+  const { proc: broker, url } = await startBrokerProcess(quiet);
   procs.push(broker);
-  const url = `mqtt://127.0.0.1:${String((await broker.ready).port)}`;
   const env = { LOG_LEVEL: 'error', MQTT_URL: url, PROFILE_RUNS: '0' };
   const tail = startService('tail', ['tail', '--worker-id', 'real-tail', '--models-dir', dir], {
     ...quiet,
