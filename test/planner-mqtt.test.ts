@@ -4,32 +4,17 @@
 import { Writable } from 'node:stream';
 import test from 'ava';
 import { pino } from 'pino';
-import { type DeviceTelemetry, PlanSchema } from '../schemas/messages.ts';
+import { PlanSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
-import { makeProfile } from './helpers/profiles.ts';
+import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
+
+const telemetry = (device: string, kbps: number, loadavg1: number) =>
+  deviceTelemetry(device, Date.now(), kbps, loadavg1);
 
 const edge = makeProfile([10, 10, 10], [100_000, 50_000, 1_000, 10], { device: 'r1' });
 const server = makeProfile([1, 1, 1], [100_000, 50_000, 1_000, 10], { device: 'w1' });
-
-function telemetry(device: string, kbps: number, loadavg1: number): DeviceTelemetry {
-  const transfers = [20_000, 50_000, 80_000].map((bytes) => ({
-    bytes,
-    seconds: (bytes * 8) / (kbps * 1000),
-  }));
-  return {
-    device,
-    at: Date.now(),
-    loadavg1,
-    cores: 2,
-    cpuPercent: 0,
-    headMs: {},
-    transfers,
-    framesInFlight: 0,
-    fallbacks: 0,
-  };
-}
 
 test('bandwidth down moves the retained plan later, edge load up moves it earlier, no profile means no plan', async (t) => {
   const broker = await startBroker(t);

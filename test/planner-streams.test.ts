@@ -10,7 +10,9 @@ import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { decide } from '../services/planner/decide.ts';
 import { type PlannerEvent, type PlannerSources, planEvents } from '../services/planner/streams.ts';
-import { makeProfile } from './helpers/profiles.ts';
+import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
+
+const telemetry = (at: number, kbps: number, loadavg1 = 0.1) => deviceTelemetry('r1', at, kbps, loadavg1);
 
 const edge = makeProfile([10, 10, 10], [100_000, 50_000, 1_000, 10], { device: 'r1' });
 const server = makeProfile([1, 1, 1], [100_000, 50_000, 1_000, 10], { device: 'w1' });
@@ -23,24 +25,6 @@ const opts = {
   tickMs: 1000,
   staleMs: 10_000,
 };
-
-function telemetry(at: number, kbps: number, loadavg1 = 0.1): DeviceTelemetry {
-  const transfers = [20_000, 50_000, 80_000].map((bytes) => ({
-    bytes,
-    seconds: (bytes * 8) / (kbps * 1000),
-  }));
-  return {
-    device: 'r1',
-    at,
-    loadavg1,
-    cores: 2,
-    cpuPercent: 0,
-    headMs: {},
-    transfers,
-    framesInFlight: 0,
-    fallbacks: 0,
-  };
-}
 
 /** Runs the planner streams on scripted inputs for `untilMs` of virtual time; returns [time, event] pairs. */
 function simulate(

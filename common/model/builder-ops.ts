@@ -4,12 +4,8 @@
 // PyTorch default that exported models carry). Used by the model zoo (zoo/).
 
 import { floatToHalf } from '../half.ts';
-import type { GraphBuilder, Pair, Value, WindowOptions } from './builder.ts';
-import { windowOut } from './builder.ts';
-import { DataType, floatAttr, intAttr, intsAttr } from './onnx.ts';
-
-const pair = (p: Pair | undefined, def: number): [number, number] =>
-  p === undefined ? [def, def] : typeof p === 'number' ? [p, p] : p;
+import type { GraphBuilder, Value, WindowOptions } from './builder.ts';
+import { DataType, floatAttr } from './onnx.ts';
 
 // A non-parameter float initializer stored in the element type of the activations.
 function floatConstant(b: GraphBuilder, name: string, dtype: number, dims: number[], data: Float32Array) {
@@ -88,17 +84,5 @@ export function avgPool(
   x: Value,
   o: WindowOptions & { ceil?: boolean; countIncludePad?: boolean },
 ): Value {
-  const [kh, kw] = pair(o.kernel, 1);
-  const [sh, sw] = pair(o.stride, 1);
-  const [ph, pw] = pair(o.pad, 0);
-  const [n, c, h, w] = x.shape as [number, number, number, number];
-  const attrs = [
-    intsAttr('kernel_shape', [kh, kw]),
-    intsAttr('strides', [sh, sw]),
-    intsAttr('pads', [ph, pw, ph, pw]),
-  ];
-  if (o.ceil) attrs.push(intAttr('ceil_mode', 1));
-  if (o.countIncludePad) attrs.push(intAttr('count_include_pad', 1));
-  const shape = [n, c, windowOut(h, kh, sh, 2 * ph, o.ceil), windowOut(w, kw, sw, 2 * pw, o.ceil)];
-  return b.node('AveragePool', [x.name], [shape], attrs, o.name)[0]!;
+  return b.pool(x, { ...o, average: true });
 }

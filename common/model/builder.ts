@@ -203,8 +203,11 @@ export class GraphBuilder {
     return this.node('Relu', [x.name], [x.shape], [], name)[0]!;
   }
 
-  /** MaxPool (or AveragePool) over a window; `ceil` selects ceil_mode as in Caffe-era nets. */
-  pool(x: Value, o: WindowOptions & { ceil?: boolean; average?: boolean }): Value {
+  /**
+   * MaxPool (or AveragePool) over a window; `ceil` selects ceil_mode as in Caffe-era nets; `countIncludePad`
+   * (AveragePool, PyTorch's default) divides by the full window at the borders.
+   */
+  pool(x: Value, o: WindowOptions & { ceil?: boolean; average?: boolean; countIncludePad?: boolean }): Value {
     const [kh, kw] = pair(o.kernel, 1);
     const [sh, sw] = pair(o.stride, 1);
     const [ph, pw] = pair(o.pad, 0);
@@ -215,6 +218,7 @@ export class GraphBuilder {
       intsAttr('pads', [ph, pw, ph, pw]),
     ];
     if (o.ceil) attrs.push(intAttr('ceil_mode', 1));
+    if (o.average && o.countIncludePad) attrs.push(intAttr('count_include_pad', 1));
     const shape = [n, c, windowOut(h, kh, sh, 2 * ph, o.ceil), windowOut(w, kw, sw, 2 * pw, o.ceil)];
     return this.node(o.average ? 'AveragePool' : 'MaxPool', [x.name], [shape], attrs, o.name)[0]!;
   }

@@ -1,6 +1,7 @@
 /**
  * Test helper: small hand-made profiles (schemas/profile.ts) for planner tests.
  */
+import type { DeviceTelemetry } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
 
 /** A profile with the given per-layer ms and D_k (k = 0..N; the last is the output size). */
@@ -38,5 +39,24 @@ export function makeProfile(
       tensors: [k === 0 ? 'input' : `t${k}`],
     })),
     createdAt: '2026-11-26T00:00:00.000Z',
+  };
+}
+
+/** Device telemetry with three transfers (20, 50 and 80 kB) at the given link rate. */
+export function deviceTelemetry(device: string, at: number, kbps: number, loadavg1 = 0.1): DeviceTelemetry {
+  const transfers = [20_000, 50_000, 80_000].map((bytes) => ({
+    bytes,
+    seconds: (bytes * 8) / (kbps * 1000),
+  }));
+  return {
+    device,
+    at,
+    loadavg1,
+    cores: 2,
+    cpuPercent: 0,
+    headMs: {},
+    transfers,
+    framesInFlight: 0,
+    fallbacks: 0,
   };
 }
