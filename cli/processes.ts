@@ -3,6 +3,7 @@
  * process; its `ready` line on stdout says it is up, its other output is passed through with a prefix.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -27,6 +28,15 @@ export interface ServiceProcess {
 /** Options of {@link startService}. */
 export interface StartOptions {
   env?: Record<string, string>;
+  /** When false, the child gets only `env`, not this process's environment (default true). */
+  inheritEnv?: boolean;
+  /** Working directory of the child (default: this process's). */
+  cwd?: string;
+  /**
+   * Runs the child in its own process group, so a Ctrl-C at the terminal reaches only this process, which then
+   * stops its children in order (`edgecut stack up`).
+   */
+  detached?: boolean;
   /** Prefix of passed-through lines; empty passes lines unchanged. */
   prefix?: string;
   /** Where other stdout lines go (default: this process's stdout). */
@@ -38,14 +48,18 @@ export interface StartOptions {
 /** Starts `edgecut <args>` as a child process. */
 export function startService(name: string, args: string[], opts: StartOptions = {}): ServiceProcess {
   const child = spawn(process.execPath, [EDGECUT_BIN, ...args], {
-    env: { ...process.env, ...opts.env },
+    env: opts.inheritEnv === false ? { ...opts.env } : { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(opts.detached ? { detached: true } : {}),
   });
   const prefix = opts.prefix ?? `[${name}] `;
   const onStdout = opts.onStdout ?? ((line: string) => process.stdout.write(`${prefix}${line}\n`));
   const onStderr = opts.onStderr ?? ((line: string) => process.stderr.write(`${prefix}${line}\n`));
   const exited = new Promise<number>((resolve) => {
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
+    child.once('exit', (code, signal) =>
+      resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 15) : 1)),
+    );
   });
   const ready = new Promise<ReadyLine>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {

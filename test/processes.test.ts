@@ -63,7 +63,9 @@ test('services stop on SIGTERM after their frames in flight, and say offline', a
   t.truthy(done, 'the edge prints its closing line');
   t.regex(
     done ?? '',
-    new RegExp(`^done: ${frames.length} frames answered \\(${frames.length} by tail workers, 0 local`),
+    new RegExp(
+      `^done: ${frames.length} frames answered \\(${frames.length} by tail workers, 0 on the device by plan, 0 local`,
+    ),
   );
   // Frames complete in order here (one tail, window 2), and none taken was lost.
   t.deepEqual(

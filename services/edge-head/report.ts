@@ -28,6 +28,8 @@ export class Tally {
   frames = 0;
   offloadedEqual = 0;
   fallbacks = 0;
+  /** Frames the plan kept entirely on the device (cut N, or no plan yet). */
+  onDevice = 0;
   maxDiff = 0;
   private first = 0;
 
@@ -36,6 +38,7 @@ export class Tally {
     if (this.frames === 0) this.first = now - r.totalMs;
     this.frames++;
     if (r.fallback) this.fallbacks++;
+    else if (r.tailBy === 'local') this.onDevice++;
     if (r.maxAbsDiff !== undefined) {
       this.maxDiff = Math.max(this.maxDiff, r.maxAbsDiff);
       if (!r.fallback && r.maxAbsDiff <= CHECK_TOLERANCE) this.offloadedEqual++;
@@ -51,7 +54,10 @@ export class Tally {
 
   /** The closing line: every frame taken was answered (by a worker or locally). */
   done(): string {
-    return `done: ${this.frames} frames answered (${this.frames - this.fallbacks} by tail workers, ${this.fallbacks} local fallbacks)`;
+    return (
+      `done: ${this.frames} frames answered (${this.frames - this.fallbacks - this.onDevice} by tail workers, ` +
+      `${this.onDevice} on the device by plan, ${this.fallbacks} local fallbacks)`
+    );
   }
 
   /** The check's summary line. */

@@ -1,0 +1,148 @@
+/**
+ * `edgecut stack up` and `edgecut stack config`: run the services of a Compose file (compose.yaml) as local
+ * processes, for gateways without a container engine. docs/deploy.md describes how each Compose key translates.
+ */
+import { dirname, join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { systemClock } from '../common/clock.ts';
+import { UserError } from '../common/errors.ts';
+import { loadCompose } from './stack/compose.ts';
+import { planStack, type StackPlan } from './stack/plan.ts';
+import { Supervisor } from './stack/supervisor.ts';
+
+/** Flags shared by `stack up` and `stack config`. */
+export interface StackFlags {
+  file: string;
+  scale: string[];
+  profile: string[];
+  portOffset: string;
+  volumesDir?: string;
+}
+
+/** Variables of the host environment every process starts from (a container starts from an empty one). */
+const BASE_ENV = [
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'TMPDIR',
+  'TMP',
+  'TEMP',
+  'LANG',
+  'LC_ALL',
+  'TZ',
+];
+
+function parseScale(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) {
+    const m = /^([A-Za-z0-9._-]+)=(\d+)$/.exec(v);
+    if (!m)
+      throw new UserError(
+        `--scale ${JSON.stringify(v)} is not allowed: expected SERVICE=N with N a whole number >= 0`,
+      );
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Loads the Compose file and builds the process plan. */
+export async function stackPlan(
+  services: string[],
+  flags: StackFlags,
+): Promise<{ plan: StackPlan; dir: string }> {
+  const offset = Number(flags.portOffset);
+  if (!/^\d+$/.test(flags.portOffset) || offset > 60_000)
+    throw new UserError(
+      `--port-offset ${JSON.stringify(flags.portOffset)} is not allowed: expected a whole number from 0 to 60000`,
+    );
+  const file = resolve(flags.file);
+  const project = await loadCompose(file);
+  const dir = dirname(file);
+  const plan = planStack(project, {
+    services,
+    scale: parseScale(flags.scale),
+    profiles: flags.profile,
+    portOffset: offset,
+    volumesDir: resolve(flags.volumesDir ?? join(dir, '.edgecut', 'volumes')),
+  });
+  return { plan, dir };
+}
+
+/** `edgecut stack config`: prints the processes `stack up` would run, as YAML. */
+export async function stackConfigCommand(services: string[], flags: StackFlags): Promise<void> {
+  const { plan } = await stackPlan(services, flags);
+  const doc = {
+    processes: Object.fromEntries(
+      plan.processes.map((p) => [
+        p.id,
+        {
+          command: ['edgecut', ...p.args],
+          environment: p.env,
+          depends_on: p.dependsOn,
+          restart:
+            p.restart.kind === 'on-failure' && p.restart.maxAttempts !== undefined
+              ? `on-failure:${p.restart.maxAttempts}`
+              : p.restart.kind,
+          stop_grace_ms: p.stopGraceMs,
+        },
+      ]),
+    ),
+    volumes: plan.volumeDirs,
+  };
+  process.stdout.write(stringify(doc, { aliasDuplicateObjects: false }));
+}
+
+/** `edgecut stack up`: runs the stack until Ctrl-C; returns the exit code. */
+export async function stackUpCommand(services: string[], flags: StackFlags): Promise<number> {
+  const { plan, dir } = await stackPlan(services, flags);
+  const baseEnv: Record<string, string> = {};
+  for (const k of BASE_ENV) {
+    const v = process.env[k];
+    if (v !== undefined) baseEnv[k] = v;
+  }
+  const supervisor = new Supervisor(plan, {
+    cwd: dir,
+    baseEnv,
+    clock: systemClock,
+    out: {
+      stdout: (line) => process.stdout.write(`${line}\n`),
+      stderr: (line) => process.stderr.write(`${line}\n`),
+    },
+  });
+  process.stderr.write(
+    `stack: ${plan.processes.length} processes from ${flags.file}: ${plan.processes.map((p) => p.id).join(', ')}\n`,
+  );
+  let signalled = false;
+  const stopped = new Promise<'signal'>((resolveStop) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (signalled) {
+        process.stderr.write(`stack: second ${sig}: killing every process now\n`);
+        process.exit(130);
+      }
+      signalled = true;
+      process.stderr.write(`stack: ${sig}: stopping every process (edge first, broker last)\n`);
+      resolveStop('signal');
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  const started = supervisor.start();
+  const first = await Promise.race([started.then((r) => ({ ready: r })), stopped]).catch((err: unknown) => ({
+    err,
+  }));
+  if (first === 'signal') {
+    const graceful = await supervisor.stop();
+    await started.catch(() => undefined);
+    return graceful ? 0 : 1;
+  }
+  if ('err' in first) return 1;
+  process.stdout.write(
+    `${JSON.stringify({ ready: 'stack', file: flags.file, processes: first.ready.map(({ ready: _r, ...rest }) => rest) })}\n`,
+  );
+  const outcome = await Promise.race([stopped, supervisor.finished]);
+  if (outcome === 'signal') return (await supervisor.stop()) ? 0 : 1;
+  process.stderr.write('stack: every process has exited\n');
+  return outcome;
+}

@@ -1,0 +1,180 @@
+/**
+ * `edgecut stack up` runs compose.yaml itself as local processes: the whole system comes up with three tail
+ * workers, frames stream through it and every result arrives, a crashed worker is restarted, and Ctrl-C stops
+ * everything cleanly. compose.cluster.yaml runs the same services against Mosquitto as the external broker.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { startService } from '../cli/processes.ts';
+import { hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
+import { alive, freePortOffset, type StackProcess, stackUp } from './helpers/stack.ts';
+
+/** Every port compose.yaml listens on (broker TCP and WebSocket, metrics of each service and 3 tail replicas). */
+const COMPOSE_PORTS = [1883, 8083, 9464, 9465, 9466, 9470, 9471, 9472];
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-stack-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Streams `frames` frames from a fresh edge process through the stack and returns its output lines. */
+async function streamFrames(
+  t: ExecutionContext,
+  mqttUrl: string,
+  modelsDir: string,
+  frames: number,
+): Promise<{ code: number; lines: string[] }> {
+  const lines: string[] = [];
+  const edge = startService(
+    'edge',
+    ['edge', '--device-id', 'stack-test-robot', '--model', 'demo', '--models-dir', modelsDir],
+    {
+      env: { MQTT_URL: mqttUrl, FRAMES: String(frames), WINDOW: '3', VERIFY: 'true', LOG_LEVEL: 'warn' },
+      onStdout: (line) => lines.push(line),
+      onStderr: () => undefined,
+    },
+  );
+  t.teardown(() => edge.stop(2000));
+  return { code: await edge.exited, lines };
+}
+
+function tailIds(processes: StackProcess[]): string[] {
+  return processes.filter((p) => p.id.startsWith('server-tail-')).map((p) => String(p.id));
+}
+
+test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a crash restarted, Ctrl-C stops all', async (t) => {
+  const dir = await tempDir(t);
+  const offset = await freePortOffset(COMPOSE_PORTS);
+  const run = stackUp(
+    t,
+    ['--scale', 'server-tail=3', '--port-offset', String(offset), '--volumes-dir', dir],
+    // Interpolated into compose.yaml: a fixed cut, so every frame is split, and a quiet example robot.
+    { PLAN_CUT: 'middle', FPS: '2', LOG_LEVEL: 'info' },
+  );
+  const processes = await run.ready;
+  t.deepEqual(
+    processes.map((p) => p.id),
+    ['broker-1', 'planner-1', 'server-tail-1', 'server-tail-2', 'server-tail-3', 'edge-head-1'],
+  );
+  const broker = processes.find((p) => p.id === 'broker-1');
+  t.is(broker?.port, 1883 + offset, 'the broker listens on its compose port plus the offset');
+  const pids = processes.map((p) => Number(p.pid));
+  t.true(
+    pids.every((pid) => pid > 0 && alive(pid)),
+    'every process reports its pid and is running',
+  );
+
+  // Every line of every service is prefixed with its process id, as `docker compose up` does.
+  await run.waitForStderr(/^server-tail-3 \| \{.*"level":30/);
+  t.true(
+    run.stderr.every((l) => /^(stack|[a-z-]+-\d+)\s* \| |^stack: /.test(l)),
+    'every stderr line is prefixed',
+  );
+
+  const mqttUrl = `mqtt://127.0.0.1:${1883 + offset}`;
+  const frames = 30;
+  const { code, lines } = await streamFrames(t, mqttUrl, join(dir, 'models'), frames);
+  t.is(code, 0, lines.slice(-5).join('\n'));
+  const frameLines = lines.filter((l) => l.startsWith('frame '));
+  t.is(frameLines.length, frames);
+  t.regex(lines.join('\n'), new RegExp(`check: ${frames}/${frames} frames offloaded and equal .* PASS`));
+  // The shared subscription spread the frames over the three workers compose.yaml scaled to.
+  const workers = new Set(frameLines.map((l) => /tail by (\S+)/.exec(l)?.[1]));
+  t.is(workers.size, 3, `workers that answered: ${[...workers].join(', ')}`);
+  t.is(tailIds(processes).length, 3);
+
+  // A crashed worker is restarted under its restart policy (compose.yaml: unless-stopped).
+  const victim = processes.find((p) => p.id === 'server-tail-2');
+  process.kill(Number(victim?.pid), 'SIGKILL');
+  const since = run.stderr.length;
+  await run.waitForStderr(
+    /^stack\s+\| server-tail-2 exited with code 137; restarting in \d+ ms \(restart 1\)/,
+    since,
+  );
+  const again = await run.waitForStderr(/^stack\s+\| server-tail-2 ready \(pid (\d+)/, since);
+  const newPid = Number(/pid (\d+)/.exec(again)?.[1]);
+  t.not(newPid, Number(victim?.pid));
+  t.true(alive(newPid));
+
+  // Ctrl-C: every process stops after its work in flight, the edge first and the broker last.
+  run.child.kill('SIGINT');
+  t.is(await run.exited, 0);
+  const stops = run.stderr
+    .filter((l) => /"msg":"stopping after the work in flight"/.test(l))
+    .map((l) => l.split(' ')[0]);
+  t.is(stops[0], 'edge-head-1');
+  t.is(stops.at(-1), 'broker-1');
+  t.regex(run.stderr.at(-1) ?? '', /^stack\s+\| stopped$/);
+  for (const pid of [...pids.filter((p) => p !== Number(victim?.pid)), newPid])
+    t.false(alive(pid), `pid ${pid} is gone`);
+});
+
+const clusterTest = hasMosquitto || process.env.CI === 'true' ? test : test.skip;
+
+clusterTest(
+  'stack up -f compose.cluster.yaml runs every service against an external broker (Mosquitto)',
+  async (t) => {
+    const dir = await tempDir(t);
+    const mosquitto = await startMosquitto(t);
+    const offset = await freePortOffset([9465, 9466, 9470, 9471]);
+    const run = stackUp(
+      t,
+      [
+        '-f',
+        'compose.cluster.yaml',
+        '--scale',
+        'server-tail=2',
+        '--port-offset',
+        String(offset),
+        '--volumes-dir',
+        dir,
+      ],
+      { MQTT_URL: mosquitto.url, PLAN_CUT: 'middle', FPS: '2' },
+    );
+    const processes = await run.ready;
+    t.deepEqual(
+      processes.map((p) => p.id),
+      ['planner-1', 'server-tail-1', 'server-tail-2', 'edge-head-1'],
+    );
+    const { code, lines } = await streamFrames(t, mosquitto.url, join(dir, 'models'), 20);
+    t.is(code, 0, lines.slice(-5).join('\n'));
+    t.regex(lines.join('\n'), /check: 20\/20 frames offloaded and equal .* PASS/);
+    run.child.kill('SIGINT');
+    t.is(await run.exited, 0);
+  },
+);
+
+test('stack up refuses a Compose file it cannot run, with one line', async (t) => {
+  const dir = await tempDir(t);
+  const { writeFile } = await import('node:fs/promises');
+  const file = join(dir, 'compose.yaml');
+  await writeFile(file, 'services:\n  db:\n    image: postgres:16\n');
+  const run = stackUp(t, ['-f', file]);
+  t.is(await run.exited, 2);
+  t.deepEqual(run.stderr, [
+    'edgecut: services.db runs image "postgres:16", which stack up cannot run without a container engine; start it yourself and name the services to run: edgecut stack up SERVICE...',
+  ]);
+});
+
+test('a service that refuses its configuration stops stack up instead of restarting forever', async (t) => {
+  const dir = await tempDir(t);
+  const { writeFile } = await import('node:fs/promises');
+  const file = join(dir, 'compose.yaml');
+  await writeFile(
+    file,
+    'services:\n  planner:\n    build: .\n    restart: always\n    command: ["planner"]\n    environment:\n      MQTT_URL: "not a url"\n',
+  );
+  const run = stackUp(t, ['-f', file]);
+  t.is(await run.exited, 1);
+  const own = run.stderr.filter((l) => l.startsWith('planner-1'));
+  t.is(own.length, 1, 'the service says what is wrong in one line');
+  t.regex(own[0] ?? '', /MQTT_URL="not a url" is not allowed: expected a URL like mqtt:\/\/host:1883/);
+  t.true(
+    run.stderr.some((l) =>
+      /stack\s+\| planner-1 refused its configuration \(exit code 2\); not restarting it/.test(l),
+    ),
+  );
+});
