@@ -19,4 +19,12 @@ COPY --from=build /app/common ./common
 COPY --from=build /app/broker ./broker
 COPY --from=build /app/services ./services
 COPY --from=build /app/schemas ./schemas
+COPY --from=build /app/data ./data
+COPY --from=build /app/tsconfig.json ./
+# Every service answers GET /healthz on its METRICS_PORT (compose.yaml sets one per service).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["node", "bin/edgecut.js", "health"]
+# Run unprivileged. A named volume mounted at /models starts with this directory's owner, so the services can write
+# models into it.
+RUN mkdir -p /models && chown node:node /models
+USER node
 ENTRYPOINT ["node", "bin/edgecut.js"]

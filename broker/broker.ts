@@ -2,16 +2,22 @@
  * The embedded MQTT broker: aedes behind a TCP listener and an MQTT-over-WebSocket listener. It is the default
  * broker of a single gateway; beyond one gateway every service points at an existing MQTT cluster instead.
  *
- * On top of aedes it adds shared subscriptions (shared.ts), which the tail workers compete through, and corrects
- * the MQTT 3.1.1 deviations of aedes listed in conformance.ts, all through aedes' hooks.
+ * On top of aedes it adds shared subscriptions (shared.ts), which the tail workers compete through, corrects the
+ * MQTT 3.1.1 deviations of aedes listed in conformance.ts, and, with a users file, enforces passwords and per-role
+ * topic access (auth.ts), all through aedes' hooks. An optional third listener speaks MQTT over TLS (tls.ts).
  */
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
+import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
 import { type GroupStats, type SharedOptions, SharedSubscriptions } from './shared.ts';
+import { loadTls, type TlsSettings } from './tls.ts';
+import { loadUsers } from './users.ts';
 
 /** Where the broker listens. */
 export interface BrokerOptions {
@@ -25,6 +31,10 @@ export interface BrokerOptions {
   logger: Logger;
   /** Bounds of the shared subscriptions' queues (defaults in shared.ts). */
   shared?: Omit<SharedOptions, 'logger'>;
+  /** Users file (users.ts); undefined lets anonymous clients do everything. */
+  usersFile?: string | undefined;
+  /** MQTT-over-TLS listener; off unless a port is given (tls.ts). */
+  tls?: TlsSettings | undefined;
 }
 
 function listen(server: Server | HttpServer, port: number, host: string): Promise<number> {
@@ -48,9 +58,12 @@ export class EmbeddedBroker {
   private tcp: Server | undefined;
   private http: HttpServer | undefined;
   private wss: WebSocketServer | undefined;
+  private tlsServer: TlsServer | undefined;
+  private access: AccessControl | undefined;
   private readonly sockets = new Set<Socket>();
   private tcpPort = 0;
   private webSocketPort: number | undefined;
+  private tlsListenPort: number | undefined;
 
   constructor(private readonly opts: BrokerOptions) {}
 
@@ -64,9 +77,19 @@ export class EmbeddedBroker {
     return this.webSocketPort;
   }
 
+  /** The bound TLS port (after start), if enabled. */
+  get tlsPort(): number | undefined {
+    return this.tlsListenPort;
+  }
+
   /** `mqtt://host:port` of the TCP listener, for clients on this host. */
   get url(): string {
     return `mqtt://127.0.0.1:${this.tcpPort}`;
+  }
+
+  /** The aedes instance while started, for observers of its events ('publish', 'client', ...), e.g. metrics. */
+  get events(): Aedes | undefined {
+    return this.aedes;
   }
 
   /** State of the shared-subscription groups (empty before start). */
@@ -74,31 +97,54 @@ export class EmbeddedBroker {
     return this.shared?.stats() ?? [];
   }
 
-  /** Creates aedes and opens the listeners. */
+  /** Refusals of access control so far (all zero without a users file). */
+  accessStats(): AccessStats {
+    return this.access?.stats() ?? { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 0 };
+  }
+
+  /** Checks the users file and TLS files (ConfigError, before any socket opens), creates aedes, opens the listeners. */
   async start(): Promise<void> {
     const { logger } = this.opts;
     const host = this.opts.host ?? '0.0.0.0';
+    const users = this.opts.usersFile === undefined ? undefined : await loadUsers(this.opts.usersFile);
+    const tls = await loadTls(this.opts.tls);
     const conformance = new Conformance();
+    const access = new AccessControl(users?.users, logger);
     let shared: SharedSubscriptions | undefined;
     const aedes = await Aedes.createBroker({
       id: 'edgecut-broker',
       preConnect: (client, packet, done) => {
         conformance.preConnect(client, packet);
+        access.preConnect(client, packet);
         done(null, true);
       },
-      authenticate: (client, _username, _password, done) => {
+      authenticate: (client, username, password, done) => {
         const refused = conformance.authenticate(client);
-        if (refused) done(refused as AuthenticateError, false);
-        else done(null, true);
+        if (refused) return done(refused as AuthenticateError, false);
+        access.authenticate(client, username, password).then(
+          (denied) => (denied ? done(denied, false) : done(null, true)),
+          (err: unknown) => {
+            logger.error({ client: client.id, err: errorMessage(err) }, 'authentication failed');
+            done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
+          },
+        );
       },
-      authorizePublish: (_client, packet, done) => done(conformance.authorizePublish(packet)),
+      authorizePublish: (client, packet, done) => {
+        const err = conformance.authorizePublish(packet);
+        if (!err) access.authorizePublish(client, packet);
+        done(err);
+      },
       authorizeSubscribe: (client, sub, done) => {
+        if (!access.authorizeSubscribe(client, sub)) return done(null, null);
         const asShared = shared?.authorizeSubscribe(client, sub);
         done(null, asShared !== undefined ? asShared : conformance.authorizeSubscribe(client, sub));
       },
-      authorizeForward: (client, packet) => conformance.authorizeForward(client, packet),
+      authorizeForward: (client, packet) =>
+        access.authorizeForward(client, packet.topic) ? conformance.authorizeForward(client, packet) : null,
     });
     conformance.install(aedes);
+    access.install(aedes);
+    this.access = access;
     shared = new SharedSubscriptions(aedes, { ...this.opts.shared, logger });
     this.shared = shared;
     this.aedes = aedes;
@@ -113,14 +159,23 @@ export class EmbeddedBroker {
     aedes.on('connectionError', (client, err) =>
       logger.debug({ client: client.id, err: err.message }, 'connection error'),
     );
-    this.tcp = createServer((socket) => {
+    const accept = (socket: Socket) => {
       // Nagle's algorithm would hold small QoS 1 acknowledgements back ~40 ms on loopback.
       socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       handle(socket);
-    });
+    };
+    this.tcp = createServer(accept);
     this.tcpPort = await listen(this.tcp, this.opts.port, host);
+    if (tls) {
+      // 'secureConnection': the handshake is done; the TLS socket is a net.Socket (setNoDelay reaches the TCP one).
+      this.tlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, accept);
+      this.tlsServer.on('tlsClientError', (err) =>
+        logger.debug({ err: err.message }, 'TLS handshake failed'),
+      );
+      this.tlsListenPort = await listen(this.tlsServer, tls.port, host);
+    }
     if (this.opts.wsPort !== undefined) {
       this.http = createHttpServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
@@ -132,20 +187,29 @@ export class EmbeddedBroker {
       });
       this.webSocketPort = await listen(this.http, this.opts.wsPort, host);
     }
-    logger.info({ port: this.tcpPort, wsPort: this.webSocketPort }, 'broker listening');
+    logger.info(
+      {
+        port: this.tcpPort,
+        wsPort: this.webSocketPort,
+        tlsPort: this.tlsListenPort,
+        users: users?.users.size,
+      },
+      'broker listening',
+    );
   }
 
   /** Closes the listeners, disconnects every client and closes aedes. Idempotent. */
   async stop(): Promise<void> {
-    const { aedes, tcp, http, wss } = this;
+    const { aedes, tcp, http, wss, tlsServer } = this;
     this.shared?.close();
     this.shared = undefined;
     this.aedes = undefined;
     this.tcp = undefined;
     this.http = undefined;
     this.wss = undefined;
+    this.tlsServer = undefined;
     if (!aedes) return;
-    const closing = [tcp && close(tcp), http && close(http)];
+    const closing = [tcp && close(tcp), http && close(http), tlsServer && close(tlsServer)];
     for (const client of wss?.clients ?? []) client.terminate();
     wss?.close();
     for (const socket of this.sockets) socket.destroy();

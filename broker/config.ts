@@ -3,6 +3,7 @@
  */
 import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../common/config.ts';
+import { metricsPortSetting } from '../common/metrics-setting.ts';
 import { commonSettings } from '../common/service-settings.ts';
 
 /** Settings table of `edgecut broker`. */
@@ -28,6 +29,30 @@ export const brokerSettings = {
     default: '8083',
     doc: 'MQTT-over-WebSocket port (0 = any free port)',
   }),
+  tlsPort: setting({
+    env: 'BROKER_TLS_PORT',
+    flag: 'tls-port',
+    schema: schemas.port,
+    doc: 'MQTT-over-TLS port (0 = any free port); unset = no TLS listener; needs BROKER_TLS_CERT and BROKER_TLS_KEY',
+  }),
+  tlsCert: setting({
+    env: 'BROKER_TLS_CERT',
+    flag: 'tls-cert',
+    schema: schemas.path,
+    doc: 'PEM file of the TLS server certificate (and any intermediates after it)',
+  }),
+  tlsKey: setting({
+    env: 'BROKER_TLS_KEY',
+    flag: 'tls-key',
+    schema: schemas.path,
+    doc: 'PEM file of the TLS private key',
+  }),
+  users: setting({
+    env: 'BROKER_USERS',
+    flag: 'users',
+    schema: schemas.path,
+    doc: 'users file (JSON, written by edgecut users add): enforces passwords and per-role topic access; unset = anonymous clients with full access',
+  }),
   sharedQueue: setting({
     env: 'BROKER_SHARED_QUEUE',
     flag: 'shared-queue',
@@ -36,6 +61,7 @@ export const brokerSettings = {
     doc: 'QoS 1 messages a shared-subscription group holds while none of its members is connected',
   }),
   logLevel: commonSettings.logLevel,
+  metricsPort: metricsPortSetting,
 };
 
 /** Parsed settings of `edgecut broker`. */

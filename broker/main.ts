@@ -3,8 +3,10 @@
  */
 import { runComponent } from '../cli/service.ts';
 import { createLogger } from '../common/log.ts';
+import { Monitored } from '../common/metrics.ts';
 import { EmbeddedBroker } from './broker.ts';
 import type { BrokerConfig } from './config.ts';
+import { BrokerMetrics } from './metrics.ts';
 
 /** Runs the embedded broker until SIGINT/SIGTERM. */
 export async function runBroker(cfg: BrokerConfig): Promise<void> {
@@ -15,6 +17,28 @@ export async function runBroker(cfg: BrokerConfig): Promise<void> {
     wsPort: cfg.wsPort,
     logger,
     shared: { maxQueued: cfg.sharedQueue },
+    usersFile: cfg.users,
+    tls: { port: cfg.tlsPort, certFile: cfg.tlsCert, keyFile: cfg.tlsKey },
   });
-  await runComponent('broker', broker, logger, () => ({ port: broker.port, wsPort: broker.wsPort }));
+  const metrics = new BrokerMetrics(broker);
+  const observed = {
+    async start() {
+      await broker.start();
+      const aedes = broker.events;
+      if (aedes) metrics.attach(aedes);
+    },
+    stop: () => broker.stop(),
+  };
+  const served = new Monitored(observed, {
+    port: cfg.metricsPort,
+    registry: metrics.set.registry,
+    service: 'broker',
+    logger,
+  });
+  await runComponent('broker', served, logger, () => ({
+    port: broker.port,
+    wsPort: broker.wsPort,
+    tlsPort: broker.tlsPort,
+    ...served.server.readyDetails(),
+  }));
 }

@@ -9,10 +9,20 @@ import { plannerSettings } from '../services/planner/config.ts';
 import { tailSettings } from '../services/server-tail/config.ts';
 import { runDemo } from './demo.ts';
 import { addSettings, readSettings } from './options.ts';
+import type { StackFlags } from './stack.ts';
 
 const program = new Command('edgecut')
   .description('Split deep neural networks between an edge device and tail workers over MQTT.')
-  .showHelpAfterError('(run with --help for usage)')
+  // A usage error is one line, like every other error of the CLI (subcommands inherit this).
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        `edgecut: ${text
+          .replace(/^error: /, '')
+          .trim()
+          .replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`,
+      ),
+  })
   .exitOverride();
 
 addSettings(
@@ -47,6 +57,15 @@ addSettings(
 });
 
 program
+  .command('health')
+  .description("check a service's GET /healthz: exit 0 on 200, else one line and exit 1")
+  .option('--url <url>', 'the health URL (default http://127.0.0.1:$METRICS_PORT/healthz)')
+  .action(async (o: { url?: string }) => {
+    const { healthCommand } = await import('./health.ts');
+    process.exitCode = await healthCommand(o);
+  });
+
+program
   .command('demo')
   .description('start broker, planner, one tail worker and one edge as separate processes and stream frames')
   .option(
@@ -59,6 +78,45 @@ program
   .action(async (o: { frames: string; window: string; cut: string }) => {
     process.exitCode = await runDemo(o);
   });
+
+/** Collects a repeatable flag's values. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+const stack = program
+  .command('stack')
+  .description(
+    'run the services of a Compose file (compose.yaml) as local processes, without a container engine',
+  );
+for (const [name, description] of [
+  ['up', 'start the services (with their dependencies) and supervise them until Ctrl-C'],
+  ['config', 'print the processes `stack up` would run, with their translated environment'],
+] as const) {
+  stack
+    .command(`${name} [services...]`)
+    .description(description)
+    .option('-f, --file <file>', 'the Compose file', 'compose.yaml')
+    .option(
+      '--scale <service=n>',
+      'replicas of a service (repeatable), overriding deploy.replicas',
+      collect,
+      [],
+    )
+    .option('--profile <name>', 'enable a Compose profile (repeatable)', collect, [])
+    .option(
+      '--port-offset <n>',
+      'added to every listening port and to the ports of URLs naming a service',
+      '0',
+    )
+    .option(
+      '--volumes-dir <dir>',
+      'host directory of the named volumes (default: .edgecut/volumes beside the file)',
+    )
+    .action(async (services: string[], o: StackFlags) => {
+      const { stackUpCommand, stackConfigCommand } = await import('./stack.ts');
+      if (name === 'up') process.exitCode = await stackUpCommand(services, o);
+      else await stackConfigCommand(services, o);
+    });
+}
 
 const model = program.command('model').description('inspect and split ONNX models');
 model
@@ -147,6 +205,28 @@ zoo
   .action(async (name: string, o: { out: string; seed: string }) => {
     const { zooBuildCommand } = await import('./zoo.ts');
     await zooBuildCommand(name, o);
+  });
+
+const users = program
+  .command('users')
+  .description('the broker users file (BROKER_USERS): scrypt-hashed passwords and roles (docs/security.md)');
+users
+  .command('add <file> <username>')
+  .description('add a user, or replace its entry; the password is the first line of stdin; creates the file')
+  .option('--role <role>', 'device, worker, planner or admin')
+  .option('--device <id>', 'role device: the device id its topics are bound to (default: the user name)')
+  .option('--worker <id>', 'role worker: the worker id its topics are bound to (default: the user name)')
+  .option('--planner <id>', 'role planner: the planner id its topics are bound to (default: the user name)')
+  .action(async (file: string, username: string, o: Record<string, string | undefined>) => {
+    const { usersAddCommand } = await import('./users.ts');
+    await usersAddCommand(file, username, o);
+  });
+users
+  .command('check <file>')
+  .description('check a users file as the broker does at start')
+  .action(async (file: string) => {
+    const { usersCheckCommand } = await import('./users.ts');
+    await usersCheckCommand(file);
   });
 
 const device = program.command('device').description("this host's speed and the device presets");

@@ -2,8 +2,8 @@
  * Configuration, validated once at start-up (STYLE.md, convention 5). Each service declares its settings in one
  * table: the environment variable, the CLI flag, a zod schema, a default and one line of documentation. The same
  * table registers the flags, parses environment and flags into one typed object, and generates
- * docs/configuration.md. Flags win over the environment; an invalid or unknown value stops the service with one
- * line naming the variable, the value given and what is allowed.
+ * docs/configuration.md (scripts/generate-docs.ts). Flags win over the environment; an invalid or unknown value
+ * stops the service with one line naming the variable, the value given and what is allowed.
  */
 import { z } from 'zod';
 import { UserError } from './errors.ts';
@@ -62,7 +62,7 @@ export function parseConfig<S extends Settings>(
     const parsed = s.schema.safeParse(raw);
     if (!parsed.success) {
       const why = parsed.error.issues[0]?.message ?? 'invalid';
-      throw new ConfigError(`${source}=${JSON.stringify(raw)} is not allowed: ${why} (${s.doc})`);
+      throw new ConfigError(`${source}=${JSON.stringify(raw)} is not allowed: ${why} -- ${s.env}: ${s.doc}`);
     }
     out[key] = parsed.data;
   }
@@ -111,12 +111,3 @@ export const schemas = {
   /** A filesystem path. */
   path: z.string().min(1, 'expected a path'),
 };
-
-/** Lists the settings as Markdown table rows (for docs/configuration.md). */
-export function settingsTable(settings: Settings): string {
-  const rows = Object.values(settings).map(
-    (s) =>
-      `| \`${s.env}\` | \`--${s.flag}\` | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.doc} |`,
-  );
-  return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
-}

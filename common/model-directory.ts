@@ -4,9 +4,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage } from './errors.ts';
+import { errorMessage, UserError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { ModelHandle } from './model-handle.ts';
 
@@ -16,11 +16,20 @@ async function hashFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** What a scan remembers of a file, so an unchanged file is not hashed again. */
+interface FileHash {
+  size: number;
+  mtimeMs: number;
+  hash: string;
+}
+
 /** Models of one directory, loaded on first use. */
 export class ModelDirectory {
   private paths = new Map<string, string>();
   private readonly loaded = new Map<string, Promise<ModelHandle>>();
   private lastScan = 0;
+  private hashes = new Map<string, FileHash>();
+  private dirMtimeMs: number | undefined;
 
   constructor(
     private readonly dir: string,
@@ -41,24 +50,56 @@ export class ModelDirectory {
   /** Hashes every `*.onnx` file of the directory. */
   async scan(): Promise<void> {
     this.lastScan = Date.now();
-    const names = (await readdir(this.dir)).filter((n) => n.endsWith('.onnx')).sort();
+    this.dirMtimeMs = await stat(this.dir).then(
+      (st) => st.mtimeMs,
+      () => undefined,
+    );
+    const entries = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR')
+        throw new UserError(
+          `models directory ${this.dir} does not exist: create it, or point MODELS_DIR at the directory of your *.onnx models`,
+        );
+      throw err;
+    });
+    const names = entries.filter((n) => n.endsWith('.onnx')).sort();
     const paths = new Map<string, string>();
+    const hashes = new Map<string, FileHash>();
     for (const name of names) {
       const path = join(this.dir, name);
       try {
-        paths.set(await hashFile(path), path);
+        // Rehash only files whose size or modification time changed since the last scan.
+        const st = await stat(path);
+        const known = this.hashes.get(path);
+        const hash =
+          known && known.size === st.size && known.mtimeMs === st.mtimeMs ? known.hash : await hashFile(path);
+        hashes.set(path, { size: st.size, mtimeMs: st.mtimeMs, hash });
+        paths.set(hash, path);
       } catch (err) {
         this.logger.warn({ path, err: errorMessage(err) }, 'model file unreadable');
       }
     }
     this.paths = paths;
+    this.hashes = hashes;
+  }
+
+  /**
+   * Whether a rescan could find something new: the directory's mtime moved (a file was added, renamed or removed,
+   * as when a model is copied in) or the rate limit has passed (a file rewritten in place).
+   */
+  private async changedSinceScan(): Promise<boolean> {
+    if (Date.now() - this.lastScan >= this.rescanIntervalMs) return true;
+    const mtime = await stat(this.dir).then(
+      (st) => st.mtimeMs,
+      () => undefined,
+    );
+    return mtime !== this.dirMtimeMs;
   }
 
   /** The model with this content hash, or undefined. Rescans (rate-limited) when the hash is unknown. */
   async get(id: string): Promise<ModelHandle | undefined> {
     const hit = this.loaded.get(id);
     if (hit) return hit;
-    if (!this.paths.has(id) && Date.now() - this.lastScan >= this.rescanIntervalMs) await this.scan();
+    if (!this.paths.has(id) && (await this.changedSinceScan())) await this.scan();
     const path = this.paths.get(id);
     if (!path) return undefined;
     const loading = ModelHandle.fromFile(path);

@@ -8,9 +8,10 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Status } from '../schemas/messages.ts';
-import { errorMessage } from './errors.ts';
+import { errorMessage, UserError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { type AckControl, controlAcks, storeWithoutClone } from './mqtt-patches.ts';
+import { readPem } from './pem.ts';
 
 /** Handler of one subscription. Throwing or rejecting is contained by the connection. */
 export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void | Promise<void>;
@@ -34,6 +35,8 @@ export interface ConnectionOptions {
   username?: string;
   /** Optional credentials. */
   password?: string;
+  /** PEM file of the CA to trust for `mqtts://` and `wss://` (mqtt.js `ca`); default: Node's CAs. */
+  caFile?: string | undefined;
   /** Keep the session across reconnects so QoS 1 messages are not lost while away [MQTT-3.1.2-4]. */
   persistentSession?: boolean;
   /** Reconnect period in ms (mqtt.js default 1000). */
@@ -113,6 +116,9 @@ export class Connection {
   async start(): Promise<void> {
     const { opts } = this;
     const offline: Status = { state: 'offline', role: opts.role, id: opts.clientId };
+    // Read once, before connecting: a missing or non-PEM file stops the service with one line.
+    const ca =
+      opts.caFile === undefined ? undefined : await readPem(opts.caFile, 'certificate', 'MQTT_CA_FILE');
     const client = mqtt.connect(opts.url, {
       clientId: opts.clientId,
       clean: !opts.persistentSession,
@@ -120,6 +126,7 @@ export class Connection {
       connectTimeout: 10_000,
       username: opts.username,
       password: opts.password,
+      ...(ca ? { ca } : {}),
       will: { topic: opts.statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
       ...opts.extra,
       ...(opts.wrapStream ? { manualConnect: true } : {}),
@@ -151,7 +158,8 @@ export class Connection {
         if ('code' in err && typeof err.code === 'number') {
           client.off('connect', onConnect);
           client.end(true);
-          reject(new Error(`broker ${opts.url} refused the connection: ${err.message}`));
+          // A refusal is the user's configuration (credentials, client id): one line, not a stack trace.
+          reject(new UserError(`broker ${opts.url} refused the connection: ${err.message}`));
         }
       };
       client.once('connect', onConnect);

@@ -1,5 +1,5 @@
 /**
- * Settings every service shares: where the broker is, credentials, and the log level.
+ * Settings every service shares: where the broker is, credentials, the CA to trust, and the log level.
  */
 import { z } from 'zod';
 import { schemas, setting } from './config.ts';
@@ -16,6 +16,12 @@ export const commonSettings = {
   }),
   username: setting({ env: 'MQTT_USERNAME', flag: 'username', schema: z.string(), doc: 'broker user name' }),
   password: setting({ env: 'MQTT_PASSWORD', flag: 'password', schema: z.string(), doc: 'broker password' }),
+  mqttCaFile: setting({
+    env: 'MQTT_CA_FILE',
+    flag: 'mqtt-ca-file',
+    schema: schemas.path,
+    doc: 'PEM file of the CA to trust for mqtts:// and wss:// (default: the system CAs)',
+  }),
   logLevel: setting({
     env: 'LOG_LEVEL',
     flag: 'log-level',

@@ -1,17 +1,126 @@
 /**
- * compose.yaml is a valid Compose file (checked by docker-compose's own validator; no Docker engine needed).
+ * compose.yaml and compose.cluster.yaml are valid Compose files (checked by docker-compose's own validator; no
+ * Docker engine needed), every variable they set is a setting of the service's command, and the Dockerfile builds
+ * a slim runtime with everything the services load.
  */
 import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parse } from 'yaml';
+import { brokerSettings } from '../broker/config.ts';
+import type { Settings } from '../common/config.ts';
+import { edgeSettings } from '../services/edge-head/config.ts';
+import { plannerSettings } from '../services/planner/config.ts';
+import { tailSettings } from '../services/server-tail/config.ts';
 
 const run = promisify(execFile);
 
-test('docker-compose validates compose.yaml', async (t) => {
-  const { stdout } = await run('docker-compose', ['-f', 'compose.yaml', 'config']);
-  const doc = parse(stdout) as { services: Record<string, { command: string[] }> };
-  t.deepEqual(Object.keys(doc.services).sort(), ['broker', 'edge-head', 'planner', 'server-tail']);
-  t.deepEqual(doc.services.broker?.command, ['broker']);
-  t.deepEqual(doc.services['server-tail']?.command, ['tail']);
+interface ComposeService {
+  command: string[];
+  environment: Record<string, string>;
+  healthcheck?: { test: string[] };
+  restart?: string;
+  volumes?: (string | { source: string; target: string })[];
+  depends_on?: Record<string, { condition: string }>;
+}
+
+/** The settings table of each edgecut command a Compose service runs. */
+const SETTINGS: Record<string, Settings> = {
+  broker: brokerSettings,
+  planner: plannerSettings,
+  tail: tailSettings,
+  edge: edgeSettings,
+};
+
+async function validated(
+  file: string,
+  env: Record<string, string> = {},
+): Promise<Record<string, ComposeService>> {
+  const { stdout } = await run('docker-compose', ['-f', file, 'config'], { env: { ...process.env, ...env } });
+  return (parse(stdout) as { services: Record<string, ComposeService> }).services;
+}
+
+for (const [file, env, names] of [
+  ['compose.yaml', {}, ['broker', 'edge-head', 'planner', 'server-tail']],
+  ['compose.cluster.yaml', { MQTT_URL: 'mqtt://emqx.example:1883' }, ['edge-head', 'planner', 'server-tail']],
+] as const) {
+  test(`docker-compose validates ${file}; every variable is a setting of its command`, async (t) => {
+    const services = await validated(file, env);
+    t.deepEqual(Object.keys(services).sort(), [...names]);
+    for (const [name, s] of Object.entries(services)) {
+      const command = s.command[0] ?? '';
+      const table = SETTINGS[command];
+      if (!table) {
+        t.fail(`${name} runs an unknown command ${command}`);
+        continue;
+      }
+      const known = new Set(Object.values(table).map((x) => x.env));
+      for (const variable of Object.keys(s.environment)) {
+        t.true(
+          known.has(variable),
+          `${file}: ${name} sets ${variable}, which \`edgecut ${command}\` does not read`,
+        );
+      }
+      t.deepEqual(
+        s.healthcheck?.test,
+        ['CMD', 'node', 'bin/edgecut.js', 'health'],
+        `${name} has a healthcheck`,
+      );
+      t.true(
+        /^\d+$/.test(s.environment.METRICS_PORT ?? ''),
+        `${name} serves /healthz and /metrics on a port`,
+      );
+      t.is(s.restart, 'unless-stopped');
+      if (command === 'tail' || command === 'edge') {
+        // docker-compose v1 prints short syntax (`models:/models:rw`), newer versions the long one.
+        const mounts = (s.volumes ?? []).map((v) =>
+          typeof v === 'string' ? v.split(':').slice(0, 2).join(':') : `${v.source}:${v.target}`,
+        );
+        t.true(mounts.includes('models:/models'), `${name} mounts the models volume`);
+        t.is(s.environment.MODELS_DIR, '/models');
+      }
+    }
+    if (file === 'compose.cluster.yaml') {
+      for (const s of Object.values(services)) t.is(s.environment.MQTT_URL, 'mqtt://emqx.example:1883');
+    } else {
+      t.is(services.planner?.depends_on?.broker?.condition, 'service_healthy');
+    }
+  });
+}
+
+test('compose.cluster.yaml refuses to start without MQTT_URL', async (t) => {
+  const err = await t.throwsAsync(validated('compose.cluster.yaml', { MQTT_URL: '' }));
+  t.regex(String((err as { stderr?: string })?.stderr), /set MQTT_URL to your MQTT cluster/);
+});
+
+test('the Dockerfile builds in one stage and runs production dependencies only in another', async (t) => {
+  const text = await readFile('Dockerfile', 'utf8');
+  const stages = text.split('\n').filter((l) => l.startsWith('FROM '));
+  t.is(stages.length, 2);
+  t.regex(stages[0] ?? '', / AS build$/);
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  t.regex(runtime, /npm ci --omit=dev/);
+  t.regex(runtime, /^USER node$/m, 'the services run unprivileged');
+  t.regex(runtime, /^ENTRYPOINT \["node", "bin\/edgecut\.js"\]$/m);
+  // Every directory the CLI and services load at run time is in the runtime image.
+  const copied = new Set([...runtime.matchAll(/^COPY --from=build \/app\/(\S+) /gm)].map((m) => m[1] ?? ''));
+  for (const dir of ['bin', 'cli', 'common', 'broker', 'services', 'schemas', 'data']) {
+    t.true(copied.has(dir), `the runtime stage copies ${dir}/`);
+  }
+  // ... and nothing in them imports from a directory left out (bench, scripts, test, ...).
+  for (const dir of copied) {
+    if (dir === 'tsconfig.json' || dir === 'data') continue;
+    for (const file of await readdir(dir, { recursive: true })) {
+      if (!file.endsWith('.ts') && !file.endsWith('.js')) continue;
+      const source = await readFile(join(dir, file), 'utf8');
+      for (const m of source.matchAll(/(?:from |import\()'(\.[^']+)'/g)) {
+        const target = relative('.', resolve(dir, dirname(file), m[1] ?? '')).split(sep)[0] ?? '';
+        t.true(copied.has(target), `${dir}/${file} imports ${m[1]}, outside the runtime image`);
+      }
+    }
+  }
+  const dockerignore = await readFile('.dockerignore', 'utf8');
+  for (const entry of ['node_modules', '.git', '.edgecut']) t.true(dockerignore.split('\n').includes(entry));
 });

@@ -42,7 +42,7 @@ test('defaults and valid values', (t) => {
 const invalid: Array<[Record<string, string>, RegExp]> = [
   [
     { SOURCE: 'camera' },
-    /^SOURCE="camera" is not allowed: expected synthetic, image:<file> or dir:<folder> \(/,
+    /^SOURCE="camera" is not allowed: expected synthetic, image:<file> or dir:<folder> -- SOURCE: /,
   ],
   [{ LOOP: 'sometimes' }, /^LOOP="sometimes" is not allowed: expected true or false/],
   [{ PREPROCESS: '{channels:BGR}' }, /^PREPROCESS="\{channels:BGR\}" is not allowed: expected JSON, e\.g\./],

@@ -28,7 +28,10 @@ test('services stop on SIGTERM after their frames in flight, and say offline', a
     ...quiet,
     env,
   });
-  const planner = startService('planner', ['planner', '--planner-id', 'proc-planner'], { ...quiet, env });
+  const planner = startService('planner', ['planner', '--planner-id', 'proc-planner', '--cut', 'middle'], {
+    ...quiet,
+    env,
+  });
   procs.push(tail, planner);
   await Promise.all([tail.ready, planner.ready]);
 

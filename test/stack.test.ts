@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { startService } from '../cli/processes.ts';
 import { hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
-import { alive, freePortOffset, type StackProcess, stackUp } from './helpers/stack.ts';
+import { parsePrometheus, total } from './helpers/prometheus.ts';
+import {
+  alive,
+  docCommand,
+  docCommands,
+  freePortOffset,
+  type StackProcess,
+  stackUp,
+} from './helpers/stack.ts';
 
 /** Every port compose.yaml listens on (broker TCP and WebSocket, metrics of each service and 3 tail replicas). */
 const COMPOSE_PORTS = [1883, 8083, 9464, 9465, 9466, 9470, 9471, 9472];
@@ -48,9 +56,12 @@ function tailIds(processes: StackProcess[]): string[] {
 test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a crash restarted, Ctrl-C stops all', async (t) => {
   const dir = await tempDir(t);
   const offset = await freePortOffset(COMPOSE_PORTS);
+  // The command docs/deploy.md shows, plus a port offset and a volumes directory of the test's own.
+  const { words } = await docCommand('docs/deploy.md', 'npx edgecut stack up --scale');
+  t.deepEqual(words.slice(3), ['up', '--scale', 'server-tail=3']);
   const run = stackUp(
     t,
-    ['--scale', 'server-tail=3', '--port-offset', String(offset), '--volumes-dir', dir],
+    [...words.slice(4), '--port-offset', String(offset), '--volumes-dir', dir],
     // Interpolated into compose.yaml: a fixed cut, so every frame is split, and a quiet example robot.
     { PLAN_CUT: 'middle', FPS: '2', LOG_LEVEL: 'info' },
   );
@@ -86,6 +97,41 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
   t.is(workers.size, 3, `workers that answered: ${[...workers].join(', ')}`);
   t.is(tailIds(processes).length, 3);
 
+  // Every process serves /healthz and /metrics on its compose METRICS_PORT (plus the offset, plus the replica
+  // index for the workers), and the workers' request counts add up to the frames they answered.
+  const metricsPorts: Record<string, number> = {
+    'broker-1': 9464,
+    'planner-1': 9465,
+    'edge-head-1': 9466,
+    'server-tail-1': 9470,
+    'server-tail-2': 9471,
+    'server-tail-3': 9472,
+  };
+  let served = 0;
+  for (const p of processes) {
+    const port = (metricsPorts[p.id] ?? 0) + offset;
+    t.is(p.metricsPort, port, `${p.id} serves metrics on its translated port`);
+    t.is((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200, `${p.id} is healthy`);
+    const families = parsePrometheus(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+    if (p.id.startsWith('server-tail-')) {
+      const mine = total(families, 'edgecut_tail_requests_total', {
+        worker: String(p.serviceId),
+        outcome: 'ok',
+      });
+      t.true(mine > 0, `${p.id} served some of the requests`);
+      served += total(families, 'edgecut_tail_requests_total', { outcome: 'ok' });
+    }
+    if (p.id === 'planner-1')
+      t.true(total(families, 'edgecut_planner_plans_total') >= 2, 'plans for both robots');
+    if (p.id === 'broker-1')
+      t.is(total(families, 'edgecut_broker_clients'), 5, 'planner, three workers and the example robot');
+  }
+  const exampleFrames = frameLines.length;
+  t.true(
+    served >= exampleFrames,
+    `the workers served ${served} requests, at least the test robot's ${exampleFrames}`,
+  );
+
   // A crashed worker is restarted under its restart policy (compose.yaml: unless-stopped).
   const victim = processes.find((p) => p.id === 'server-tail-2');
   process.kill(Number(victim?.pid), 'SIGKILL');
@@ -120,20 +166,13 @@ clusterTest(
     const dir = await tempDir(t);
     const mosquitto = await startMosquitto(t);
     const offset = await freePortOffset([9465, 9466, 9470, 9471]);
-    const run = stackUp(
-      t,
-      [
-        '-f',
-        'compose.cluster.yaml',
-        '--scale',
-        'server-tail=2',
-        '--port-offset',
-        String(offset),
-        '--volumes-dir',
-        dir,
-      ],
-      { MQTT_URL: mosquitto.url, PLAN_CUT: 'middle', FPS: '2' },
-    );
+    const shown = await docCommand('docs/deploy.md', 'npx edgecut stack up -f compose.cluster.yaml');
+    t.deepEqual(Object.keys(shown.env), ['MQTT_URL']);
+    const run = stackUp(t, [...shown.words.slice(4), '--port-offset', String(offset), '--volumes-dir', dir], {
+      MQTT_URL: mosquitto.url,
+      PLAN_CUT: 'middle',
+      FPS: '2',
+    });
     const processes = await run.ready;
     t.deepEqual(
       processes.map((p) => p.id),
@@ -177,4 +216,9 @@ test('a service that refuses its configuration stops stack up instead of restart
       /stack\s+\| planner-1 refused its configuration \(exit code 2\); not restarting it/.test(l),
     ),
   );
+});
+
+test('docs/deploy.md shows only commands these tests run', async (t) => {
+  const shown = (await docCommands('docs/deploy.md')).map((c) => c.words.slice(0, 4).join(' '));
+  t.deepEqual(shown, ['npx edgecut stack up', 'npx edgecut stack config', 'npx edgecut stack up']);
 });

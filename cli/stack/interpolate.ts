@@ -29,7 +29,7 @@ export function interpolate(text: string, vars: Record<string, string | undefine
       continue;
     }
     if (next === '{') {
-      const close = text.indexOf('}', dollar + 2);
+      const close = closingBrace(text, dollar + 2);
       if (close < 0) throw new InterpolationError(`${where}: unclosed "\${" in ${JSON.stringify(text)}`);
       out += expand(text.slice(dollar + 2, close), vars, where);
       i = close + 1;
@@ -46,6 +46,18 @@ export function interpolate(text: string, vars: Record<string, string | undefine
     i = dollar + 1 + name.length;
   }
   return out;
+}
+
+/** Index of the `}` closing a `${` whose body starts at `from`, allowing nested `${...}` in defaults. */
+function closingBrace(text: string, from: number): number {
+  let depth = 1;
+  for (let i = from; i < text.length; i++) {
+    if (text[i] === '$' && text[i + 1] === '{') {
+      depth++;
+      i++;
+    } else if (text[i] === '}' && --depth === 0) return i;
+  }
+  return -1;
 }
 
 function expand(body: string, vars: Record<string, string | undefined>, where: string): string {

@@ -159,7 +159,9 @@ export class Supervisor {
         this.say(`${spec.id} ready (pid ${line.pid}${details.length ? `, ${details.join(', ')}` : ''})`);
         if (!slot.readyOnce) {
           slot.readyOnce = true;
-          slot.resolveReady({ ...line, id: spec.id });
+          // `id` becomes the process's name in the stack; the service's own id (a worker id) stays as `serviceId`.
+          const { id, ...rest } = line;
+          slot.resolveReady({ ...rest, id: spec.id, ...(id !== undefined ? { serviceId: id } : {}) });
         }
       },
       () => undefined,

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
 import { allPresets, findPreset, type Preset } from '../../common/device/presets.ts';
 import { errorMessage } from '../../common/errors.ts';
+import { metricsPortSetting } from '../../common/metrics-setting.ts';
 import { commonSettings } from '../../common/service-settings.ts';
 import { parseRate, type UplinkShape } from '../../common/shaping.ts';
 import { parseDeviceSpec } from './emulation.ts';
@@ -47,7 +48,9 @@ export const edgeSettings = {
   deviceId: setting({
     env: 'DEVICE_ID',
     flag: 'device-id',
-    schema: z.union([z.literal('auto'), schemas.id]),
+    schema: z.union([z.literal('auto'), schemas.id], {
+      message: 'expected auto or 1-64 characters from A-Z a-z 0-9 . _ -',
+    }),
     default: 'auto',
     doc: 'id of this device; auto = edge-<hostname>',
   }),
@@ -202,6 +205,14 @@ export const edgeSettings = {
     schema: schemas.count,
     default: '1',
     doc: 'seed of the synthetic source',
+  }),
+  metricsPort: metricsPortSetting,
+  metricsLingerMs: setting({
+    env: 'METRICS_LINGER_MS',
+    flag: 'metrics-linger-ms',
+    schema: schemas.count,
+    default: '0',
+    doc: 'after the last frame, keep serving /metrics this long (or until a signal) so a last scrape sees the final counts',
   }),
 };
 

@@ -21,7 +21,10 @@ import type { Profile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
 import { ComputeStretch, type DeviceEmulation, emulatedProfile } from './emulation.ts';
 import { type DeadlineOptions, frameDeadline, RequestChannel } from './faults.ts';
+import type { FrameReport } from './frame-report.ts';
 import type { Frame } from './frames.ts';
+import { EdgeMetrics } from './metrics.ts';
+import { fallbackKind } from './pending.ts';
 import { LoadMeter, TelemetryRecorder } from './telemetry.ts';
 
 /** Settings of the edge-head component. */
@@ -37,6 +40,8 @@ export interface EdgeOptions {
   telemetryMs: number;
   username?: string | undefined;
   password?: string | undefined;
+  /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
+  mqttCaFile?: string | undefined;
   /** Deadline = factor x predicted (transfer + server) ms, at least `deadlineMinMs` (faults.ts). Default 3. */
   deadlineFactor?: number;
   /** Lower bound of derived deadlines (ms). Default 250. */
@@ -47,31 +52,7 @@ export interface EdgeOptions {
   emulation?: DeviceEmulation | undefined;
 }
 
-/** What happened to one frame. */
-export interface FrameReport {
-  index: number;
-  requestId: string;
-  cut: CutInfo;
-  /** Where the tail ran: a worker id, or `local` (edge only, or fallback). */
-  tailBy: string;
-  /** Why the tail ran locally, when it was meant to be offloaded. */
-  fallback?: string;
-  headMs: number;
-  /** Tail compute time as measured by whoever ran it. */
-  tailMs: number;
-  /** Round trip minus the tail's own time: network, broker and queueing (same-clock differences only). */
-  transferMs: number;
-  totalMs: number;
-  /** Bytes sent for this frame (the request message). */
-  requestBytes: number;
-  /** How long the device was prepared to wait for a worker (offloaded frames). */
-  deadlineMs?: number;
-  outputs: WireTensor[];
-  /** With `verify`: largest difference to the whole model run locally. */
-  maxAbsDiff?: number;
-  /** Under device emulation: the real times on this host of the head and of a local tail (ms). */
-  hostMs?: { head: number; tail?: number };
-}
+export type { FrameReport } from './frame-report.ts';
 
 type ReportBase = Pick<FrameReport, 'index' | 'requestId' | 'cut' | 'headMs' | 'requestBytes' | 'hostMs'>;
 
@@ -101,6 +82,7 @@ export class EdgeHead {
     private readonly opts: EdgeOptions,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
+    metrics = new EdgeMetrics(opts.deviceId),
   ) {
     this.conn = new Connection({
       url: opts.mqttUrl,
@@ -110,9 +92,12 @@ export class EdgeHead {
       logger,
       username: opts.username,
       password: opts.password,
+      caFile: opts.mqttCaFile,
       ...(opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {}),
     });
     this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
+    this.channel.onErrorReply = (code) => metrics.errorReply(code);
+    this.conn.onHandlerError = () => metrics.handlerError();
     this.window = new Semaphore(opts.window);
     this.stretch = new ComputeStretch(opts.emulation?.factor ?? 1, clock);
     this.load = new LoadMeter(logger);
@@ -124,6 +109,11 @@ export class EdgeHead {
   /** The plan in force, if any. */
   get currentPlan(): Plan | undefined {
     return this.plan;
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.conn.connected;
   }
 
   /** Frames sent and not yet answered. */
@@ -269,7 +259,7 @@ export class EdgeHead {
     try {
       result = await this.channel.send(base.requestId, payload, deadlineMs);
     } catch (err) {
-      return this.tailLocally(frame, crossing, sent, errorMessage(err));
+      return this.tailLocally(frame, crossing, sent, err);
     }
     const received = this.clock.now();
     const workerSpan = result.times.replied - result.times.tailReceived;
@@ -289,9 +279,10 @@ export class EdgeHead {
     frame: Frame,
     crossing: WireTensor[],
     sent: ReportBase & { deadlineMs: number },
-    reason: string,
+    err: unknown,
   ): Promise<FrameReport> {
     this.fallbackCount++;
+    const reason = errorMessage(err);
     this.logger.warn({ requestId: sent.requestId, cut: sent.cut.index, reason }, 'running the tail locally');
     const k = sent.cut.index;
     const tail = await this.compute.run(async () => {
@@ -302,6 +293,7 @@ export class EdgeHead {
       ...sent,
       tailBy: 'local',
       fallback: reason,
+      fallbackKind: fallbackKind(err),
       tailMs: tail.ms,
       ...(sent.hostMs ? { hostMs: { ...sent.hostMs, tail: tail.realMs } } : {}),
       transferMs: 0,

@@ -19,10 +19,10 @@
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import type { Connection } from '../../common/mqtt.ts';
-import { decodeMessage, type InferenceResult } from '../../schemas/codec.ts';
+import { decodeMessage, type ErrorCode, type InferenceResult } from '../../schemas/codec.ts';
 import type { Plan } from '../../schemas/messages.ts';
 import { topics } from '../../schemas/topics.ts';
-import { PendingResults, realTimers, type Timers } from './pending.ts';
+import { FallbackError, PendingResults, realTimers, type Timers } from './pending.ts';
 
 /** How deadlines are derived. */
 export interface DeadlineOptions {
@@ -56,6 +56,8 @@ export const FALLBACK = {
  */
 export class RequestChannel {
   private readonly pending: PendingResults;
+  /** Called with the code of every Error reply a worker sends (for the metrics), before it is matched. */
+  onErrorReply: ((code: ErrorCode) => void) | undefined;
 
   constructor(
     private readonly conn: Connection,
@@ -79,12 +81,15 @@ export class RequestChannel {
   /** Publishes a request and waits for its answer; rejects with the reason whenever the tail must run here. */
   send(requestId: string, payload: Uint8Array, deadlineMs: number): Promise<InferenceResult> {
     // While offline mqtt.js would queue the request until it reconnects; the frame cannot wait for that.
-    if (!this.conn.connected) return Promise.reject(new Error(FALLBACK.unreachable));
+    if (!this.conn.connected) return Promise.reject(new FallbackError('unreachable', FALLBACK.unreachable));
     const answer = this.pending.expect(requestId, deadlineMs);
     this.conn
       .publish(topics.request.build({ device: this.deviceId }), payload, { qos: 1 })
       .catch((err: unknown) =>
-        this.pending.abandon(requestId, new Error(`${FALLBACK.notSent}: ${errorMessage(err)}`)),
+        this.pending.abandon(
+          requestId,
+          new FallbackError('not-sent', `${FALLBACK.notSent}: ${errorMessage(err)}`),
+        ),
       );
     return answer;
   }
@@ -93,12 +98,15 @@ export class RequestChannel {
   onAnswer(payload: Buffer): void {
     const msg = decodeMessage(payload);
     if (msg.kind === 'result') this.pending.resolve(msg.value);
-    else if (msg.kind === 'error') this.pending.fail(msg.value);
+    else if (msg.kind === 'error') {
+      this.onErrorReply?.(msg.value.code);
+      this.pending.fail(msg.value);
+    }
   }
 
   /** The connection closed: every frame in flight falls back now (see the top of this file). */
   onConnectionLost(): void {
-    const n = this.pending.abandonAll(new Error(FALLBACK.lost));
+    const n = this.pending.abandonAll(new FallbackError('connection-lost', FALLBACK.lost));
     if (n > 0) this.logger.warn({ frames: n }, 'connection lost: frames in flight fall back to the device');
   }
 }

@@ -3,12 +3,13 @@
  * directory of images) through the pipeline, prints one line per frame and, with `--verify`, checks every offloaded
  * result against the whole model.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { untilSignal } from '../../cli/service.ts';
 import { systemClock } from '../../common/clock.ts';
 import { hostBench } from '../../common/device/host.ts';
 import { createLogger, type Logger } from '../../common/log.ts';
+import { Monitored } from '../../common/metrics.ts';
 import { buildDemoCnn } from '../../common/model/demo-cnn.ts';
 import { ModelHandle } from '../../common/model-handle.ts';
 import { readProfileFile } from '../../common/profile/io.ts';
@@ -18,6 +19,7 @@ import { type EdgeConfig, type ResolvedEdgeConfig, resolveEdge } from './config.
 import { EdgeHead } from './edge.ts';
 import { type DeviceEmulation, modelNames, resolveEmulation } from './emulation.ts';
 import { describeSource, openFrameSource } from './frames.ts';
+import { EdgeMetrics } from './metrics.ts';
 import { formatFrame, Tally } from './report.ts';
 
 /** Writes the demo CNN into a directory (unless an identical file is there) and returns its path. */
@@ -26,7 +28,12 @@ export async function writeDemoModel(dir: string): Promise<string> {
   const path = join(dir, 'demo-cnn.onnx');
   await mkdir(dir, { recursive: true });
   const existing = await readFile(path).catch(() => undefined);
-  if (!existing?.equals(bytes)) await writeFile(path, bytes);
+  if (!existing?.equals(bytes)) {
+    // Written beside and renamed, so a tail worker scanning the directory never reads half a model.
+    const partial = `${path}.${process.pid}.partial`;
+    await writeFile(partial, bytes);
+    await rename(partial, path);
+  }
   return path;
 }
 
@@ -64,27 +71,55 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
     presets: cfg.presetList,
   });
   announceEmulation(cfg, emulation, logger);
-  const edge = new EdgeHead(model, profile, { ...cfg, emulation }, logger);
+  const metrics = new EdgeMetrics(cfg.deviceId);
+  const edge = new EdgeHead(model, profile, { ...cfg, emulation }, logger, systemClock, metrics);
+  metrics.watch({ inFlight: () => edge.inFlight, cut: () => edge.currentPlan?.cut.index ?? model.layers });
+  let finished = false;
+  const served = new Monitored(edge, {
+    port: cfg.metricsPort,
+    registry: metrics.set.registry,
+    service: 'edge',
+    logger,
+    check: () => (finished ? 'frames done' : edge.connected ? undefined : 'not connected to the broker'),
+  });
   void untilSignal(logger).then(() => stop.abort());
-  await edge.start();
-  process.stdout.write(
-    `${JSON.stringify({ ready: 'edge', id: cfg.deviceId, model: model.name, modelId: model.id })}\n`,
-  );
-  if (!(await edge.waitForPlan()))
-    logger.warn({ waitedMs: cfg.planWaitMs }, 'no plan yet: running frames on the device alone');
-  const tally = new Tally();
+  await served.start();
   try {
-    await edge.run(frames, (r) => {
-      const fps = tally.add(r, systemClock.now());
-      process.stdout.write(`${formatFrame(r, fps)}\n`);
-    });
+    const ready = { ready: 'edge', pid: process.pid, id: cfg.deviceId, model: model.name, modelId: model.id };
+    process.stdout.write(`${JSON.stringify({ ...ready, ...served.server.readyDetails() })}\n`);
+    if (!(await edge.waitForPlan()))
+      logger.warn({ waitedMs: cfg.planWaitMs }, 'no plan yet: running frames on the device alone');
+    const tally = new Tally();
+    try {
+      await edge.run(frames, (r) => {
+        const fps = tally.add(r, systemClock.now());
+        metrics.frame(r, fps);
+        process.stdout.write(`${formatFrame(r, fps)}\n`);
+      });
+    } finally {
+      finished = true;
+      await edge.stop();
+    }
+    process.stdout.write(`${tally.done()}\n`);
+    if (cfg.verify) process.stdout.write(`${tally.summary()}\n`);
+    if (served.server.port !== undefined) await linger(cfg.metricsLingerMs, stop.signal, logger);
+    return !cfg.verify || tally.passed ? 0 : 1;
   } finally {
-    await edge.stop();
+    await served.stop();
   }
-  process.stdout.write(`${tally.done()}\n`);
-  if (!cfg.verify) return 0;
-  process.stdout.write(`${tally.summary()}\n`);
-  return tally.passed ? 0 : 1;
+}
+
+/** Keeps /metrics up after the frames for `ms` or until a signal, so a last scrape sees the final counts. */
+async function linger(ms: number, signal: AbortSignal, logger: Logger): Promise<void> {
+  if (ms <= 0 || signal.aborted) return;
+  logger.info({ lingerMs: ms }, 'frames done: still serving /metrics until the linger ends or a signal');
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Says plainly, at start, what is emulated. */

@@ -19,6 +19,40 @@ export const realTimers: Timers = {
   },
 };
 
+/** Why a frame's wait ended without a result, so its tail runs on the device (a metrics label). */
+export type FallbackKind =
+  | 'deadline'
+  | 'error-reply'
+  | 'unreachable'
+  | 'connection-lost'
+  | 'not-sent'
+  | 'other';
+
+/** Every {@link FallbackKind}. */
+export const FALLBACK_KINDS: readonly FallbackKind[] = [
+  'deadline',
+  'error-reply',
+  'unreachable',
+  'connection-lost',
+  'not-sent',
+  'other',
+];
+
+/** The rejection of a frame's wait: the message says why in words, `kind` as a label. */
+export class FallbackError extends Error {
+  constructor(
+    readonly kind: FallbackKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The kind of a fallback's cause (`other` for anything not raised as a FallbackError). */
+export function fallbackKind(err: unknown): FallbackKind {
+  return err instanceof FallbackError ? err.kind : 'other';
+}
+
 interface Waiter {
   resolve: (r: InferenceResult) => void;
   reject: (e: Error) => void;
@@ -46,7 +80,7 @@ export class PendingResults {
     return new Promise((resolve, reject) => {
       const cancel = this.timers.after(timeoutMs, () => {
         if (!this.waiters.delete(requestId)) return;
-        reject(new Error(`no result within the deadline of ${Math.round(timeoutMs)} ms`));
+        reject(new FallbackError('deadline', `no result within the deadline of ${Math.round(timeoutMs)} ms`));
       });
       this.waiters.set(requestId, { resolve, reject, cancel });
     });
@@ -63,7 +97,10 @@ export class PendingResults {
     const w = this.take(error.requestId);
     if (w)
       w.reject(
-        new Error(`worker ${error.workerId || '?'} refused the request: ${error.code}: ${error.message}`),
+        new FallbackError(
+          'error-reply',
+          `worker ${error.workerId || '?'} refused the request: ${error.code}: ${error.message}`,
+        ),
       );
   }
 

@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { metricsPortSetting } from '../../common/metrics-setting.ts';
 import { parseRate } from '../../common/plan/link.ts';
 import { commonSettings } from '../../common/service-settings.ts';
 
@@ -18,7 +19,9 @@ export const plannerSettings = {
   plannerId: setting({
     env: 'PLANNER_ID',
     flag: 'planner-id',
-    schema: z.union([z.literal('auto'), schemas.id]),
+    schema: z.union([z.literal('auto'), schemas.id], {
+      message: 'expected auto or 1-64 characters from A-Z a-z 0-9 . _ -',
+    }),
     default: 'auto',
     doc: 'id of this planner; auto = planner-<hostname>',
   }),
@@ -104,6 +107,7 @@ export const plannerSettings = {
     default: '64',
     doc: 'transfer samples per device in the link fit’s sliding window',
   }),
+  metricsPort: metricsPortSetting,
 };
 
 /** Parsed settings of `edgecut planner`. */

@@ -2,13 +2,28 @@
  * `edgecut planner`: the planner as a process.
  */
 import { runComponent } from '../../cli/service.ts';
+import { systemClock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
+import { Monitored } from '../../common/metrics.ts';
 import { type PlannerConfig, resolvePlanner } from './config.ts';
+import { PlannerMetrics } from './metrics.ts';
 import { Planner } from './planner.ts';
 
 /** Runs the planner until SIGINT/SIGTERM. */
 export async function runPlanner(config: PlannerConfig): Promise<void> {
   const cfg = resolvePlanner(config);
   const logger = createLogger(cfg.logLevel, { service: 'planner', id: cfg.plannerId });
-  await runComponent('planner', new Planner(cfg, logger), logger, () => ({ id: cfg.plannerId }));
+  const metrics = new PlannerMetrics();
+  const planner = new Planner(cfg, logger, systemClock, metrics);
+  const served = new Monitored(planner, {
+    port: cfg.metricsPort,
+    registry: metrics.set.registry,
+    service: 'planner',
+    logger,
+    check: () => (planner.connected ? undefined : 'not connected to the broker'),
+  });
+  await runComponent('planner', served, logger, () => ({
+    id: cfg.plannerId,
+    ...served.server.readyDetails(),
+  }));
 }

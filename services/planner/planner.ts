@@ -21,6 +21,7 @@ import { type Profile, parseProfile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
 import { chooseFixedCut } from './fixed-cut.ts';
 import type { EdgeLoadMode } from './inputs.ts';
+import { PlannerMetrics } from './metrics.ts';
 import { type PlannerEvent, planEvents } from './streams.ts';
 
 /** Settings of the planner component. */
@@ -41,6 +42,8 @@ export interface PlannerOptions {
   linkWindow?: number;
   username?: string | undefined;
   password?: string | undefined;
+  /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
+  mqttCaFile?: string | undefined;
 }
 
 const json = (payload: Buffer) => JSON.parse(payload.toString()) as unknown;
@@ -67,6 +70,7 @@ export class Planner {
     private readonly opts: PlannerOptions,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
+    private readonly metrics = new PlannerMetrics(),
   ) {
     this.conn = new Connection({
       url: opts.mqttUrl,
@@ -76,7 +80,15 @@ export class Planner {
       logger,
       username: opts.username,
       password: opts.password,
+      caFile: opts.mqttCaFile,
     });
+    this.conn.onHandlerError = () => metrics.error('handler');
+    metrics.watch({ devices: () => this.profiled.size });
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.conn.connected;
   }
 
   /** Connects and starts planning for every device that publishes a profile. */
@@ -96,9 +108,13 @@ export class Planner {
         hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
         tickMs: o.tickMs ?? 1000,
         staleMs: 10_000,
+        measure: (replan) => this.metrics.timeReplan(replan),
       }).subscribe({
         next: (e) => void this.onEvent(e),
-        error: (err: unknown) => this.logger.error({ err: String(err) }, 'planning stream failed'),
+        error: (err: unknown) => {
+          this.metrics.error('stream');
+          this.logger.error({ err: String(err) }, 'planning stream failed');
+        },
       });
     }
     await this.conn.start();
@@ -156,7 +172,7 @@ export class Planner {
       this.sources.deviceProfiles.next({ device, profile });
       return;
     }
-    const choice = chooseFixedCut(profile.cuts, this.opts.cut);
+    const choice = this.metrics.timeReplan(() => chooseFixedCut(profile.cuts, this.opts.cut));
     if ('error' in choice) {
       await this.onEvent({ kind: 'no-plan', device, reason: choice.error });
       return;
@@ -193,6 +209,12 @@ export class Planner {
     );
     await this.conn
       .publish(topics.plan.build({ device: e.device }), JSON.stringify(e.plan), { qos: 1, retain: true })
-      .catch((err: unknown) => this.logger.warn({ err: String(err) }, 'plan publish failed'));
+      .then(
+        () => this.metrics.planned(e.device, e.plan.cut.index),
+        (err: unknown) => {
+          this.metrics.error('publish');
+          this.logger.warn({ err: String(err) }, 'plan publish failed');
+        },
+      );
   }
 }

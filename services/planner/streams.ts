@@ -48,6 +48,8 @@ export interface PlanningOptions {
   tickMs: number;
   /** Worker telemetry older than this, ms, is ignored. */
   staleMs: number;
+  /** Runs each re-plan (Algorithm 1 and the hysteresis), e.g. timing it for the metrics; default: just runs it. */
+  measure?: <T>(replan: () => T) => T;
 }
 
 /** The messages the planner listens to, already parsed and checked. */
@@ -162,8 +164,11 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     serverLoad: serverLoadFactor(fresh),
     objective: opts.objective,
   };
-  const result = searchPartition(toSearchInput(inputs));
-  const d = decide(decision, result, now, opts.hysteresis);
+  const replan = () => {
+    const result = searchPartition(toSearchInput(inputs));
+    return { result, d: decide(decision, result, now, opts.hysteresis) };
+  };
+  const { result, d } = opts.measure ? opts.measure(replan) : replan();
   next.decision = d.state;
   if (d.switchTo) {
     const best = d.switchTo;

@@ -4,10 +4,13 @@
 import { cpus, hostname } from 'node:os';
 import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { metricsPortSetting } from '../../common/metrics-setting.ts';
 import { commonSettings } from '../../common/service-settings.ts';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
 
-const auto = <T extends z.ZodType>(inner: T) => z.union([z.literal('auto'), inner]);
+/** `auto` or a value of `inner`; `what` says what else is allowed. */
+const auto = <T extends z.ZodType>(inner: T, what: string) =>
+  z.union([z.literal('auto'), inner], { message: `expected auto or ${what}` });
 
 /** Settings table of `edgecut tail`. */
 export const tailSettings = {
@@ -15,7 +18,7 @@ export const tailSettings = {
   workerId: setting({
     env: 'WORKER_ID',
     flag: 'worker-id',
-    schema: auto(schemas.id),
+    schema: auto(schemas.id, '1-64 characters from A-Z a-z 0-9 . _ -'),
     default: 'auto',
     doc: 'id of this worker; auto = tail-<hostname>-<pid>',
   }),
@@ -36,7 +39,7 @@ export const tailSettings = {
   concurrency: setting({
     env: 'TAIL_CONCURRENCY',
     flag: 'concurrency',
-    schema: auto(schemas.positiveInt),
+    schema: auto(schemas.positiveInt, 'a whole number >= 1'),
     default: 'auto',
     doc: 'inferences at once; auto = one per core',
   }),
@@ -75,6 +78,7 @@ export const tailSettings = {
     default: '1000',
     doc: 'telemetry period in milliseconds',
   }),
+  metricsPort: metricsPortSetting,
 };
 
 /** Parsed settings of `edgecut tail`. */

@@ -2,14 +2,25 @@
  * `edgecut tail`: one tail worker as a process.
  */
 import { runComponent } from '../../cli/service.ts';
+import { systemClock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
+import { Monitored } from '../../common/metrics.ts';
 import { resolveTail, type TailConfig } from './config.ts';
+import { TailMetrics } from './metrics.ts';
 import { TailWorker } from './worker.ts';
 
 /** Runs a tail worker until SIGINT/SIGTERM. */
 export async function runTail(config: TailConfig): Promise<void> {
   const cfg = resolveTail(config);
   const logger = createLogger(cfg.logLevel, { service: 'tail', id: cfg.workerId });
-  const worker = new TailWorker(cfg, logger);
-  await runComponent('tail', worker, logger, () => ({ id: cfg.workerId }));
+  const metrics = new TailMetrics(cfg.workerId);
+  const worker = new TailWorker(cfg, logger, systemClock, metrics);
+  const served = new Monitored(worker, {
+    port: cfg.metricsPort,
+    registry: metrics.set.registry,
+    service: 'tail',
+    logger,
+    check: () => (worker.connected ? undefined : 'not connected to the broker'),
+  });
+  await runComponent('tail', served, logger, () => ({ id: cfg.workerId, ...served.server.readyDetails() }));
 }

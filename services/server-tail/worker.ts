@@ -25,6 +25,7 @@ import {
 import type { WorkerTelemetry } from '../../schemas/messages.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
 import { LruCache } from './lru.ts';
+import { TailMetrics } from './metrics.ts';
 import { checkRequestTensors, RequestError } from './validate.ts';
 
 /** Settings of a tail worker (parsed by `config.ts`). */
@@ -41,9 +42,16 @@ export interface TailWorkerOptions {
   telemetryMs: number;
   /** Timed runs per layer when profiling each model at start; 0 publishes no profiles. */
   profileRuns: number;
+  /** How often the models directory is rescanned for new models to profile (default 5 s). */
+  modelWatchMs?: number;
   username?: string | undefined;
   password?: string | undefined;
+  /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
+  mqttCaFile?: string | undefined;
 }
+
+/** Rescan period of the models directory for models added after start. */
+const MODEL_WATCH_MS = 5000;
 
 /** A tail worker component. */
 export class TailWorker {
@@ -56,12 +64,17 @@ export class TailWorker {
   private served = 0;
   private stopping = false;
   private profiling: Promise<void> | undefined;
+  /** Models profiled (or tried) so far, by content hash. */
+  private readonly profiled = new Set<string>();
+  private watchTimer: NodeJS.Timeout | undefined;
+  private watching = false;
   private errors = 0;
 
   constructor(
     private readonly opts: TailWorkerOptions,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
+    private readonly metrics = new TailMetrics(opts.workerId),
   ) {
     this.conn = new Connection({
       url: opts.mqttUrl,
@@ -71,13 +84,21 @@ export class TailWorker {
       logger,
       username: opts.username,
       password: opts.password,
+      caFile: opts.mqttCaFile,
     });
     this.models = new ModelDirectory(opts.modelsDir, logger);
     this.slots = new Semaphore(opts.concurrency);
+    this.conn.onHandlerError = () => metrics.handlerError();
+    metrics.watch({ queueDepth: () => this.slots.waiting + this.slots.running });
     this.sessions = new LruCache(opts.sessionCache, (key, session) => {
       logger.debug({ key }, 'tail session evicted');
       void session.then((s) => s.release()).catch(() => undefined);
     });
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.conn.connected;
   }
 
   /** Requests served so far (results, not errors). */
@@ -101,13 +122,33 @@ export class TailWorker {
     this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
     this.telemetryTimer.unref();
     this.logger.info({ models: this.models.size, group: this.opts.group || null }, 'tail worker ready');
-    if (this.opts.profileRuns > 0) this.profiling = this.publishProfiles();
+    if (this.opts.profileRuns > 0) {
+      this.profiling = this.publishProfiles();
+      // A model copied into the directory later (the example robot writes its model into the models volume of
+      // compose.yaml) is profiled when a rescan finds it, so the planner can plan for it.
+      this.watchTimer = setInterval(() => {
+        if (this.watching || this.stopping) return;
+        this.watching = true;
+        this.profiling = (this.profiling ?? Promise.resolve())
+          .then(() => this.models.scan())
+          .then(() => this.publishProfiles())
+          .catch((err: unknown) =>
+            this.logger.warn({ err: errorMessage(err) }, 'models directory rescan failed'),
+          )
+          .finally(() => {
+            this.watching = false;
+          });
+      }, this.opts.modelWatchMs ?? MODEL_WATCH_MS);
+      this.watchTimer.unref();
+    }
   }
 
   /** Profiles every model of the directory on this worker and publishes each profile, retained (P^c). */
   private async publishProfiles(): Promise<void> {
     for (const id of this.models.ids()) {
       if (this.stopping) return;
+      if (this.profiled.has(id)) continue;
+      this.profiled.add(id);
       try {
         const model = await this.models.get(id);
         if (!model) continue;
@@ -137,6 +178,8 @@ export class TailWorker {
   /** Stops taking requests, waits for the ones in flight, and disconnects. Idempotent. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
     await this.profiling;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = undefined;
@@ -148,7 +191,9 @@ export class TailWorker {
     const device = topics.request.match(topic)?.device;
     if (device === undefined) return;
     const receivedAt = this.clock.now();
+    this.metrics.receivedBytes(payload.length);
     let requestId = '';
+    let modelId = '';
     try {
       if (payload.length > this.opts.maxRequestBytes) {
         throw new RequestError(
@@ -161,6 +206,7 @@ export class TailWorker {
         throw new RequestError('malformed', `expected a Request message, got a ${msg.kind}`);
       const req = msg.value;
       requestId = req.requestId;
+      modelId = req.modelId;
       if (req.deviceId !== device) {
         throw new RequestError(
           'malformed',
@@ -173,6 +219,7 @@ export class TailWorker {
       const code: ErrorCode =
         err instanceof RequestError || err instanceof WireFormatError ? err.code : 'internal';
       const message = err instanceof Error ? err.message : String(err);
+      this.metrics.failed(code, modelId);
       this.logger.warn({ device, requestId, code, message }, 'request rejected');
       const reply = encodeError({ requestId, deviceId: device, workerId: this.opts.workerId, code, message });
       await this.conn.publish(topics.result.build({ device }), reply, { qos: 1 });
@@ -184,6 +231,7 @@ export class TailWorker {
     if (!model) {
       throw new RequestError('unknown-model', `model ${req.modelId} is not in ${this.opts.modelsDir}`);
     }
+    this.metrics.model(req.modelId, model.name);
     const cut = model.cuts[req.cutId];
     if (!cut) {
       throw new RequestError(
@@ -214,6 +262,7 @@ export class TailWorker {
     });
     await this.conn.publish(topics.result.build({ device }), reply, { qos: 1 });
     this.served++;
+    this.metrics.served(req.modelId, (times.tailEnd - times.tailStart) / 1000);
   }
 
   private tailSession(key: string, build: () => Uint8Array): Promise<InferenceSession> {

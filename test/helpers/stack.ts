@@ -124,3 +124,35 @@ export async function freePortOffset(basePorts: number[]): Promise<number> {
     if (checks.every(Boolean)) return offset;
   }
 }
+
+/** One shell command shown in a doc: its leading `NAME=value` assignments and its words. */
+export interface DocCommand {
+  env: Record<string, string>;
+  words: string[];
+}
+
+/** Every command line of the `sh` blocks of a Markdown file. */
+export async function docCommands(file: string): Promise<DocCommand[]> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(file, 'utf8');
+  const lines = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => (m[1] ?? '').split('\n'));
+  return lines
+    .map((l) => l.replace(/\s+#.*$/, '').trim())
+    .filter((l) => l !== '')
+    .map((line) => {
+      const words = line.split(/\s+/);
+      const env: Record<string, string> = {};
+      while (words[0] && /^[A-Z_][A-Z0-9_]*=/.test(words[0])) {
+        const w = words.shift() ?? '';
+        env[w.slice(0, w.indexOf('='))] = w.slice(w.indexOf('=') + 1);
+      }
+      return { env, words };
+    });
+}
+
+/** The command of a doc whose words start with `prefix` (the test fails loudly if the doc lost it). */
+export async function docCommand(file: string, prefix: string): Promise<DocCommand> {
+  const found = (await docCommands(file)).find((c) => c.words.join(' ').startsWith(prefix));
+  if (!found) throw new Error(`${file} shows no command starting with ${JSON.stringify(prefix)}`);
+  return found;
+}

@@ -1,0 +1,321 @@
+/**
+ * Users and per-role topic access on the embedded broker (broker/auth.ts, broker/acl.ts): passwords, CONNACK
+ * refusals, SUBACK failures, dropped publishes and wills, and the real services running under their roles.
+ */
+import test from 'ava';
+import type { MqttClient } from 'mqtt';
+import { covers, grantsFor } from '../broker/acl.ts';
+import { parseUsers } from '../broker/users.ts';
+import { silentLogger } from '../common/log.ts';
+import { profileModel } from '../common/profile/profiler.ts';
+import { mulberry32 } from '../common/random.ts';
+import { sharedFilter, TAIL_GROUP, topics } from '../schemas/topics.ts';
+import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';
+import { randomInputs } from '../services/edge-head/frames.ts';
+import { Planner } from '../services/planner/planner.ts';
+import { TailWorker } from '../services/server-tail/worker.ts';
+import {
+  connectAs,
+  refusal,
+  sleep,
+  startSecureBroker,
+  type TestUser,
+  writeUsersFile,
+} from './helpers/auth.ts';
+import { collect } from './helpers/broker.ts';
+import { demoModelDir } from './helpers/models.ts';
+import { edgeOptions, tailOptions } from './helpers/services.ts';
+
+const USERS: TestUser[] = [
+  { username: 'robot-1', role: 'device', password: 'pw-robot-1' },
+  { username: 'robot-2', role: 'device', password: 'pw-robot-2' },
+  { username: 'cam', role: 'device', password: 'pw-cam', device: 'robot-3' },
+  { username: 'w1', role: 'worker', password: 'pw-w1' },
+  { username: 'p1', role: 'planner', password: 'pw-p1' },
+  { username: 'root', role: 'admin', password: 'pw-root' },
+];
+const password = (name: string) => USERS.find((u) => u.username === name)!.password;
+
+async function aclBroker(t: Parameters<typeof writeUsersFile>[0]) {
+  const broker = await startSecureBroker(t, { usersFile: await writeUsersFile(t, USERS) });
+  const as = (name: string, opts = {}) => connectAs(t, broker.url, name, password(name), opts);
+  return { broker, as };
+}
+
+/** Subscribes and returns the granted QoS, 128 being the failure return code. */
+async function granted(client: MqttClient, filter: string): Promise<number> {
+  try {
+    const g = await client.subscribeAsync(filter, { qos: 1 });
+    return g[0]!.qos;
+  } catch (err) {
+    // mqtt.js rejects a SUBACK failure with the SUBACK attached.
+    return (err as { packet?: { granted?: number[] } }).packet?.granted?.[0] ?? -1;
+  }
+}
+
+test('grants are derived from the topic map: each role publishes what it owns, bound to its id', (t) => {
+  const device = grantsFor('device', 'robot-1');
+  t.deepEqual(device.publish, [
+    topics.request.build({ device: 'robot-1' }),
+    topics.deviceTelemetry.build({ device: 'robot-1' }),
+    topics.deviceProfile.build({ device: 'robot-1' }),
+    topics.deviceStatus.build({ device: 'robot-1' }),
+  ]);
+  t.deepEqual(device.subscribe, [
+    topics.result.build({ device: 'robot-1' }),
+    topics.plan.build({ device: 'robot-1' }),
+  ]);
+  const worker = grantsFor('worker', 'w1');
+  t.true(worker.publish.includes(topics.result.filter()));
+  t.true(worker.publish.includes(topics.workerProfile.filter({ worker: 'w1' })));
+  t.deepEqual(worker.subscribe, [topics.request.filter()]);
+  const planner = grantsFor('planner', 'p1');
+  t.deepEqual(planner.publish, [topics.plan.filter(), topics.plannerStatus.build({ planner: 'p1' })]);
+});
+
+test('a filter is granted only when an allowed filter covers every topic it matches', (t) => {
+  t.true(covers('a/+/c', 'a/b/c'));
+  t.true(covers('a/+/c', 'a/+/c'));
+  t.false(covers('a/b/c', 'a/+/c'));
+  t.false(covers('a/+/c', 'a/#'));
+  t.true(covers('a/#', 'a'));
+  t.true(covers('a/#', 'a/+/c/#'));
+  t.false(covers('a/b', 'a/b/c'));
+  t.false(covers('+/b', '$SYS/b'), 'a first-level wildcard matches no $ topic [MQTT-4.7.2-1]');
+});
+
+test('a bad users file is one line naming the file, the entry and what is allowed', async (t) => {
+  const one = (text: string) => {
+    const err = t.throws(() => parseUsers(text, 'users.json'))!;
+    t.false(err.message.includes('\n'));
+    return err.message;
+  };
+  const hash = 'scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+  t.regex(
+    one(JSON.stringify({ users: [{ username: 'r', role: 'robot', password: hash }] })),
+    /^users file users.json: entry 1 \("r"\): role "robot" is not allowed: expected one of device, worker, planner, admin$/,
+  );
+  const plain = one(JSON.stringify({ users: [{ username: 'r', role: 'device', password: 'hunter2' }] }));
+  t.regex(plain, /entry 1 \("r"\): password is not allowed: .*plain-text passwords are refused/);
+  t.false(plain.includes('hunter2'), 'the password is not echoed');
+  t.regex(
+    one(JSON.stringify({ users: [{ username: 'r', role: 'worker', password: hash, device: 'd' }] })),
+    /field "device" is not allowed with role worker/,
+  );
+  t.regex(
+    one(JSON.stringify({ users: [{ username: 'r', role: 'device', password: hash, colour: 'red' }] })),
+    /field "colour" is not allowed: expected only username, role, password, device, worker, planner/,
+  );
+  t.regex(
+    one(JSON.stringify({ users: [{ username: 'a b', role: 'device', password: hash }] })),
+    /username "a b" is not a valid device id/,
+  );
+  const twice = { username: 'r', role: 'admin', password: hash };
+  t.regex(
+    one(JSON.stringify({ users: [twice, twice] })),
+    /entry 2 \("r"\): username already used by entry 1/,
+  );
+  t.regex(one('[]'), /expected an object \{"users": \[\.\.\.\]\}/);
+  t.regex(one('{'), /not JSON/);
+});
+
+test('a right password is accepted; a wrong one, an unknown user, no user and a foreign client id are refused', async (t) => {
+  const { broker, as } = await aclBroker(t);
+  const ok = await as('robot-1');
+  t.true(ok.connected);
+  await as('robot-1', { clientId: 'robot-1:debug' });
+  await as('root', { clientId: 'anything' });
+  const url = broker.url;
+  const wrong = await refusal(url, { clientId: 'robot-1', username: 'robot-1', password: 'nope' });
+  t.is(wrong.code, 4, 'CONNACK 0x04 bad user name or password');
+  t.regex(wrong.message, /Bad username or password/);
+  const unknown = await refusal(url, { clientId: 'ghost', username: 'ghost', password: 'pw' });
+  t.is(unknown.code, 4);
+  const anonymous = await refusal(url, {});
+  t.is(anonymous.code, 5, 'CONNACK 0x05 not authorized');
+  const foreign = await refusal(url, {
+    clientId: 'robot-2',
+    username: 'robot-1',
+    password: password('robot-1'),
+  });
+  t.is(foreign.code, 2, 'CONNACK 0x02 identifier rejected: robot-1 may not take over robot-2’s session');
+  t.is(broker.accessStats().refusedConnects, 4);
+});
+
+test("robot-1 cannot read robot-2's results, and never gets them; robot-2 does", async (t) => {
+  const { broker, as } = await aclBroker(t);
+  const robot1 = await as('robot-1');
+  const robot2 = await as('robot-2');
+  const worker = await as('w1');
+  t.is(await granted(robot1, topics.result.build({ device: 'robot-2' })), 128, 'SUBACK failure');
+  t.is(await granted(robot1, topics.result.filter()), 128, 'a wildcard reaching other devices is refused');
+  t.is(await granted(robot1, topics.plan.build({ device: 'robot-2' })), 128);
+  t.is(await granted(robot1, '#'), 128);
+  const at1: string[] = [];
+  robot1.on('message', (topic) => at1.push(topic));
+  const own = await collect(robot1, topics.result.build({ device: 'robot-1' }));
+  const at2 = await collect(robot2, topics.result.build({ device: 'robot-2' }));
+  await worker.publishAsync(topics.result.build({ device: 'robot-2' }), 'for robot-2', { qos: 1 });
+  await worker.publishAsync(topics.result.build({ device: 'robot-1' }), 'for robot-1', { qos: 1 });
+  t.is((await at2.next()).payload.toString(), 'for robot-2');
+  t.is((await own.next()).payload.toString(), 'for robot-1');
+  await sleep(100);
+  t.deepEqual(at1, [topics.result.build({ device: 'robot-1' })]);
+  t.is(broker.accessStats().refusedSubscribes, 4);
+});
+
+test('a robot cannot publish a plan: acknowledged, dropped, the retained plan unchanged, still connected', async (t) => {
+  const { broker, as } = await aclBroker(t);
+  const planner = await as('p1');
+  const plan1 = topics.plan.build({ device: 'robot-1' });
+  await planner.publishAsync(plan1, 'from the planner', { qos: 1, retain: true });
+  const robot = await as('robot-1');
+  const plans = await collect(robot, plan1);
+  t.is((await plans.next()).payload.toString(), 'from the planner', 'the retained plan');
+  const root = await as('root');
+  const seen = await collect(root, topics.plan.filter());
+  t.is((await seen.next()).payload.toString(), 'from the planner');
+  const telemetry = await collect(
+    await as('root', { clientId: 'root-telemetry' }),
+    topics.deviceTelemetry.filter(),
+  );
+  // QoS 1 gets its PUBACK [MQTT-3.3.5-2]; QoS 0 has none.
+  await robot.publishAsync(plan1, 'forged', { qos: 1, retain: true });
+  await robot.publishAsync(topics.plan.build({ device: 'robot-2' }), 'forged', { qos: 1, retain: true });
+  await robot.publishAsync(plan1, 'forged', { qos: 0 });
+  await robot.publishAsync(topics.deviceTelemetry.build({ device: 'robot-1' }), 'still here', { qos: 1 });
+  t.is((await telemetry.next()).payload.toString(), 'still here', 'the robot stays connected and heard');
+  t.true(robot.connected);
+  t.deepEqual(seen.all, [], 'nobody sees a forged plan');
+  t.deepEqual(plans.all, []);
+  const later = await as('root', { clientId: 'root-later' });
+  const retained = await collect(later, topics.plan.filter());
+  t.is((await retained.next()).payload.toString(), 'from the planner', 'the retained plan is unchanged');
+  await sleep(100);
+  t.is(retained.all.length, 0, 'and no forged plan was retained for robot-2');
+  t.is(broker.accessStats().refusedPublishes, 3);
+});
+
+test('a robot cannot publish a request as another device; workers take requests through $share', async (t) => {
+  const { broker, as } = await aclBroker(t);
+  const worker = await as('w1');
+  const requests = await collect(worker, sharedFilter(TAIL_GROUP, topics.request.filter()));
+  t.is(
+    await granted(worker, sharedFilter(TAIL_GROUP, topics.result.filter())),
+    128,
+    '$share is no way around',
+  );
+  t.is(await granted(worker, topics.deviceTelemetry.filter()), 128);
+  const robot = await as('robot-1');
+  await robot.publishAsync(topics.request.build({ device: 'robot-2' }), 'spoofed', { qos: 1 });
+  await robot.publishAsync(topics.request.build({ device: 'robot-1' }), 'genuine', { qos: 1 });
+  const got = await requests.next();
+  t.is(got.topic, topics.request.build({ device: 'robot-1' }));
+  t.is(got.payload.toString(), 'genuine');
+  // A device whose user name differs from its id publishes as the id of its entry.
+  const cam = await as('cam', { clientId: 'robot-3' });
+  await cam.publishAsync(topics.request.build({ device: 'robot-3' }), 'from cam', { qos: 1 });
+  t.is((await requests.next()).payload.toString(), 'from cam');
+  await sleep(100);
+  t.deepEqual(requests.all, []);
+  t.is(broker.accessStats().refusedPublishes, 1);
+});
+
+test('a Last Will on a topic the user may not publish is not delivered; its own is', async (t) => {
+  const { broker, as } = await aclBroker(t);
+  const root = await as('root');
+  const status = await collect(root, topics.deviceStatus.filter());
+  const offline = (device: string) => ({
+    topic: topics.deviceStatus.build({ device }),
+    payload: Buffer.from(`${device} offline`),
+    qos: 1 as const,
+    retain: true,
+  });
+  const honest = await as('robot-1', { will: offline('robot-1') });
+  const liar = await as('robot-2', { will: offline('robot-1') });
+  liar.stream.destroy();
+  await sleep(200);
+  honest.stream.destroy();
+  const got = await status.next();
+  t.is(got.payload.toString(), 'robot-1 offline');
+  await sleep(100);
+  t.deepEqual(status.all, []);
+  t.is(broker.accessStats().refusedPublishes, 1);
+});
+
+const creds = (workerId: string, password: string) => ({ workerId, username: workerId, password });
+
+async function* frames(model: Awaited<ReturnType<typeof demoModelDir>>['model'], n: number) {
+  const rand = mulberry32(5);
+  for (let i = 0; i < n; i++)
+    yield { index: i, capturedAt: Date.now(), inputs: randomInputs(model.inputs, rand) };
+}
+
+test('the services run end to end under their roles, and access control refuses nothing they do', async (t) => {
+  const { dir, model } = await demoModelDir(t);
+  const users: TestUser[] = [
+    { username: 'edge-acl', role: 'device', password: 'e' },
+    { username: 'tail-shared', role: 'worker', password: 'w' },
+    { username: 'tail-plain', role: 'worker', password: 'w' },
+    { username: 'planner-acl', role: 'planner', password: 'p' },
+    { username: 'root', role: 'admin', password: 'r' },
+  ];
+  const broker = await startSecureBroker(t, { usersFile: await writeUsersFile(t, users) });
+  const url = broker.url;
+  // An admin sees every topic, so that each one is shown to be published by its owner and delivered.
+  const seen = new Set<string>();
+  const root = await connectAs(t, url, 'root', 'r');
+  root.on('message', (topic) => {
+    const name = Object.entries(topics).find(([, spec]) => spec.match(topic))?.[0];
+    if (name) seen.add(name);
+  });
+  await root.subscribeAsync('edgecut/#', { qos: 0 });
+  const workers = [
+    new TailWorker(
+      tailOptions({
+        ...creds('tail-shared', 'w'),
+        mqttUrl: url,
+        modelsDir: dir,
+        profileRuns: 1,
+        telemetryMs: 50,
+      }),
+      silentLogger,
+    ),
+    new TailWorker(
+      tailOptions({ ...creds('tail-plain', 'w'), mqttUrl: url, modelsDir: dir, group: '', telemetryMs: 50 }),
+      silentLogger,
+    ),
+  ];
+  for (const w of workers) {
+    await w.start();
+    t.teardown(() => w.stop());
+  }
+  const planner = new Planner(
+    { mqttUrl: url, plannerId: 'planner-acl', cut: 'middle', username: 'planner-acl', password: 'p' },
+    silentLogger,
+  );
+  await planner.start();
+  t.teardown(() => planner.stop());
+  const profile = await profileModel(model, { runs: 2, warmup: 1, checkCuts: 0 });
+  const edge = new EdgeHead(
+    model,
+    profile,
+    edgeOptions({ mqttUrl: url, deviceId: 'edge-acl', username: 'edge-acl', password: 'e', telemetryMs: 50 }),
+    silentLogger,
+  );
+  await edge.start();
+  t.teardown(() => edge.stop());
+  t.true(await edge.waitForPlan(), 'the planner’s plan reaches the device');
+  const reports: FrameReport[] = [];
+  await edge.run(frames(model, 20), (r) => reports.push(r));
+  t.is(reports.length, 20);
+  t.is(reports.filter((r) => r.fallback).length, 0, 'every frame offloaded');
+  t.true(reports.every((r) => r.maxAbsDiff !== undefined && r.maxAbsDiff <= 1e-5));
+  await sleep(300); // telemetry of every service, and the worker's profile, have gone out
+  t.deepEqual(
+    [...seen].sort(),
+    Object.keys(topics).sort(),
+    'every topic of the map was published and delivered',
+  );
+  t.deepEqual(broker.accessStats(), { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 0 });
+});
