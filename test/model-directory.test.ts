@@ -47,7 +47,7 @@ test('a model rewritten in place is served under its new hash after a rescan', a
   await models.scan();
   const [id] = models.ids();
   const bytes = await readFile(path);
-  bytes[bytes.length - 1] ^= 1;
+  bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
   await writeFile(path, bytes);
   // Size unchanged; the scan sees the new mtime and hashes the file again.
   await utimes(path, new Date(), new Date(Date.now() + 5000));
