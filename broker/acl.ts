@@ -43,20 +43,54 @@ export const ROLE_READS: Readonly<Record<Role, readonly TopicName[]>> = {
 export interface Grants {
   publish: readonly string[];
   subscribe: readonly string[];
+  /**
+   * For a family id (`tail-*`): the role's own parameter, left `+` in the filters, must start with `prefix` in
+   * every topic that has it.
+   */
+  family?: { role: Role; prefix: string };
+}
+
+/**
+ * A family id ends with `*` and stands for every id starting with what precedes it: one credential for many
+ * replicas of a tail worker, whose ids (`tail-<host>-<pid>`) are not known in advance.
+ */
+export function familyPrefix(id: string): string | undefined {
+  return id.endsWith('*') ? id.slice(0, -1) : undefined;
+}
+
+/** Does a concrete id belong to the bound id (equal, or in its family)? */
+export function idFits(bound: string, id: string): boolean {
+  const prefix = familyPrefix(bound);
+  return prefix === undefined ? id === bound : id.startsWith(prefix) && id.length > prefix.length;
 }
 
 /** The spec's filter with the role's own parameter bound to `id` and every other one left as `+`. */
 function bound(spec: TopicSpec<string>, role: Role, id: string): string {
-  return spec.filter(spec.params.includes(role) ? { [role]: id } : {});
+  const own = familyPrefix(id) === undefined && spec.params.includes(role);
+  return spec.filter(own ? { [role]: id } : {});
 }
 
-/** The grants of a role whose topics are bound to `id`. */
+/** The grants of a role whose topics are bound to `id` (or, for `prefix*`, to every id of that family). */
 export function grantsFor(role: Role, id: string): Grants {
   const specs = Object.values(topics) as TopicSpec<string>[];
+  const prefix = familyPrefix(id);
   return {
     publish: specs.filter((s) => s.publisher === role).map((s) => bound(s, role, id)),
     subscribe: ROLE_READS[role].map((name) => bound(topics[name] as TopicSpec<string>, role, id)),
+    ...(prefix !== undefined ? { family: { role, prefix } } : {}),
   };
+}
+
+/** Does the topic's own-role parameter, where it has one, belong to the grants' family? */
+function inFamily(grants: Grants, topic: string): boolean {
+  const { family } = grants;
+  if (!family) return true;
+  for (const spec of Object.values(topics) as TopicSpec<string>[]) {
+    if (!spec.params.includes(family.role)) continue;
+    const value = spec.match(topic)?.[family.role];
+    if (value !== undefined) return idFits(`${family.prefix}*`, value);
+  }
+  return true;
 }
 
 /**
@@ -78,15 +112,16 @@ export function covers(allowed: string, filter: string): boolean {
 
 /** May a client with these grants publish on this topic name? */
 export function mayPublish(grants: Grants, topic: string): boolean {
-  return grants.publish.some((f) => filterMatches(f, topic));
+  return grants.publish.some((f) => filterMatches(f, topic)) && inFamily(grants, topic);
 }
 
 /** May a client with these grants subscribe to this filter (a `$share/<group>/` prefix already removed)? */
 export function maySubscribe(grants: Grants, filter: string): boolean {
-  return grants.subscribe.some((f) => covers(f, filter));
+  // A family's own-role parameter cannot be bounded in a filter; no role reads topics carrying its own id anyway.
+  return grants.subscribe.some((f) => covers(f, filter)) && (!grants.family || inFamily(grants, filter));
 }
 
 /** May a client with these grants receive a message on this topic name? */
 export function mayRead(grants: Grants, topic: string): boolean {
-  return grants.subscribe.some((f) => filterMatches(f, topic));
+  return grants.subscribe.some((f) => filterMatches(f, topic)) && inFamily(grants, topic);
 }

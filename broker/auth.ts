@@ -25,7 +25,7 @@
  */
 import type { Aedes, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../common/log.ts';
-import { type Grants, grantsFor, mayPublish, mayRead, maySubscribe } from './acl.ts';
+import { familyPrefix, type Grants, grantsFor, idFits, mayPublish, mayRead, maySubscribe } from './acl.ts';
 import { verifyNothing, verifyPassword } from './passwords.ts';
 import { parseSharedFilter } from './topics.ts';
 import type { User } from './users.ts';
@@ -122,7 +122,9 @@ export class AccessControl {
     if (!user) return refuse(4, 'unknown user');
     if (!ok) return refuse(4, 'wrong password');
     if (user.id !== undefined && !this.clientIdFits(client, user.id)) {
-      return refuse(2, `client id must be "${user.id}", "${user.id}:<suffix>" or empty for this user`);
+      const what =
+        familyPrefix(user.id) === undefined ? `"${user.id}"` : `"${familyPrefix(user.id)}<anything>"`;
+      return refuse(2, `client id must be ${what}, the same followed by ":<suffix>", or empty for this user`);
     }
     const grants = user.role === 'admin' || user.id === undefined ? undefined : grantsFor(user.role, user.id);
     this.principals.set(client, { user, grants, publishable: new Map(), warned: new Set() });
@@ -171,7 +173,9 @@ export class AccessControl {
   }
 
   private clientIdFits(client: Client, id: string): boolean {
-    return client.id === id || client.id.startsWith(`${id}:`) || this.emptyClientId.has(client);
+    if (this.emptyClientId.has(client)) return true;
+    const own = client.id.includes(':') ? client.id.slice(0, client.id.indexOf(':')) : client.id;
+    return idFits(id, own);
   }
 
   private publishable(principal: Principal, topic: string): boolean {

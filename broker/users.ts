@@ -9,10 +9,12 @@
  * The file is checked once, at start-up, with zod; any bad entry stops the broker with one line naming the file, the
  * entry and what is allowed. Entries are written by `edgecut users add` (cli/users.ts).
  */
+
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError, schemas } from '../common/config.ts';
 import type { Role } from '../schemas/topics.ts';
+import { familyPrefix } from './acl.ts';
 import { HASH_FORMAT, type PasswordHash, parsePasswordHash } from './passwords.ts';
 
 /** The roles a user can have: the three that own topics, and `admin`, which may do everything. */
@@ -37,7 +39,14 @@ const EntrySchema = z.strictObject({
   role: z.enum(USER_ROLES, { message: `expected one of ${ROLE_LIST}` }),
   password: z.string({ message: 'expected a string' }),
   device: schemas.id.optional(),
-  worker: schemas.id.optional(),
+  // A worker id, or a family `prefix*` shared by the replicas of a scaled tail worker (broker/acl.ts).
+  worker: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9._-]{1,64}$|^[A-Za-z0-9._-]{1,63}\*$/,
+      'expected 1-64 characters from A-Z a-z 0-9 . _ -, or a family prefix ending in * (e.g. tail-*)',
+    )
+    .optional(),
   planner: schemas.id.optional(),
 });
 
@@ -88,7 +97,8 @@ function checkEntry(raw: unknown): { entry: UserEntry; user: User } | string {
       return `field "${field}" is not allowed with role ${entry.role}: it binds a ${field} id, only for role ${field}`;
   }
   const id = boundId(entry);
-  if (id !== undefined && !schemas.id.safeParse(id).success) {
+  const family = entry.role === 'worker' && id !== undefined ? familyPrefix(id) : undefined;
+  if (id !== undefined && !schemas.id.safeParse(family ?? id).success) {
     return `username ${JSON.stringify(entry.username)} is not a valid ${entry.role} id: expected 1-64 characters from A-Z a-z 0-9 . _ -, or set "${entry.role}" to the ${entry.role}'s id`;
   }
   return { entry, user: { username: entry.username, role: entry.role, id, hash } };

@@ -319,3 +319,54 @@ test('the services run end to end under their roles, and access control refuses 
   );
   t.deepEqual(broker.accessStats(), { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 0 });
 });
+
+test('one worker credential for a scaled family: replicas tail-<anything> serve; others are refused', async (t) => {
+  const { dir, model } = await demoModelDir(t);
+  const users: TestUser[] = [
+    { username: 'tails', role: 'worker', password: 'w', worker: 'tail-*' },
+    { username: 'edge-f', role: 'device', password: 'e' },
+    { username: 'planner-f', role: 'planner', password: 'p' },
+  ];
+  const broker = await startSecureBroker(t, { usersFile: await writeUsersFile(t, users) });
+  const url = broker.url;
+  // Two replicas with ids chosen at start, as WORKER_ID=auto does (tail-<host>-<pid>), under one credential.
+  const workers = ['tail-gw-101', 'tail-gw-102'].map(
+    (workerId) =>
+      new TailWorker(
+        tailOptions({ ...creds('tails', 'w'), workerId, mqttUrl: url, modelsDir: dir, telemetryMs: 50 }),
+        silentLogger,
+      ),
+  );
+  for (const w of workers) {
+    await w.start();
+    t.teardown(() => w.stop());
+  }
+  // Outside the family: the connection is refused with return code 2 (identifier rejected).
+  const outsider = await refusal(url, { username: 'tails', password: 'w', clientId: 'worker-9' });
+  t.is(outsider.code, 2);
+  // A family member may not speak for a worker outside the family either.
+  const member = await connectAs(t, url, 'tails', 'w', { clientId: 'tail-gw-103' });
+  await member.publishAsync(topics.workerStatus.build({ worker: 'other-1' }), '{}', { qos: 1 });
+  await member.publishAsync(topics.workerStatus.build({ worker: 'tail-gw-103' }), '{}', { qos: 1 });
+  const planner = new Planner(
+    { mqttUrl: url, plannerId: 'planner-f', cut: 'middle', username: 'planner-f', password: 'p' },
+    silentLogger,
+  );
+  await planner.start();
+  t.teardown(() => planner.stop());
+  const profile = await profileModel(model, { runs: 2, warmup: 1, checkCuts: 0 });
+  const edge = new EdgeHead(
+    model,
+    profile,
+    edgeOptions({ mqttUrl: url, deviceId: 'edge-f', username: 'edge-f', password: 'e', window: 2 }),
+    silentLogger,
+  );
+  await edge.start();
+  t.teardown(() => edge.stop());
+  t.true(await edge.waitForPlan());
+  const reports: FrameReport[] = [];
+  await edge.run(frames(model, 20), (r) => reports.push(r));
+  t.is(reports.filter((r) => r.fallback).length, 0, 'every frame offloaded');
+  t.deepEqual([...new Set(reports.map((r) => r.tailBy))].sort(), ['tail-gw-101', 'tail-gw-102']);
+  t.deepEqual(broker.accessStats(), { refusedPublishes: 1, refusedSubscribes: 0, refusedConnects: 1 });
+});
