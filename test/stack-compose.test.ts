@@ -187,3 +187,21 @@ test('stack flags that are not allowed are one line each, exit 2', async (t) => 
     else t.regex(lines[0]?.replace(/^edgecut: /, '') ?? '', message);
   }
 });
+
+test('a variable no setting of the command reads is refused, naming the nearest setting', async (t) => {
+  const file = await composeFile(
+    t,
+    'services:\n  planner:\n    build: .\n    command: [planner]\n    environment:\n      PLAN_CUTT: middle\n      NODE_OPTIONS: --max-old-space-size=512\n',
+  );
+  const r = await edgecut(['stack', 'config', '-f', file]);
+  t.is(r.code, 2);
+  t.is(
+    r.stderr,
+    'edgecut: services.planner.environment.PLAN_CUTT is not a setting of `edgecut planner`: did you mean PLAN_CUT? (docs/configuration.md lists every setting)\n',
+  );
+  const fixed = await composeFile(
+    t,
+    'services:\n  planner:\n    build: .\n    command: [planner]\n    environment:\n      PLAN_CUT: middle\n      NODE_OPTIONS: --max-old-space-size=512\n',
+  );
+  t.is((await edgecut(['stack', 'config', '-f', fixed])).code, 0, "Node's own variables pass");
+});
