@@ -124,7 +124,8 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
     if (p.id === 'planner-1')
       t.true(total(families, 'edgecut_planner_plans_total') >= 2, 'plans for both robots');
     if (p.id === 'broker-1')
-      t.is(total(families, 'edgecut_broker_clients'), 5, 'planner, three workers and the example robot');
+      // The planner, three workers and the example robot (and the test's robot, if its goodbye is still on the way).
+      t.true([5, 6].includes(total(families, 'edgecut_broker_clients')));
   }
   const exampleFrames = frameLines.length;
   t.true(
