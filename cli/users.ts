@@ -3,7 +3,8 @@
  * read from the first line of stdin, so it appears neither in the process list nor in the shell history:
  * `printf '%s\n' "$PASSWORD" | edgecut users add users.json robot-1 --role device`.
  */
-import { chmod, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { hashPassword } from '../broker/passwords.ts';
 import {
   boundId,
@@ -81,6 +82,7 @@ export async function usersAddCommand(
   // Written next to the file and renamed over it, so a reader never sees half a file; readable by the owner only.
   const tmp = `${file}.${process.pid}.tmp`;
   try {
+    await mkdir(dirname(file), { recursive: true });
     await writeFile(tmp, text, { mode: 0o600 });
     await chmod(tmp, 0o600);
     await rename(tmp, file);

@@ -3,11 +3,14 @@
  * workers, frames stream through it and every result arrives, a crashed worker is restarted, and Ctrl-C stops
  * everything cleanly. compose.cluster.yaml runs the same services against Mosquitto as the external broker.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { startService } from '../cli/processes.ts';
+import mqtt from 'mqtt';
+import { EDGECUT_BIN, startService } from '../cli/processes.ts';
+import { edgecutWithInput } from './helpers/auth.ts';
 import { hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
 import { parsePrometheus, total } from './helpers/prometheus.ts';
 import {
@@ -159,6 +162,105 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
     t.false(alive(pid), `pid ${pid} is gone`);
 });
 
+test('stack up with access control: every service logs in under its role, anonymous clients are refused', async (t) => {
+  const dir = await tempDir(t);
+  const passwords = { ROBOT_PASSWORD: 'robot-pw', TAIL_PASSWORD: 'tail-pw', PLANNER_PASSWORD: 'planner-pw' };
+  // The users commands docs/deploy.md shows, run as written in a directory of the test's own.
+  const { text } = await readDocLines('docs/deploy.md');
+  const usersAdd = text.filter((l) => l.includes('npx edgecut users add'));
+  t.is(usersAdd.length, 3);
+  for (const line of usersAdd) {
+    const local = line.replaceAll('npx edgecut', `"${process.execPath}" "${EDGECUT_BIN}"`);
+    const r = spawnSync('sh', ['-c', local], {
+      cwd: dir,
+      env: { ...process.env, ...passwords },
+      encoding: 'utf8',
+    });
+    t.is(r.status, 0, `${line}\n${r.stderr}`);
+  }
+  // One more device user, for the test's own robot.
+  const add = await edgecutWithInput(
+    ['users', 'add', join(dir, 'config', 'users.json'), 'stack-test-robot', '--role', 'device'],
+    'test-pw\n',
+  );
+  t.is(add.code, 0, add.stderr);
+  const offset = await freePortOffset(COMPOSE_PORTS);
+  const run = stackUp(
+    t,
+    ['--scale', 'server-tail=2', '--port-offset', String(offset), '--volumes-dir', join(dir, 'volumes')],
+    {
+      ...passwords,
+      EDGECUT_CONFIG: join(dir, 'config'),
+      BROKER_USERS: '/config/users.json',
+      ROBOT_USERNAME: 'robot-1',
+      TAIL_USERNAME: 'tails',
+      PLANNER_USERNAME: 'planner',
+      PLAN_CUT: 'middle',
+      FPS: '2',
+    },
+  );
+  const processes = await run.ready;
+  const mqttUrl = `mqtt://127.0.0.1:${1883 + offset}`;
+  const lines: string[] = [];
+  const edge = startService(
+    'edge',
+    [
+      'edge',
+      '--device-id',
+      'stack-test-robot',
+      '--model',
+      'demo',
+      '--models-dir',
+      join(dir, 'volumes', 'models'),
+    ],
+    {
+      env: {
+        MQTT_URL: mqttUrl,
+        MQTT_USERNAME: 'stack-test-robot',
+        MQTT_PASSWORD: 'test-pw',
+        FRAMES: '20',
+        VERIFY: 'true',
+        LOG_LEVEL: 'warn',
+      },
+      onStdout: (line) => lines.push(line),
+      onStderr: () => undefined,
+    },
+  );
+  t.teardown(() => edge.stop(2000));
+  t.is(await edge.exited, 0, lines.slice(-3).join('\n'));
+  t.regex(lines.join('\n'), /check: 20\/20 frames offloaded and equal .* PASS/);
+  // Without credentials: refused (CONNACK 5, not authorized).
+  const anonymous = await new Promise<number | undefined>((resolve) => {
+    const c = mqtt.connect(mqttUrl, { reconnectPeriod: 0 });
+    c.once('error', (err) => {
+      c.end(true);
+      resolve((err as Error & { code?: number }).code);
+    });
+    c.once('connect', () => {
+      c.end(true);
+      resolve(0);
+    });
+  });
+  t.is(anonymous, 5);
+  const broker = processes.find((p) => p.id === 'broker-1');
+  const families = parsePrometheus(
+    await (await fetch(`http://127.0.0.1:${Number(broker?.metricsPort)}/metrics`)).text(),
+  );
+  t.is(
+    total(families, 'edgecut_broker_refused_total', { action: 'connect' }),
+    1,
+    'only the anonymous client',
+  );
+  t.is(
+    total(families, 'edgecut_broker_refused_total', { action: 'publish' }),
+    0,
+    'the services publish only what their roles allow',
+  );
+  t.is(total(families, 'edgecut_broker_refused_total', { action: 'subscribe' }), 0);
+  run.child.kill('SIGINT');
+  t.is(await run.exited, 0);
+});
+
 const clusterTest = hasMosquitto || process.env.CI === 'true' ? test : test.skip;
 
 clusterTest(
@@ -221,5 +323,18 @@ test('a service that refuses its configuration stops stack up instead of restart
 
 test('docs/deploy.md shows only commands these tests run', async (t) => {
   const shown = (await docCommands('docs/deploy.md')).map((c) => c.words.slice(0, 4).join(' '));
-  t.deepEqual(shown, ['npx edgecut stack up', 'npx edgecut stack config', 'npx edgecut stack up']);
+  t.deepEqual(shown, [
+    'npx edgecut stack up',
+    'npx edgecut stack config',
+    'printf \'%s\\n\' "$ROBOT_PASSWORD" |',
+    'printf \'%s\\n\' "$TAIL_PASSWORD" |',
+    'printf \'%s\\n\' "$PLANNER_PASSWORD" |',
+    'npx edgecut stack up',
+  ]);
 });
+
+/** The lines of a Markdown file's `sh` blocks, as written. */
+async function readDocLines(file: string): Promise<{ text: string[] }> {
+  const doc = await readFile(file, 'utf8');
+  return { text: [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => (m[1] ?? '').trim().split('\n')) };
+}
