@@ -205,3 +205,16 @@ test('a variable no setting of the command reads is refused, naming the nearest 
   );
   t.is((await edgecut(['stack', 'config', '-f', fixed])).code, 0, "Node's own variables pass");
 });
+
+test('a service with a Compose profile runs only when the profile is enabled or the service is named', async (t) => {
+  const file = await composeFile(
+    t,
+    'services:\n  a:\n    build: .\n    command: [tail]\n  debug:\n    build: .\n    command: [planner]\n    profiles: [debug]\n',
+  );
+  const project = await loadCompose(file, {});
+  const ids = (opts: { profiles?: string[]; services?: string[] }) =>
+    planStack(project, { ...opts, volumesDir: '/v' }).processes.map((p) => p.id);
+  t.deepEqual(ids({}), ['a-1']);
+  t.deepEqual(ids({ profiles: ['debug'] }), ['a-1', 'debug-1']);
+  t.deepEqual(ids({ services: ['debug'] }), ['debug-1']);
+});

@@ -338,3 +338,38 @@ async function readDocLines(file: string): Promise<{ text: string[] }> {
   const doc = await readFile(file, 'utf8');
   return { text: [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => (m[1] ?? '').trim().split('\n')) };
 }
+
+test('restart on-failure:2 restarts a failing process twice, then leaves it down while the rest runs', async (t) => {
+  const dir = await tempDir(t);
+  const { writeFile } = await import('node:fs/promises');
+  const file = join(dir, 'compose.yaml');
+  // The edge runs one frame on the device alone (no plan, no worker), so its --verify check fails: exit 1.
+  await writeFile(
+    file,
+    [
+      'services:',
+      '  broker:',
+      '    build: .',
+      '    command: [broker, --host, 127.0.0.1]',
+      '    environment: { BROKER_PORT: "1883", BROKER_WS_PORT: "8083" }',
+      '  robot:',
+      '    build: .',
+      '    restart: on-failure:2',
+      '    command: [edge, --model, demo, --models-dir, /models]',
+      '    environment: { MQTT_URL: "mqtt://broker:1883", FRAMES: "1", VERIFY: "true", PLAN_WAIT_MS: "0", EDGE_PROFILE: measure, PROFILE_RUNS: "1" }',
+      '    volumes: [models:/models]',
+      '    depends_on: [broker]',
+      'volumes: { models: {} }',
+      '',
+    ].join('\n'),
+  );
+  const offset = await freePortOffset([1883, 8083]);
+  const run = stackUp(t, ['-f', file, '--port-offset', String(offset)]);
+  await run.waitForStderr(/^stack\s+\| robot-1 exited with code 1; restarting in 1000 ms \(restart 1\)$/);
+  await run.waitForStderr(/^stack\s+\| robot-1 exited with code 1; restarting in 2000 ms \(restart 2\)$/);
+  await run.waitForStderr(/^stack\s+\| robot-1 exited with code 1$/);
+  t.false(run.stderr.some((l) => /restart 3/.test(l)));
+  t.is(run.child.exitCode, null, 'the broker still runs');
+  run.child.kill('SIGINT');
+  t.is(await run.exited, 0);
+});

@@ -41,7 +41,8 @@ export class Tally {
     else if (r.tailBy === 'local') this.onDevice++;
     if (r.maxAbsDiff !== undefined) {
       this.maxDiff = Math.max(this.maxDiff, r.maxAbsDiff);
-      if (!r.fallback && r.maxAbsDiff <= CHECK_TOLERANCE) this.offloadedEqual++;
+      // Offloaded: a worker ran the tail (not a fallback, and not a frame the plan kept on the device).
+      if (!r.fallback && r.tailBy !== 'local' && r.maxAbsDiff <= CHECK_TOLERANCE) this.offloadedEqual++;
     }
     const span = now - this.first;
     return span > 0 ? (this.frames * 1000) / span : 0;
