@@ -167,6 +167,7 @@ export async function stackUpCommand(services: string[], flags: StackFlags): Pro
     cwd: dir,
     baseEnv,
     clock: systemClock,
+    color: Boolean(process.stderr.isTTY) && process.env.NO_COLOR === undefined,
     out: {
       stdout: (line) => process.stdout.write(`${line}\n`),
       stderr: (line) => process.stderr.write(`${line}\n`),

@@ -218,3 +218,26 @@ test('a service with a Compose profile runs only when the profile is enabled or 
   t.deepEqual(ids({ profiles: ['debug'] }), ['a-1', 'debug-1']);
   t.deepEqual(ids({ services: ['debug'] }), ['debug-1']);
 });
+
+test('on a terminal each service gets its own prefix colour and the stack its bold one', async (t) => {
+  const { Supervisor } = await import('../cli/stack/supervisor.ts');
+  const { systemClock } = await import('../common/clock.ts');
+  const file = await composeFile(
+    t,
+    'services:\n  planner:\n    build: .\n    command: [planner]\n    environment:\n      MQTT_URL: "not a url"\n',
+  );
+  const plan = planStack(await loadCompose(file, {}), { volumesDir: '/v' });
+  const lines: string[] = [];
+  const supervisor = new Supervisor(plan, {
+    cwd: process.cwd(),
+    baseEnv: { PATH: process.env.PATH ?? '' },
+    clock: systemClock,
+    color: true,
+    out: { stdout: (l) => lines.push(l), stderr: (l) => lines.push(l) },
+  });
+  await t.throwsAsync(supervisor.start(), { message: /planner-1 refused its configuration/ });
+  t.true(lines.some((l) => l.startsWith('\u001b[36mplanner-1 | \u001b[0medgecut: MQTT_URL="not a url"')));
+  t.true(
+    lines.some((l) => l.startsWith('\u001b[1mstack     | \u001b[0mplanner-1 refused its configuration')),
+  );
+});

@@ -35,7 +35,12 @@ export interface SupervisorOptions {
   maxBackoffMs?: number;
   /** A process up this long resets the back-off (default 10 s). */
   stableMs?: number;
+  /** Colour each service's prefix (ANSI), as `docker compose up` does on a terminal. */
+  color?: boolean;
 }
+
+/** ANSI colours of the prefixes, one per service in start order (cyan, yellow, green, magenta, blue, red). */
+const COLOURS = [36, 33, 32, 35, 34, 31];
 
 /** Exit code of a process that refused its configuration (a UserError): restarting it would not help. */
 const CONFIG_ERROR_EXIT = 2;
@@ -90,7 +95,13 @@ export class Supervisor {
 
   /** Prefix of a line from `id`, padded like `docker compose up`. */
   private prefix(id: string): string {
-    return `${id.padEnd(this.width)} | `;
+    const text = `${id.padEnd(this.width)} | `;
+    if (!this.opts.color) return text;
+    const service = this.plan.processes.find((p) => p.id === id)?.service;
+    const index = service === undefined ? -1 : this.plan.order.indexOf(service);
+    // The stack's own lines stay uncoloured (bold), like Compose's.
+    const code = index < 0 ? 1 : (COLOURS[index % COLOURS.length] ?? 0);
+    return `\u001b[${code}m${text}\u001b[0m`;
   }
 
   /** Logs a supervisor message. */
