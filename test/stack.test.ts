@@ -333,6 +333,15 @@ test('docs/deploy.md shows only commands these tests run', async (t) => {
   ]);
 });
 
+test("the README's stack command is the one docs/deploy.md shows and the test above runs", async (t) => {
+  const readme = (await docCommands('README.md')).filter((c) => c.words.includes('stack'));
+  const deploy = await docCommand('docs/deploy.md', 'npx edgecut stack up --scale');
+  t.deepEqual(
+    readme.map((c) => c.words),
+    [deploy.words],
+  );
+});
+
 /** The lines of a Markdown file's `sh` blocks, as written. */
 async function readDocLines(file: string): Promise<{ text: string[] }> {
   const doc = await readFile(file, 'utf8');
