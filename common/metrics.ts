@@ -30,6 +30,17 @@ export interface MetricDefinition {
   help: string;
 }
 
+/** prom-client's `collect` option, which it calls with the metric as `this`, from a plain callback. */
+function collector<M>(collect?: (metric: M) => void): { collect?: (this: M) => void } {
+  return collect
+    ? {
+        collect(this: M) {
+          collect(this);
+        },
+      }
+    : {};
+}
+
 /** A service's registry plus the definitions of the metrics it holds (for the docs). */
 export class MetricSet {
   /** The registry `/metrics` serves; one per service instance. */
@@ -50,13 +61,7 @@ export class MetricSet {
       help,
       labelNames: labels,
       registers: [this.registry],
-      ...(collect
-        ? {
-            collect(this: Counter<L>) {
-              collect(this);
-            },
-          }
-        : {}),
+      ...collector(collect),
     });
   }
 
@@ -73,13 +78,7 @@ export class MetricSet {
       help,
       labelNames: labels,
       registers: [this.registry],
-      ...(collect
-        ? {
-            collect(this: Gauge<L>) {
-              collect(this);
-            },
-          }
-        : {}),
+      ...collector(collect),
     });
   }
 
