@@ -2,15 +2,16 @@
  * Users and per-role topic access on the embedded broker (broker/auth.ts, broker/acl.ts): passwords, CONNACK
  * refusals, SUBACK failures, dropped publishes and wills, and the real services running under their roles.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { MqttClient } from 'mqtt';
 import { covers, grantsFor } from '../broker/acl.ts';
 import { parseUsers } from '../broker/users.ts';
 import { silentLogger } from '../common/log.ts';
+import type { ModelHandle } from '../common/model-handle.ts';
 import { profileModel } from '../common/profile/profiler.ts';
 import { mulberry32 } from '../common/random.ts';
 import { sharedFilter, TAIL_GROUP, topics } from '../schemas/topics.ts';
-import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';
+import { EdgeHead, type EdgeOptions, type FrameReport } from '../services/edge-head/edge.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
@@ -251,6 +252,45 @@ async function* frames(model: Awaited<ReturnType<typeof demoModelDir>>['model'],
     yield { index: i, capturedAt: Date.now(), inputs: randomInputs(model.inputs, rand) };
 }
 
+/**
+ * Starts a planner (fixed middle cut) and an edge under the given users (each user name is also the service's id),
+ * waits for the plan and streams 20 frames; returns their reports.
+ */
+async function planAndStream(
+  t: ExecutionContext,
+  url: string,
+  model: ModelHandle,
+  [plannerUser, plannerPassword]: [string, string],
+  [edgeUser, edgePassword]: [string, string],
+  edgeExtra: Partial<EdgeOptions>,
+): Promise<FrameReport[]> {
+  const planner = new Planner(
+    { mqttUrl: url, plannerId: plannerUser, cut: 'middle', username: plannerUser, password: plannerPassword },
+    silentLogger,
+  );
+  await planner.start();
+  t.teardown(() => planner.stop());
+  const profile = await profileModel(model, { runs: 2, warmup: 1, checkCuts: 0 });
+  const edge = new EdgeHead(
+    model,
+    profile,
+    edgeOptions({
+      mqttUrl: url,
+      deviceId: edgeUser,
+      username: edgeUser,
+      password: edgePassword,
+      ...edgeExtra,
+    }),
+    silentLogger,
+  );
+  await edge.start();
+  t.teardown(() => edge.stop());
+  t.true(await edge.waitForPlan(), 'the planner’s plan reaches the device');
+  const reports: FrameReport[] = [];
+  await edge.run(frames(model, 20), (r) => reports.push(r));
+  return reports;
+}
+
 test('the services run end to end under their roles, and access control refuses nothing they do', async (t) => {
   const { dir, model } = await demoModelDir(t);
   const users: TestUser[] = [
@@ -290,24 +330,9 @@ test('the services run end to end under their roles, and access control refuses 
     await w.start();
     t.teardown(() => w.stop());
   }
-  const planner = new Planner(
-    { mqttUrl: url, plannerId: 'planner-acl', cut: 'middle', username: 'planner-acl', password: 'p' },
-    silentLogger,
-  );
-  await planner.start();
-  t.teardown(() => planner.stop());
-  const profile = await profileModel(model, { runs: 2, warmup: 1, checkCuts: 0 });
-  const edge = new EdgeHead(
-    model,
-    profile,
-    edgeOptions({ mqttUrl: url, deviceId: 'edge-acl', username: 'edge-acl', password: 'e', telemetryMs: 50 }),
-    silentLogger,
-  );
-  await edge.start();
-  t.teardown(() => edge.stop());
-  t.true(await edge.waitForPlan(), 'the planner’s plan reaches the device');
-  const reports: FrameReport[] = [];
-  await edge.run(frames(model, 20), (r) => reports.push(r));
+  const reports = await planAndStream(t, url, model, ['planner-acl', 'p'], ['edge-acl', 'e'], {
+    telemetryMs: 50,
+  });
   t.is(reports.length, 20);
   t.is(reports.filter((r) => r.fallback).length, 0, 'every frame offloaded');
   t.true(reports.every((r) => r.maxAbsDiff !== undefined && r.maxAbsDiff <= 1e-5));
@@ -348,24 +373,7 @@ test('one worker credential for a scaled family: replicas tail-<anything> serve;
   const member = await connectAs(t, url, 'tails', 'w', { clientId: 'tail-gw-103' });
   await member.publishAsync(topics.workerStatus.build({ worker: 'other-1' }), '{}', { qos: 1 });
   await member.publishAsync(topics.workerStatus.build({ worker: 'tail-gw-103' }), '{}', { qos: 1 });
-  const planner = new Planner(
-    { mqttUrl: url, plannerId: 'planner-f', cut: 'middle', username: 'planner-f', password: 'p' },
-    silentLogger,
-  );
-  await planner.start();
-  t.teardown(() => planner.stop());
-  const profile = await profileModel(model, { runs: 2, warmup: 1, checkCuts: 0 });
-  const edge = new EdgeHead(
-    model,
-    profile,
-    edgeOptions({ mqttUrl: url, deviceId: 'edge-f', username: 'edge-f', password: 'e', window: 2 }),
-    silentLogger,
-  );
-  await edge.start();
-  t.teardown(() => edge.stop());
-  t.true(await edge.waitForPlan());
-  const reports: FrameReport[] = [];
-  await edge.run(frames(model, 20), (r) => reports.push(r));
+  const reports = await planAndStream(t, url, model, ['planner-f', 'p'], ['edge-f', 'e'], { window: 2 });
   t.is(reports.filter((r) => r.fallback).length, 0, 'every frame offloaded');
   t.deepEqual([...new Set(reports.map((r) => r.tailBy))].sort(), ['tail-gw-101', 'tail-gw-102']);
   t.deepEqual(broker.accessStats(), { refusedPublishes: 1, refusedSubscribes: 0, refusedConnects: 1 });
