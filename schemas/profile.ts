@@ -119,6 +119,37 @@ export const ProfileSchema = z.object({
 /** A profile. */
 export type Profile = z.infer<typeof ProfileSchema>;
 
+/**
+ * What a device that cannot measure a per-layer profile publishes instead (a robot without edgecut's code): the
+ * model it runs and its own whole-model latency, which any runtime can time. The planner predicts the device's
+ * per-layer latency from a tail worker's profile of the same model, scaled to that whole-model latency
+ * (services/planner/declared.ts); the `measured` edge-load mode then corrects it from the device's head times.
+ */
+export const DeclaredProfileSchema = z.object({
+  version: z.literal(PROFILE_VERSION, { message: `expected profile format version ${PROFILE_VERSION}` }),
+  kind: z.literal('declared'),
+  device: z.object({
+    /** The device's id (as in its topics). */
+    id: z.string(),
+    /** What the device is, for people reading plans. */
+    description: z.string().optional(),
+  }),
+  model: z.object({
+    /** Hex sha256 of the model file, as in requests. */
+    id: z.string().regex(/^[0-9a-f]{64}$/, 'expected a hex sha256'),
+    /** The model's name, for people reading plans. */
+    name: z.string().optional(),
+  }),
+  /** The device's median latency of the whole model, ms, timed with its own runtime. */
+  wholeMs: z.number().positive('expected a latency > 0 ms'),
+  createdAt: z.string().optional(),
+});
+/** A declared profile. */
+export type DeclaredProfile = z.infer<typeof DeclaredProfileSchema>;
+
+/** What a device's profile topic carries: a measured or predicted profile, or a declaration. */
+export type DeviceProfile = Profile | DeclaredProfile;
+
 /** Thrown for a profile that cannot be used; its message is one line naming the problem. */
 export class ProfileError extends UserError {}
 
@@ -157,4 +188,15 @@ export function parseProfile(raw: unknown, source: string, layers?: readonly { n
     }
   }
   return p;
+}
+
+/** Checks raw JSON from a device's profile topic: a declaration (`kind: declared`) or a full profile. */
+export function parseDeviceProfile(raw: unknown, source: string): DeviceProfile {
+  if ((raw as { kind?: unknown } | null)?.kind !== 'declared') return parseProfile(raw, source);
+  const parsed = DeclaredProfileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ProfileError(`${source}: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
 }

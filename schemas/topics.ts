@@ -132,10 +132,11 @@ export const topics = {
   /** The device's model and its per-layer profile on the device (P^e). */
   deviceProfile: defineTopic<'device'>('devices/{device}/profile', {
     payload: 'json',
-    message: 'Profile',
+    message: 'Profile|DeclaredProfile',
     retained: true,
     publisher: 'device',
-    description: 'the model the device runs and its per-layer latency on the device (schemas/profile.ts)',
+    description:
+      'the model the device runs and its per-layer latency on the device, or only its whole-model latency (schemas/profile.ts)',
   }),
   /** Device availability (Last Will `offline`). */
   deviceStatus: defineTopic<'device'>('devices/{device}/status', {

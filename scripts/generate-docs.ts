@@ -67,7 +67,11 @@ function subscribers(key: TopicKey): string {
 
 /** The payload of a topic as Markdown, linked to the section describing its message type(s). */
 function payloadLink(payload: 'json' | 'flatbuffers', message: string): string {
-  if (payload === 'json') return `JSON [\`${message}\`](#json-${message.toLowerCase()})`;
+  if (payload === 'json')
+    return message
+      .split('|')
+      .map((m) => `JSON [\`${m}\`](#json-${m.toLowerCase()})`)
+      .join(' or ');
   // `Message{Result|Error}`: a Message whose body union holds one of the named tables.
   const members = /^Message\{(.+)\}$/.exec(message)?.[1]?.split('|') ?? [];
   const links = members.map((m) => `[\`${m}\`](#table-${m.toLowerCase()})`).join(' or ');
@@ -131,7 +135,7 @@ function renderTopics(): string {
     );
   }
   const jsonMessages = [
-    ...new Set(entries.filter(([, t]) => t.payload === 'json').map(([, t]) => t.message)),
+    ...new Set(entries.filter(([, t]) => t.payload === 'json').flatMap(([, t]) => t.message.split('|'))),
   ];
   out.push('', '## JSON payloads');
   for (const m of jsonMessages) out.push('', jsonSection(m));

@@ -20,7 +20,7 @@ import { EDGECUT_BIN, startBrokerProcess } from '../cli/processes.ts';
 import { createSession } from '../common/runtime.ts';
 import { decodeMessage, tensorElements } from '../schemas/codec.ts';
 import { DeviceTelemetrySchema, PlanSchema, StatusSchema } from '../schemas/messages.ts';
-import { parseProfile } from '../schemas/profile.ts';
+import { parseDeviceProfile } from '../schemas/profile.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 import { connectClient } from './helpers/broker.ts';
 import { edgecut } from './helpers/cli.ts';
@@ -191,13 +191,8 @@ robotTest(
     const dir = await mkdtemp(join(tmpdir(), 'edgecut-robot-'));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
 
-    // The preparation: model, cut-0 description, profile, Python classes.
-    for (const prefix of [
-      'npx edgecut zoo build',
-      'npx edgecut model split',
-      'npx edgecut profile',
-      'flatc --python',
-    ]) {
+    // The preparation: model, cut-0 description, Python classes.
+    for (const prefix of ['npx edgecut zoo build', 'npx edgecut model split', 'flatc --python']) {
       const r = await sh(localize(take(prefix)), dir, process.env);
       t.is(r.code, 0, `${prefix}: ${r.stderr}`);
     }
@@ -312,9 +307,9 @@ robotTest(
     t.like(states[0], { state: 'online', role: 'device', id: 'robot-1' });
     t.like(states.at(-1), { state: 'offline', role: 'device', id: 'robot-1' });
     t.is(typeof states.at(-1)?.at, 'number');
-    // Its profile (retained, for the planner) and its telemetry with one transfer sample per frame.
-    const profile = parseProfile(JSON.parse(on('profile')[0]!.payload.toString()), 'robot profile');
-    t.like(profile, { device: { id: 'robot-1' }, model: { id: modelId } });
+    // Its declared profile (retained, for the planner) and its telemetry with one transfer sample per frame.
+    const profile = parseDeviceProfile(JSON.parse(on('profile')[0]!.payload.toString()), 'robot profile');
+    t.like(profile, { kind: 'declared', device: { id: 'robot-1' }, model: { id: modelId }, wholeMs: 250 });
     const telemetry = DeviceTelemetrySchema.parse(JSON.parse(on('telemetry').at(-1)!.payload.toString()));
     t.is(telemetry.device, 'robot-1');
     t.deepEqual(
@@ -334,7 +329,7 @@ robotTest(
     await writeFile(join(dir, 'bad-cut.json'), JSON.stringify(cut));
     const bad = await sh(
       localize(
-        robotCmd.replace('robot-cut0/cut.json', 'bad-cut.json').replace(' --profile robot-profile.json', ''),
+        robotCmd.replace('robot-cut0/cut.json', 'bad-cut.json').replace(' --whole-ms 250 --plan-wait 60', ''),
       ),
       dir,
       env,

@@ -11,8 +11,9 @@ What it does (docs/robots.md explains each step):
   1. connects to MQTT_URL (credentials from MQTT_USERNAME, MQTT_PASSWORD)
      with a retained Last Will `offline` on its status topic, and publishes
      a retained `online` once connected;
-  2. subscribes to its plan and result topics; with --profile, publishes
-     that profile (retained) so the planner plans for it, and waits a little
+  2. subscribes to its plan and result topics; with --profile (a measured
+     profile) or --whole-ms (only its whole-model latency), publishes it
+     (retained) so the planner plans for it, and waits a little
      for the plan;
   3. sends --frames requests with cut 0 (full offload: the model input),
      one at a time, filled by the deterministic formula of frame_values(),
@@ -295,9 +296,18 @@ def parse_args(argv):
         "--profile",
         help="a profile (`edgecut profile --out`) to publish for a plan")
     parser.add_argument(
+        "--whole-ms", type=float,
+        help="instead of --profile: declare the whole-model latency on this "
+             "device (ms, timed with any runtime); the planner predicts the "
+             "layers from a tail worker's profile of the model")
+    parser.add_argument(
         "--plan-wait", type=float, default=5.0,
-        help="with --profile: seconds to wait for the plan (5)")
+        help="with --profile or --whole-ms: seconds to wait for the plan (5)")
     args = parser.parse_args(argv)
+    if args.profile and args.whole_ms is not None:
+        parser.error("give --profile or --whole-ms, not both")
+    if args.whole_ms is not None and not args.whole_ms > 0:
+        parser.error(f"--whole-ms {args.whole_ms}: expected a latency > 0 ms")
     args.device_id = re.sub(r"[^A-Za-z0-9._-]", "-", args.device_id)
     if not ID_PATTERN.match(args.device_id):
         parser.error(f"--device-id {args.device_id!r}: use 1-64 "
@@ -420,6 +430,23 @@ class Robot:
         self.client.publish(name, json.dumps(profile), qos=1,
                             retain=True).wait_for_publish(timeout=10)
 
+    def publish_declaration(self):
+        """Publishes, retained, only what this robot can time itself: its
+        model and its whole-model latency (a DeclaredProfile,
+        docs/topics.md). The planner spreads it over a tail worker's
+        per-layer profile of the same model."""
+        declared = {
+            "version": 1,
+            "kind": "declared",
+            "device": {"id": self.args.device_id,
+                       "description": "Python robot (examples/python-robot)"},
+            "model": {"id": self.model_id},
+            "wholeMs": self.args.whole_ms,
+        }
+        name = topic("devices", self.args.device_id, "profile")
+        self.client.publish(name, json.dumps(declared), qos=1,
+                            retain=True).wait_for_publish(timeout=10)
+
     def on_plan(self, payload):
         """Takes the planner's plan, if it is for this robot's model."""
         if not payload:
@@ -532,6 +559,9 @@ class Robot:
         self.connect(os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
         if self.args.profile:
             self.publish_profile()
+            self.wait_for_plan()
+        elif self.args.whole_ms is not None:
+            self.publish_declaration()
             self.wait_for_plan()
         for frame in range(self.args.frames):
             answer, request_id, rtt_ms = self.run_frame(frame)

@@ -17,8 +17,15 @@ import {
   type WorkerTelemetry,
   WorkerTelemetrySchema,
 } from '../../schemas/messages.ts';
-import { type Profile, parseProfile } from '../../schemas/profile.ts';
+import {
+  type DeclaredProfile,
+  type DeviceProfile,
+  type Profile,
+  parseDeviceProfile,
+  parseProfile,
+} from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
+import { profileFromDeclaration } from './declared.ts';
 import { chooseFixedCut } from './fixed-cut.ts';
 import type { EdgeLoadMode } from './inputs.ts';
 import { PlannerMetrics } from './metrics.ts';
@@ -52,7 +59,7 @@ const json = (payload: Buffer) => JSON.parse(payload.toString()) as unknown;
 export class Planner {
   private readonly conn: Connection;
   private readonly sources = {
-    deviceProfiles: new Subject<{ device: string; profile: Profile }>(),
+    deviceProfiles: new Subject<{ device: string; profile: DeviceProfile }>(),
     deviceTelemetry: new Subject<DeviceTelemetry>(),
     workerProfiles: new Subject<{ worker: string; profile: Profile }>(),
     workerTelemetry: new Subject<WorkerTelemetry>(),
@@ -61,6 +68,10 @@ export class Planner {
   private subscription: Subscription | undefined;
   private fixedSeq = 0;
   private readonly profiled = new Set<string>();
+  /** A worker's profile per model id (fixed-cut mode resolves declarations with it). */
+  private readonly workerModels = new Map<string, Profile>();
+  /** Declared devices waiting for a worker's profile of their model (fixed-cut mode). */
+  private readonly declared = new Map<string, DeclaredProfile>();
   /** The last plan published per device (for tests and metrics). */
   readonly plans = new Map<string, Plan>();
   /** Why a device has no plan, when it has none. */
@@ -132,6 +143,13 @@ export class Planner {
       if (profile.model.id !== m.model)
         throw new Error(`${topic}: profile is of model ${profile.model.id}, not ${m.model}`);
       this.sources.workerProfiles.next({ worker: m.worker, profile });
+      this.workerModels.set(profile.model.id, profile);
+      // Devices that declared this model and wait for its cuts (fixed-cut mode).
+      for (const [device, declared] of this.declared) {
+        if (declared.model.id !== profile.model.id) continue;
+        this.declared.delete(device);
+        void this.fixedPlan(device, profileFromDeclaration(declared, [profile]));
+      }
     });
     await conn.subscribe(
       topics.workerTelemetry.filter(),
@@ -166,12 +184,30 @@ export class Planner {
   private async onProfile(topic: string, payload: Buffer): Promise<void> {
     const device = topics.deviceProfile.match(topic)?.device;
     if (device === undefined || payload.length === 0) return;
-    const profile = parseProfile(json(payload), `profile of device ${device}`);
+    const published = parseDeviceProfile(json(payload), `profile of device ${device}`);
     this.profiled.add(device);
     if (this.opts.cut === 'auto') {
-      this.sources.deviceProfiles.next({ device, profile });
+      this.sources.deviceProfiles.next({ device, profile: published });
       return;
     }
+    this.declared.delete(device);
+    if (published.kind === 'declared') {
+      // A fixed cut needs the model's cuts, which a declaration lacks: take them from a worker's profile.
+      const worker = this.workerModels.get(published.model.id);
+      if (!worker) {
+        this.declared.set(device, published);
+        const reason = `no tail worker has published a profile of model ${published.model.id.slice(0, 12)} yet`;
+        await this.onEvent({ kind: 'no-plan', device, reason });
+        return;
+      }
+      await this.fixedPlan(device, profileFromDeclaration(published, [worker]));
+      return;
+    }
+    await this.fixedPlan(device, published);
+  }
+
+  /** Publishes the configured fixed cut for a device. */
+  private async fixedPlan(device: string, profile: Profile): Promise<void> {
     const choice = this.metrics.timeReplan(() => chooseFixedCut(profile.cuts, this.opts.cut));
     if ('error' in choice) {
       await this.onEvent({ kind: 'no-plan', device, reason: choice.error });

@@ -25,8 +25,9 @@ import type { LinkModel } from '../../common/plan/link.ts';
 import { type FittedLink, fitLink, SampleWindow } from '../../common/plan/link-fit.ts';
 import { type Objective, searchPartition } from '../../common/plan/search.ts';
 import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../../schemas/messages.ts';
-import type { Profile } from '../../schemas/profile.ts';
+import type { DeviceProfile, Profile } from '../../schemas/profile.ts';
 import { type DecisionState, decide, type HysteresisOptions } from './decide.ts';
+import { profileFromDeclaration } from './declared.ts';
 import {
   type EdgeLoadMode,
   edgeLoadFactor,
@@ -54,7 +55,7 @@ export interface PlanningOptions {
 
 /** The messages the planner listens to, already parsed and checked. */
 export interface PlannerSources {
-  deviceProfiles: Observable<{ device: string; profile: Profile }>;
+  deviceProfiles: Observable<{ device: string; profile: DeviceProfile }>;
   deviceTelemetry: Observable<DeviceTelemetry>;
   workerProfiles: Observable<{ worker: string; profile: Profile }>;
   workerTelemetry: Observable<WorkerTelemetry>;
@@ -122,17 +123,19 @@ interface DeviceAcc {
 
 interface StepInput {
   device: string;
-  profile: Profile;
+  /** What the device published: a profile, or a declaration resolved here against the workers' profiles. */
+  profile: DeviceProfile;
   workers: Workers;
   link: FittedLink;
   telemetry: DeviceTelemetry | undefined;
 }
 
 function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions): DeviceAcc {
-  const { device, profile, workers } = i;
-  const decision = acc.modelId === profile.model.id ? acc.decision : {};
+  const { device, workers } = i;
+  const modelId = i.profile.model.id;
+  const decision = acc.modelId === modelId ? acc.decision : {};
   const next: DeviceAcc = {
-    modelId: profile.model.id,
+    modelId,
     decision,
     seq: acc.seq,
     lastNoPlan: acc.lastNoPlan,
@@ -140,14 +143,21 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   };
   const online = [...workers.profiles.keys()].filter((w) => !workers.offline.has(w));
   const profiles = online.flatMap((w) => {
-    const p = workers.profiles.get(w)?.get(profile.model.id);
+    const p = workers.profiles.get(w)?.get(modelId);
     return p ? [p] : [];
   });
   const serverMs = serverLayers(profiles);
-  if (!serverMs || serverMs.length !== profile.layers.length) {
+  const profile: Profile | undefined =
+    i.profile.kind !== 'declared'
+      ? i.profile
+      : serverMs
+        ? profileFromDeclaration(i.profile, profiles)
+        : undefined;
+  if (!serverMs || !profile || serverMs.length !== profile.layers.length) {
+    const name = i.profile.model.name ?? 'of the device';
     const reason = serverMs
-      ? `the tail workers' profiles of model ${profile.model.name} do not have its ${profile.layers.length} layers`
-      : `no online tail worker has published a profile of model ${profile.model.name} (${profile.model.id.slice(0, 12)})`;
+      ? `the tail workers' profiles of model ${name} do not have its ${profile?.layers.length} layers`
+      : `no online tail worker has published a profile of model ${name} (${modelId.slice(0, 12)})`;
     if (reason !== acc.lastNoPlan) next.out.push({ kind: 'no-plan', device, reason });
     next.lastNoPlan = reason;
     return next;
