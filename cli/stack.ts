@@ -4,13 +4,10 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { brokerSettings } from '../broker/config.ts';
 import { systemClock } from '../common/clock.ts';
-import type { Settings } from '../common/config.ts';
 import { UserError } from '../common/errors.ts';
-import { edgeSettings } from '../services/edge-head/config.ts';
-import { plannerSettings } from '../services/planner/config.ts';
-import { tailSettings } from '../services/server-tail/config.ts';
+import { editDistance } from '../common/model/cut-ref.ts';
+import { settingsOf } from './service-commands.ts';
 import { loadCompose } from './stack/compose.ts';
 import { planStack, type StackPlan } from './stack/plan.ts';
 import { Supervisor } from './stack/supervisor.ts';
@@ -52,14 +49,6 @@ function parseScale(values: string[]): Record<string, number> {
   return out;
 }
 
-/** The settings table of each edgecut command a Compose service may run. */
-const SETTINGS: Record<string, Settings> = {
-  broker: brokerSettings,
-  planner: plannerSettings,
-  tail: tailSettings,
-  edge: edgeSettings,
-};
-
 /** Variables a service may set beyond its settings: Node's and the C runtime's own. */
 const RUNTIME_ENV = new Set([
   'NODE_OPTIONS',
@@ -73,18 +62,6 @@ const RUNTIME_ENV = new Set([
   'FORCE_COLOR',
 ]);
 
-/** Edit distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++)
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[b.length]!;
-}
-
 /**
  * A variable no setting reads is a typo waiting to be missed (the service would run on the default): refuse it
  * with one line naming the service and the nearest setting.
@@ -92,13 +69,13 @@ function distance(a: string, b: string): number {
 function checkVariables(plan: StackPlan): void {
   for (const p of plan.processes) {
     const command = p.args[0] ?? '';
-    const table = SETTINGS[command];
+    const table = settingsOf(command);
     if (!table) continue;
     const known = Object.values(table).map((x) => x.env);
     for (const name of Object.keys(p.env)) {
       if (known.includes(name) || RUNTIME_ENV.has(name)) continue;
-      const nearest = [...known].sort((a, b) => distance(name, a) - distance(name, b))[0];
-      const hint = nearest && distance(name, nearest) <= 3 ? `did you mean ${nearest}? ` : '';
+      const nearest = [...known].sort((a, b) => editDistance(name, a) - editDistance(name, b))[0];
+      const hint = nearest && editDistance(name, nearest) <= 3 ? `did you mean ${nearest}? ` : '';
       throw new UserError(
         `services.${p.service}.environment.${name} is not a setting of \`edgecut ${command}\`: ${hint}` +
           '(docs/configuration.md lists every setting)',

@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROLE_READS } from '../broker/acl.ts';
-import { brokerSettings } from '../broker/config.ts';
+import { SERVICE_SETTINGS } from '../cli/service-commands.ts';
 import { ConfigError, parseConfig, type Setting, type Settings } from '../common/config.ts';
 import { commonSettings } from '../common/service-settings.ts';
 import {
@@ -25,9 +25,6 @@ import {
   type TopicSpec,
   topics,
 } from '../schemas/topics.ts';
-import { edgeSettings } from '../services/edge-head/config.ts';
-import { plannerSettings } from '../services/planner/config.ts';
-import { tailSettings } from '../services/server-tail/config.ts';
 import { cell, fbsSection, jsonSection } from './docs-payloads.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -147,10 +144,10 @@ function renderTopics(): string {
 
 /** The services and their settings tables, in the order the doc lists them. */
 const SERVICES: ReadonlyArray<{ name: string; command: string; settings: Settings }> = [
-  { name: 'broker', command: 'npx edgecut broker', settings: brokerSettings },
-  { name: 'planner', command: 'npx edgecut planner', settings: plannerSettings },
-  { name: 'tail worker', command: 'npx edgecut tail', settings: tailSettings },
-  { name: 'edge device', command: 'npx edgecut edge', settings: edgeSettings },
+  { name: 'broker', command: 'npx edgecut broker', settings: SERVICE_SETTINGS.broker },
+  { name: 'planner', command: 'npx edgecut planner', settings: SERVICE_SETTINGS.planner },
+  { name: 'tail worker', command: 'npx edgecut tail', settings: SERVICE_SETTINGS.tail },
+  { name: 'edge device', command: 'npx edgecut edge', settings: SERVICE_SETTINGS.edge },
 ];
 
 function settingsRows(list: readonly Setting<unknown>[]): string {
@@ -164,7 +161,7 @@ function settingsRows(list: readonly Setting<unknown>[]): string {
 /** The one line the CLI prints for an invalid value, produced by the real parser. */
 function exampleError(): string {
   try {
-    parseConfig(brokerSettings, { BROKER_PORT: '70000' });
+    parseConfig(SERVICE_SETTINGS.broker, { BROKER_PORT: '70000' });
   } catch (err) {
     if (err instanceof ConfigError) return `edgecut: ${err.message}`;
     throw err;

@@ -9,11 +9,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parse } from 'yaml';
-import { brokerSettings } from '../broker/config.ts';
-import type { Settings } from '../common/config.ts';
-import { edgeSettings } from '../services/edge-head/config.ts';
-import { plannerSettings } from '../services/planner/config.ts';
-import { tailSettings } from '../services/server-tail/config.ts';
+import { settingsOf } from '../cli/service-commands.ts';
 
 const run = promisify(execFile);
 
@@ -25,14 +21,6 @@ interface ComposeService {
   volumes?: (string | { source: string; target: string })[];
   depends_on?: Record<string, { condition: string }>;
 }
-
-/** The settings table of each edgecut command a Compose service runs. */
-const SETTINGS: Record<string, Settings> = {
-  broker: brokerSettings,
-  planner: plannerSettings,
-  tail: tailSettings,
-  edge: edgeSettings,
-};
 
 async function validated(
   file: string,
@@ -51,7 +39,7 @@ for (const [file, env, names] of [
     t.deepEqual(Object.keys(services).sort(), [...names]);
     for (const [name, s] of Object.entries(services)) {
       const command = s.command[0] ?? '';
-      const table = SETTINGS[command];
+      const table = settingsOf(command);
       if (!table) {
         t.fail(`${name} runs an unknown command ${command}`);
         continue;

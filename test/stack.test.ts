@@ -4,7 +4,7 @@
  * everything cleanly. compose.cluster.yaml runs the same services against Mosquitto as the external broker.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -17,6 +17,7 @@ import {
   alive,
   docCommand,
   docCommands,
+  docLines,
   freePortOffset,
   type StackProcess,
   stackUp,
@@ -166,8 +167,7 @@ test('stack up with access control: every service logs in under its role, anonym
   const dir = await tempDir(t);
   const passwords = { ROBOT_PASSWORD: 'robot-pw', TAIL_PASSWORD: 'tail-pw', PLANNER_PASSWORD: 'planner-pw' };
   // The users commands docs/deploy.md shows, run as written in a directory of the test's own.
-  const { text } = await readDocLines('docs/deploy.md');
-  const usersAdd = text.filter((l) => l.includes('npx edgecut users add'));
+  const usersAdd = (await docLines('docs/deploy.md')).filter((l) => l.includes('npx edgecut users add'));
   t.is(usersAdd.length, 3);
   for (const line of usersAdd) {
     const local = line.replaceAll('npx edgecut', `"${process.execPath}" "${EDGECUT_BIN}"`);
@@ -341,12 +341,6 @@ test("the README's stack command is the one docs/deploy.md shows and the test ab
     [deploy.words],
   );
 });
-
-/** The lines of a Markdown file's `sh` blocks, as written. */
-async function readDocLines(file: string): Promise<{ text: string[] }> {
-  const doc = await readFile(file, 'utf8');
-  return { text: [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => (m[1] ?? '').trim().split('\n')) };
-}
 
 test('restart on-failure:2 restarts a failing process twice, then leaves it down while the rest runs', async (t) => {
   const dir = await tempDir(t);

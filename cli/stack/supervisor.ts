@@ -80,6 +80,7 @@ class Slot {
 export class Supervisor {
   private readonly slots: Slot[];
   private readonly width: number;
+  private readonly prefixes: Map<string, string>;
   private stopping = false;
   private readonly onExit = () => {
     for (const s of this.slots) s.proc?.child.kill('SIGKILL');
@@ -91,17 +92,24 @@ export class Supervisor {
   ) {
     this.slots = plan.processes.map((p) => new Slot(p));
     this.width = Math.max(5, ...plan.processes.map((p) => p.id.length));
+    this.prefixes = this.makePrefixes();
   }
 
-  /** Prefix of a line from `id`, padded like `docker compose up`. */
+  /** Prefix of a line from `id` (a process, or `stack`), padded like `docker compose up`. */
   private prefix(id: string): string {
-    const text = `${id.padEnd(this.width)} | `;
-    if (!this.opts.color) return text;
-    const service = this.plan.processes.find((p) => p.id === id)?.service;
-    const index = service === undefined ? -1 : this.plan.order.indexOf(service);
-    // The stack's own lines stay uncoloured (bold), like Compose's.
-    const code = index < 0 ? 1 : (COLOURS[index % COLOURS.length] ?? 0);
-    return `\u001b[${code}m${text}\u001b[0m`;
+    return this.prefixes.get(id) ?? '';
+  }
+
+  /** Every prefix, made once: a colour per service on a terminal, bold for the stack's own lines. */
+  private makePrefixes(): Map<string, string> {
+    const paint = (text: string, code: number) =>
+      this.opts.color ? `\u001b[${code}m${text}\u001b[0m` : text;
+    const out = new Map([['stack', paint(`${'stack'.padEnd(this.width)} | `, 1)]]);
+    for (const p of this.plan.processes) {
+      const code = COLOURS[this.plan.order.indexOf(p.service) % COLOURS.length] ?? 0;
+      out.set(p.id, paint(`${p.id.padEnd(this.width)} | `, code));
+    }
+    return out;
   }
 
   /** Logs a supervisor message. */

@@ -7,6 +7,7 @@
  * times from the device's telemetry. Pure.
  */
 import type { DeclaredProfile, Profile } from '../../schemas/profile.ts';
+import { serverLayers } from './inputs.ts';
 
 /**
  * The device's predicted profile: the workers' layers (median per layer across `workerProfiles`, all of the
@@ -18,11 +19,8 @@ export function profileFromDeclaration(
 ): Profile {
   const base = workerProfiles[0];
   if (!base) throw new Error('profileFromDeclaration needs a worker profile of the model');
-  const median = (xs: number[]) => {
-    const v = [...xs].sort((a, b) => a - b);
-    return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-  };
-  const layerMs = base.layers.map((_, i) => median(workerProfiles.map((p) => p.layers[i]?.ms ?? 0)));
+  const layerMs = serverLayers(workerProfiles);
+  if (!layerMs) throw new Error('profileFromDeclaration needs worker profiles with the same layers');
   const sum = layerMs.reduce((a, b) => a + b, 0);
   const factor = sum > 0 ? declared.wholeMs / sum : 1;
   const { check: _check, measurement: _measurement, ...rest } = base;

@@ -3,9 +3,11 @@
  * captured line by line and SIGINT standing in for Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ExecutionContext } from 'ava';
 import { EDGECUT_BIN } from '../../cli/processes.ts';
+import { portFree } from './broker.ts';
 
 /** One process of the stack as its ready line reports it. */
 export type StackProcess = { id: string; pid?: number } & Record<string, unknown>;
@@ -110,17 +112,10 @@ export function alive(pid: number): boolean {
  * (32768 and up) so no outgoing connection takes one of them meanwhile.
  */
 export async function freePortOffset(basePorts: number[]): Promise<number> {
-  const { createServer } = await import('node:net');
-  const free = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
   const top = Math.max(...basePorts);
   for (;;) {
     const offset = 10_000 + Math.floor(Math.random() * (32_000 - top - 10_000));
-    const checks = await Promise.all(basePorts.map((p) => free(p + offset)));
+    const checks = await Promise.all(basePorts.map((p) => portFree(p + offset)));
     if (checks.every(Boolean)) return offset;
   }
 }
@@ -131,14 +126,18 @@ export interface DocCommand {
   words: string[];
 }
 
-/** Every command line of the `sh` blocks of a Markdown file. */
-export async function docCommands(file: string): Promise<DocCommand[]> {
-  const { readFile } = await import('node:fs/promises');
+/** The lines of a Markdown file's `sh` blocks, as written (blank lines left out). */
+export async function docLines(file: string): Promise<string[]> {
   const text = await readFile(file, 'utf8');
-  const lines = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => (m[1] ?? '').split('\n'));
-  return lines
+  return [...text.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .flatMap((m) => (m[1] ?? '').split('\n'))
+    .filter((l) => l.trim() !== '');
+}
+
+/** Every command line of the `sh` blocks of a Markdown file, without trailing comments. */
+export async function docCommands(file: string): Promise<DocCommand[]> {
+  return (await docLines(file))
     .map((l) => l.replace(/\s+#.*$/, '').trim())
-    .filter((l) => l !== '')
     .map((line) => {
       const words = line.split(/\s+/);
       const env: Record<string, string> = {};
