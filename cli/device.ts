@@ -70,7 +70,14 @@ export function devicePresetsCommand(opts: { presets?: string }): void {
     Object.entries(p.measured)
       .map(([m, ms]) => `${m} ${ms} ms`)
       .join(', ') || '-',
+    p.power ? `${p.power.computeW} / ${p.power.radioW} / ${p.power.idleW}` : '-',
     p.description,
   ]);
-  process.stdout.write(table(['preset', 'GFLOPs', 'measured whole-model times', 'device'], rows, [1]));
+  process.stdout.write(
+    table(
+      ['preset', 'GFLOPs', 'measured whole-model times', 'W compute / radio / idle', 'device'],
+      rows,
+      [1],
+    ),
+  );
 }

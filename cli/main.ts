@@ -172,7 +172,11 @@ program
   .option('--alpha-ms <ms>', 'channel set-up time per packet (alpha)', '0')
   .option('--mtu <bytes>', 'packet size M', '1500')
   .option('--load <factor>', 'edge load factor (paper Fig. 17: loadavg1 / cores when above 1)', '1')
-  .option('--objective <name>', 'latency (one frame) or throughput (pipelined stream)', 'latency')
+  .option(
+    '--objective <name>',
+    "latency (one frame), throughput (pipelined stream) or energy (device-side joules per frame; needs the edge preset's power figures)",
+    'latency',
+  )
   .option('--presets <file>', 'a JSON file of your own device presets')
   .option(
     '--host <file>',

@@ -1,9 +1,17 @@
 /**
  * `edgecut plan`: what Algorithm 1 decides for a model between two devices at a given bandwidth, with every
- * candidate as a table and a text bar chart (the paper's Figs. 3 and 4 in text).
+ * candidate as a table and a text bar chart (the paper's Figs. 3 and 4 in text), and each candidate's device-side
+ * joules per frame when the edge preset has power figures.
  */
 import { z } from 'zod';
-import { allPresets, findPreset, type Preset } from '../common/device/presets.ts';
+import {
+  allPresets,
+  findPreset,
+  type Power,
+  type Preset,
+  presetsWithPower,
+} from '../common/device/presets.ts';
+import { UserError } from '../common/errors.ts';
 import type { ModelHandle } from '../common/model-handle.ts';
 import { linkFromBandwidth, parseRate } from '../common/plan/link.ts';
 import { type Candidate, type Objective, searchPartition } from '../common/plan/search.ts';
@@ -42,7 +50,9 @@ const Flags = z.object({
     .int('expected a whole number of bytes')
     .min(1, 'expected a whole number of bytes >= 1'),
   load: z.coerce.number({ message: 'expected a load factor >= 1' }).min(1, 'expected a load factor >= 1'),
-  objective: z.enum(['latency', 'throughput'], { message: 'expected latency or throughput' }),
+  objective: z.enum(['latency', 'throughput', 'energy'], {
+    message: 'expected latency, throughput or energy',
+  }),
 });
 
 /** A preset name, or a number of GFLOPs as an ad-hoc device without measured times. */
@@ -67,6 +77,8 @@ export interface PlanJson {
   edge: string;
   server: string;
   bandwidthBps: number;
+  /** The edge preset's power figures; null when it has none (then every energyJ is null). */
+  edgePower: Power | null;
   best: CandidateJson;
   candidates: CandidateJson[];
 }
@@ -82,6 +94,8 @@ export interface CandidateJson {
   serverMs: number;
   totalMs: number;
   periodMs: number;
+  /** Device-side joules per frame; null when the edge preset has no power figures. */
+  energyJ: number | null;
 }
 
 /** Runs the what-if search for one model; pure apart from predicting the two profiles. */
@@ -109,6 +123,7 @@ export async function whatIf(
     link: { ...linkFromBandwidth(o.bandwidthBps, o.alphaMs, o.mtu) },
     edgeLoad: o.load,
     objective: o.objective,
+    ...(o.edge.power ? { power: o.edge.power } : {}),
   });
   const toJson = (c: Candidate): CandidateJson => {
     const cut = handle.cuts[c.index]!;
@@ -122,6 +137,7 @@ export async function whatIf(
       serverMs: c.serverMs,
       totalMs: c.totalMs,
       periodMs: c.periodMs,
+      energyJ: c.energyJ,
     };
   };
   return {
@@ -130,12 +146,18 @@ export async function whatIf(
       edge: o.edge.name,
       server: o.server.name,
       bandwidthBps: o.bandwidthBps,
+      edgePower: o.edge.power ?? null,
       best: toJson(result.best),
       candidates: result.candidates.map(toJson),
     },
     edgeProfile,
     serverProfile,
   };
+}
+
+/** Joules for the table: three decimals, `-` without power figures. */
+function joules(j: number | null): string {
+  return j === null ? '-' : j.toFixed(3);
 }
 
 function bar(c: CandidateJson, maxMs: number, width = 40): string {
@@ -157,6 +179,13 @@ export async function planCommand(
   const presets = allPresets(raw.presets);
   const edge = deviceRef(f.edge, presets, '--edge');
   const server = deviceRef(f.server, presets, '--server');
+  if (f.objective === 'energy' && !edge.power) {
+    const withPower = presetsWithPower(presets);
+    throw new UserError(
+      `--objective energy needs the edge's power figures, and ${edge.name === f.edge ? `preset "${edge.name}"` : `"--edge ${f.edge}" (a GFLOPs device)`} has none; ` +
+        `presets with power figures: ${withPower.join(', ') || 'none'}`,
+    );
+  }
   const { json, edgeProfile, serverProfile } = await whatIf(
     handle,
     {
@@ -186,13 +215,15 @@ export async function planCommand(
     c.transferMs.toFixed(1),
     c.serverMs.toFixed(1),
     c.totalMs.toFixed(1),
+    joules(c.energyJ),
     `${bar(c, maxMs)}${c.index === json.best.index ? ' ◀ best' : ''}`,
   ]);
   const pred = (p: Profile) =>
     `${p.device.id} ${p.wholeMs.median.toFixed(0)} ms whole model (${String(p.prediction?.rule)})`;
   process.stdout.write(
     `${handle.name}: edge ${pred(edgeProfile)}, server ${pred(serverProfile)}; link ${(f.bandwidth / 1e6).toFixed(3)} Mbit/s, ` +
-      `alpha ${f.alphaMs} ms per ${f.mtu}-byte packet; edge load ${f.load}; objective ${f.objective}\n\n`,
+      `alpha ${f.alphaMs} ms per ${f.mtu}-byte packet; edge load ${f.load}; objective ${f.objective}` +
+      `${json.edgePower ? `; edge power ${json.edgePower.computeW} W computing, ${json.edgePower.radioW} W sending, ${json.edgePower.idleW} W waiting` : ''}\n\n`,
   );
   process.stdout.write(
     table(
@@ -205,15 +236,17 @@ export async function planCommand(
         'transfer ms',
         'server ms',
         'total ms',
+        'J/frame',
         '█ edge ▒ transfer ░ server',
       ],
       rows,
-      [0, 3, 4, 5, 6, 7],
+      [0, 3, 4, 5, 6, 7, 8],
     ),
   );
   const b = json.best;
   process.stdout.write(
     `\nbest: cut ${b.index} ${b.index === 0 ? '(full offload)' : b.index === json.candidates.length - 1 ? '(edge only)' : `after ${b.after} (${b.op})`}: ` +
-      `${b.totalMs.toFixed(1)} ms = edge ${b.edgeMs.toFixed(1)} + transfer ${b.transferMs.toFixed(1)} + server ${b.serverMs.toFixed(1)}\n`,
+      `${b.totalMs.toFixed(1)} ms = edge ${b.edgeMs.toFixed(1)} + transfer ${b.transferMs.toFixed(1)} + server ${b.serverMs.toFixed(1)}` +
+      `${b.energyJ === null ? '' : `; ${joules(b.energyJ)} J per frame on the device`}\n`,
   );
 }

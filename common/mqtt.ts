@@ -98,6 +98,8 @@ export class Connection {
   private acks: AckControl | undefined;
   /** Called for each handler failure (after logging). */
   onHandlerError: HandlerErrorHook | undefined;
+  /** Called for each QoS 1 PUBLISH as it is handed to the client, with the promise its PUBACK settles. */
+  onPublish: ((topic: string, payloadBytes: number, acked: Promise<unknown>) => void) | undefined;
 
   constructor(private readonly opts: ConnectionOptions) {}
 
@@ -200,7 +202,10 @@ export class Connection {
       typeof payload === 'string' || Buffer.isBuffer(payload)
         ? payload
         : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    await this.mqtt.publishAsync(topic, body, { qos: opts.qos ?? 1, retain: opts.retain ?? false });
+    const qos = opts.qos ?? 1;
+    const acked = this.mqtt.publishAsync(topic, body, { qos, retain: opts.retain ?? false });
+    if (qos === 1 && this.onPublish) this.onPublish(topic, Buffer.byteLength(body), acked);
+    await acked;
   }
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {

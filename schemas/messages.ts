@@ -29,12 +29,14 @@ export const CutSummarySchema = z.object({
 /** One cut as devices and planners describe it. */
 export type CutSummary = z.infer<typeof CutSummarySchema>;
 
-/** Predicted stage times of a plan, in milliseconds. */
+/** Predicted stage times of a plan, in milliseconds, and the device-side energy of one frame. */
 export const StageTimesSchema = z.object({
   edgeMs: z.number(),
   transferMs: z.number(),
   serverMs: z.number(),
   totalMs: z.number(),
+  /** Device-side joules per frame; null when the edge has no power figures; absent in older plans. */
+  energyJ: z.number().nullable().optional(),
 });
 
 /** The planner's choice of cut for one device (retained). */
@@ -45,8 +47,11 @@ export const PlanSchema = z.object({
   /** Monotonic per planner and device, so a device can ignore a stale plan. */
   seq: z.number().int().min(0),
   cut: CutSummarySchema,
-  /** `latency` (one frame), `throughput` (pipelined stream) or `fixed` (configured). */
-  objective: z.enum(['latency', 'throughput', 'fixed']),
+  /**
+   * `latency` (one frame), `throughput` (pipelined stream), `energy` (device-side joules per frame) or `fixed`
+   * (configured).
+   */
+  objective: z.enum(['latency', 'throughput', 'energy', 'fixed']),
   predicted: StageTimesSchema.nullable(),
   /** Why this cut, one sentence. */
   reason: z.string(),
@@ -64,11 +69,29 @@ export const DeviceTelemetrySchema = z.object({
   loadavg1: z.number(),
   cores: z.number().int().min(1),
   cpuPercent: z.number(),
-  /** Median head latency over the last interval, per cut index. */
+  /** Median head latency of the most recent frames (up to 8), per cut index. */
   headMs: z.record(z.string(), z.number()),
-  /** Transfer samples: bytes sent and seconds until the tail received them (same-clock estimate). */
+  /** Heads run at each cut since the last telemetry (absent from older devices: then every cut counts as fresh). */
+  headCounts: z.record(z.string(), z.number().int().min(0)).optional(),
+  /**
+   * Uplink samples since the last telemetry: packet bytes of a QoS 1 PUBLISH and seconds from when it could start
+   * on the link to its PUBACK (services/edge-head/uplink.ts).
+   */
   transfers: z.array(z.object({ bytes: z.number(), seconds: z.number() })),
+  /** Lower bounds: the PUBLISH on the link now has waited this long for its PUBACK (a slow or dead link). */
+  censored: z.array(z.object({ bytes: z.number(), seconds: z.number() })).optional(),
+  /**
+   * Frames offloaded since the last telemetry that missed their deadline: at least `waitedMs` passed between
+   * sending the request and giving up, a lower bound on transfer + server time.
+   */
+  late: z
+    .array(z.object({ cut: z.number().int().min(0), bytes: z.number(), waitedMs: z.number() }))
+    .optional(),
+  /** This process's own CPU use in cores, averaged like the 1-minute load average (so the planner can leave it out). */
+  ownLoad1: z.number().min(0).optional(),
   framesInFlight: z.number().int().min(0),
+  /** Frames the device keeps in flight at most (its pipeline); absent from older devices (then 1). */
+  window: z.number().int().min(1).optional(),
   fallbacks: z.number().int().min(0),
 });
 /** A device's periodic telemetry. */

@@ -8,7 +8,7 @@
 export const TOPIC_ROOT = 'edgecut/v1';
 
 /** How a topic's payload is encoded. */
-export type PayloadKind = 'flatbuffers' | 'json';
+export type PayloadKind = 'flatbuffers' | 'json' | 'opaque';
 
 /** The roles that own topics (used by access control and the docs). */
 export type Role = 'device' | 'worker' | 'planner';
@@ -128,6 +128,15 @@ export const topics = {
     retained: false,
     publisher: 'device',
     description: 'load average, CPU use, head latency, transfer samples, frames in flight',
+  }),
+  /** Link probe: opaque bytes the device sends to time its uplink (to the PUBACK); nobody subscribes. */
+  deviceProbe: defineTopic<'device'>('devices/{device}/probe', {
+    payload: 'opaque',
+    message: 'bytes',
+    retained: false,
+    publisher: 'device',
+    description:
+      'opaque bytes of growing size, QoS 1, that the device times to their PUBACK to learn its uplink before and while it offloads nothing',
   }),
   /** The device's model and its per-layer profile on the device (P^e). */
   deviceProfile: defineTopic<'device'>('devices/{device}/profile', {

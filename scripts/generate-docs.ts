@@ -41,7 +41,8 @@ const QOS: Record<TopicKey, 0 | 1> = {
   request: 1,
   result: 1,
   plan: 1,
-  deviceTelemetry: 0,
+  deviceTelemetry: 1,
+  deviceProbe: 1,
   deviceProfile: 1,
   deviceStatus: 1,
   workerTelemetry: 0,
@@ -63,7 +64,8 @@ function subscribers(key: TopicKey): string {
 // ---- docs/topics.md ----
 
 /** The payload of a topic as Markdown, linked to the section describing its message type(s). */
-function payloadLink(payload: 'json' | 'flatbuffers', message: string): string {
+function payloadLink(payload: 'json' | 'flatbuffers' | 'opaque', message: string): string {
+  if (payload === 'opaque') return 'opaque bytes (any content; only their size and timing matter)';
   if (payload === 'json')
     return message
       .split('|')

@@ -42,7 +42,17 @@ test('plan --json: every candidate, k = 0 first and edge-only last, and the best
   const min = Math.min(...plan.candidates.map((c) => c.totalMs));
   t.is(plan.best.totalMs, min);
   for (const c of plan.candidates) t.true(Math.abs(c.edgeMs + c.transferMs + c.serverMs - c.totalMs) < 1e-6);
-  for (const key of ['index', 'after', 'op', 'bytes', 'edgeMs', 'transferMs', 'serverMs', 'totalMs'])
+  for (const key of [
+    'index',
+    'after',
+    'op',
+    'bytes',
+    'edgeMs',
+    'transferMs',
+    'serverMs',
+    'totalMs',
+    'energyJ',
+  ])
     t.true(key in plan.best, key);
   // The rpi3b's whole AlexNet is Table III's 3200 ms.
   t.true(Math.abs(last.edgeMs - 3200) < 1, `${last.edgeMs}`);
@@ -105,7 +115,7 @@ test('plan: bad flags are one line naming the flag, the value and what is allowe
     [['--bandwidth', 'fast'], /--bandwidth="fast" is not allowed: expected a rate such as 1mbps/],
     [['--edge', 'rpi9'], /unknown device preset "rpi9"; known presets: rpi3b/],
     [['--load', '0.5'], /--load="0.5" is not allowed: expected a load factor >= 1/],
-    [['--objective', 'cost'], /--objective="cost" is not allowed: expected latency or throughput/],
+    [['--objective', 'cost'], /--objective="cost" is not allowed: expected latency, throughput or energy/],
   ];
   for (const [flags, message] of cases) {
     const args = [

@@ -67,6 +67,7 @@ test('hysteresis: switch only after the gain held for the hold time', (t) => {
       serverMs: 0,
       totalMs: costs[best]!,
       periodMs: 0,
+      energyJ: null,
     },
     candidates: costs.map((c, i) => ({
       index: i,
@@ -76,6 +77,7 @@ test('hysteresis: switch only after the gain held for the hold time', (t) => {
       serverMs: 0,
       totalMs: c,
       periodMs: 0,
+      energyJ: null,
     })),
   });
   const h = { minGain: 0.1, holdMs: 3000 };

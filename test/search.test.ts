@@ -39,6 +39,7 @@ test('latency objective: every candidate as computed by hand, full offload wins'
     t.is(c.index, e.index);
     for (const f of ['edgeMs', 'transferMs', 'serverMs', 'totalMs'] as const)
       t.true(Math.abs(c[f] - e[f]) < 1e-9, `${f} of cut ${i}`);
+    t.is(c.energyJ, null, 'no power figures, no energy');
   });
   t.is(r.best.index, 0);
   t.is(r.objective, 'latency');

@@ -1,6 +1,6 @@
 /**
- * Online fit of the link model from the transfers a device reports: (bytes, seconds) pairs, where seconds is the
- * round trip minus the tail's own time. The fit is robust (Theil-Sen: the median of pairwise slopes, and the
+ * Online fit of the link model from the uplink samples a device reports: (bytes, seconds) pairs, where seconds is the
+ * time from when a QoS 1 PUBLISH could start on the link to its PUBACK (services/edge-head/uplink.ts). The fit is robust (Theil-Sen: the median of pairwise slopes, and the
  * median intercept), so a few transfers delayed by a busy broker or a retransmission do not move it; it runs over
  * a sliding window so it follows a changing link.
  *
@@ -10,7 +10,7 @@
  * the intercept; the configured set-up is kept and only the per-byte cost is fitted.
  */
 import { median } from '../stats.ts';
-import type { LinkModel } from './link.ts';
+import { type LinkModel, transferMs } from './link.ts';
 
 /** One measured transfer. */
 export interface TransferSample {
@@ -26,6 +26,10 @@ export interface FittedLink {
   samples: number;
   /** `fitted` from samples, or `configured` (no samples yet). */
   source: 'fitted' | 'configured';
+  /** A lower bound (a PUBLISH still waiting for its PUBACK) raised the per-byte cost above the fit's. */
+  bounded?: string;
+  /** The last change of the link the estimator detected, in words (it restarted its window then). */
+  change?: string;
 }
 
 /** Robust fit of a window of samples; the configured link is the prior for what the samples cannot tell. */
@@ -90,5 +94,126 @@ export class SampleWindow {
   /** The samples in the window, oldest first. */
   get samples(): readonly TransferSample[] {
     return this.items;
+  }
+}
+
+/** Evidence from one device telemetry message. */
+export interface LinkEvidence {
+  samples: readonly TransferSample[];
+  /** Lower bounds: transfers still unfinished after this long. */
+  censored?: readonly TransferSample[];
+}
+
+/** Change detection: this many significant samples in a row off the fit by more than {@link CHANGE_RATIO}. */
+export const CHANGE_STREAK = 3;
+/** Change detection: a sample is off the fit when measured / predicted exceeds this, or is below its inverse. */
+export const CHANGE_RATIO = 1.5;
+/** Samples whose predicted and measured times are both below this (ms) are too short to judge a change by. */
+export const SIGNIFICANT_MS = 10;
+
+/**
+ * The planner's knowledge of one device's uplink: a sliding window of samples fitted robustly ({@link fitLink}), a
+ * change detector, and lower bounds.
+ *
+ * - Change: a link that changes (a robot that drives away from its access point) would take the robust fit half a
+ *   window to follow. When {@link CHANGE_STREAK} significant samples in a row are off the fit by more than
+ *   {@link CHANGE_RATIO} in the same direction, the window restarts from them, so the fit follows within three
+ *   transfers, while single outliers (a retransmission, a busy broker) still move nothing.
+ * - Lower bounds: a PUBLISH waiting for its PUBACK longer than the fit predicts is evidence, though unfinished: the
+ *   fit's per-byte cost is raised until it predicts at least that wait, and it counts toward a change.
+ * - No prior: without samples and without a configured link there is no fit at all (undefined), and the planner
+ *   says so rather than assume a fast link.
+ */
+export class LinkEstimator {
+  private window: TransferSample[] = [];
+  private fit: FittedLink | undefined;
+  /** Off-fit samples in a row: positive slower than the fit, negative faster; with the samples. */
+  private streak: { dir: number; from: number; ratios: number[] } = { dir: 0, from: 0, ratios: [] };
+  private change: string | undefined;
+  private prior: LinkModel | undefined;
+
+  constructor(
+    private readonly size: number,
+    /** Alpha and MTU of the link model, and optionally a configured link to assume until samples exist. */
+    private readonly base: Pick<LinkModel, 'alphaMs' | 'mtu'>,
+    private readonly configured?: LinkModel,
+  ) {
+    if (configured) this.fit = fitLink([], configured);
+  }
+
+  /** The current fit, or undefined when nothing is known. */
+  get current(): FittedLink | undefined {
+    return this.fit;
+  }
+
+  /** Takes one telemetry message's evidence; returns the fit. */
+  update(e: LinkEvidence): FittedLink | undefined {
+    for (const s of e.samples) this.add(s);
+    let fit = this.refit();
+    for (const c of e.censored ?? []) {
+      if (!fit) break;
+      const predicted = transferMs(fit.link, c.bytes);
+      const waited = c.seconds * 1000;
+      if (waited <= predicted) continue;
+      this.judge(waited / Math.max(predicted, 1e-9), waited, predicted, true);
+      // The per-byte cost that makes the fit predict at least the wait (alpha and set-up unchanged).
+      const rest = waited - (fit.link.setupMs ?? 0) - fit.link.alphaMs * Math.ceil(c.bytes / fit.link.mtu);
+      const beta = Math.max(fit.link.betaMsPerByte, rest / c.bytes);
+      fit = {
+        ...fit,
+        link: { ...fit.link, betaMsPerByte: beta },
+        bandwidthBps: bps(beta),
+        bounded: `a message of ${c.bytes} bytes has waited ${waited.toFixed(0)} ms for its PUBACK (the fit predicted ${predicted.toFixed(0)} ms)`,
+      };
+    }
+    if (fit && this.change) fit = { ...fit, change: this.change };
+    return fit;
+  }
+
+  private add(s: TransferSample): void {
+    if (!(s.bytes > 0) || !Number.isFinite(s.seconds) || s.seconds < 0) return;
+    const fit = this.fit?.source === 'fitted' ? this.fit : undefined;
+    this.window.push(s);
+    if (fit) {
+      const predicted = transferMs(fit.link, s.bytes);
+      const measured = s.seconds * 1000;
+      if (Math.max(predicted, measured) >= SIGNIFICANT_MS)
+        this.judge(measured / Math.max(predicted, 1e-9), measured, predicted, false);
+    }
+    if (this.window.length > this.size) {
+      const dropped = this.window.length - this.size;
+      this.window.splice(0, dropped);
+      this.streak.from = Math.max(0, this.streak.from - dropped);
+    }
+  }
+
+  /** Counts one significant sample toward a change; restarts the window when the streak is complete. */
+  private judge(ratio: number, measured: number, predicted: number, bound: boolean): void {
+    const dir = ratio > CHANGE_RATIO ? 1 : ratio < 1 / CHANGE_RATIO ? -1 : 0;
+    if (dir === 0 || dir !== this.streak.dir) {
+      // The streak starts at this sample (the window's last, or the next one for a bound).
+      this.streak = { dir, from: bound ? this.window.length : this.window.length - 1, ratios: [] };
+      if (dir === 0) return;
+    }
+    this.streak.ratios.push(ratio);
+    if (this.streak.ratios.length < CHANGE_STREAK) return;
+    const r = median(this.streak.ratios);
+    this.change =
+      `the uplink became ${dir > 0 ? 'slower' : 'faster'}: ${this.streak.ratios.length} transfers in a row took ` +
+      `${r.toFixed(2)}x the fitted time (last ${measured.toFixed(0)} ms vs ${predicted.toFixed(0)} ms predicted)`;
+    this.window = this.window.slice(Math.max(0, Math.min(this.streak.from, this.window.length - 1)));
+    // The old fit is kept only as the prior of what the new samples cannot tell (the set-up, for equal sizes).
+    this.prior = this.fit?.link;
+    this.fit = undefined;
+    this.streak = { dir: 0, from: 0, ratios: [] };
+  }
+
+  private refit(): FittedLink | undefined {
+    if (this.window.length === 0) return this.fit;
+    const prior: LinkModel = this.fit?.link ??
+      this.prior ??
+      this.configured ?? { setupMs: 0, alphaMs: this.base.alphaMs, mtu: this.base.mtu, betaMsPerByte: 0 };
+    this.fit = fitLink(this.window, { ...prior, alphaMs: this.base.alphaMs, mtu: this.base.mtu });
+    return this.fit;
   }
 }

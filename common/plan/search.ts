@@ -10,12 +10,27 @@
  * - A second objective, throughput: with frames pipelined, the edge, the link and the server work on different
  *   frames at once, so the slowest stage bounds the rate. Its candidates are ranked by that stage (the period),
  *   ties by the one-frame latency.
+ * - A third, energy (the paper's "best latency or energy"): the device-side joules per frame, given the edge's
+ *   power in three states: E_k = computeW * edge + radioW * uplink(D_k) + idleW * (server + downlink), each time
+ *   in seconds, the uplink and the result's way back being the two parts of the transfer. The device computes the
+ *   head, transmits D_k, then waits with its radio on. Ranked by E_k, ties by the one-frame latency. Every
+ *   candidate carries E_k whenever power is given, whatever the objective.
  * The search runs over prefix sums: O(N) per call and no allocation beyond the candidate list.
  */
 import { type LinkModel, transferMs } from './link.ts';
 
 /** What to minimise. */
-export type Objective = 'latency' | 'throughput';
+export type Objective = 'latency' | 'throughput' | 'energy';
+
+/** The edge device's power draw, watts (a preset's `power`, common/device/presets.ts). */
+export interface EdgePower {
+  /** Whole device while computing. */
+  computeW: number;
+  /** Whole device while the radio sends, compute idle. */
+  radioW: number;
+  /** Whole device while waiting for the reply: radio on, compute idle. */
+  idleW: number;
+}
 
 /** One cut, as the search sees it. */
 export interface SearchCut {
@@ -39,6 +54,8 @@ export interface SearchInput {
   /** Server load factor (>= 1 under load). */
   serverLoad?: number;
   objective?: Objective;
+  /** The edge's power draw; gives every candidate its energy, and is required by the `energy` objective. */
+  power?: EdgePower;
 }
 
 /** One candidate cut with its predicted stage times. */
@@ -53,6 +70,11 @@ export interface Candidate {
   totalMs: number;
   /** Pipelined period: the slowest of the three stages. */
   periodMs: number;
+  /**
+   * Device-side joules per frame: computeW * edge + radioW * uplink + idleW * (server + downlink), times in
+   * seconds; null without power figures.
+   */
+  energyJ: number | null;
 }
 
 /** The result of a search. */
@@ -73,6 +95,18 @@ export function searchPartition(input: SearchInput): SearchResult {
   const fe = input.edgeLoad ?? 1;
   const fs = input.serverLoad ?? 1;
   const objective = input.objective ?? 'latency';
+  const power = input.power;
+  if (objective === 'energy' && !power) {
+    throw new RangeError(
+      "objective 'energy' needs the edge's power figures (computeW, radioW, idleW); none were given",
+    );
+  }
+  if (power) {
+    for (const key of ['computeW', 'radioW', 'idleW'] as const) {
+      const w = power[key];
+      if (!(Number.isFinite(w) && w >= 0)) throw new RangeError(`power ${key} must be >= 0 W, got ${w}`);
+    }
+  }
   // prefixE[k] = sum of edge layers 1..k; suffixS[k] = sum of server layers k+1..N.
   const prefixE = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) prefixE[i + 1] = prefixE[i]! + edgeMs[i]!;
@@ -87,7 +121,9 @@ export function searchPartition(input: SearchInput): SearchResult {
     if (!(k >= 0 && k <= n)) throw new RangeError(`cut ${k} is outside 0..${n}`);
     const edge = fe * prefixE[k]!;
     const server = fs * suffixS[k]!;
-    const transfer = k === n ? 0 : transferMs(link, bytes) + back;
+    const uplink = k === n ? 0 : transferMs(link, bytes);
+    const downlink = k === n ? 0 : back;
+    const transfer = uplink + downlink;
     const c: Candidate = {
       index: k,
       bytes,
@@ -96,6 +132,9 @@ export function searchPartition(input: SearchInput): SearchResult {
       serverMs: server,
       totalMs: edge + transfer + server,
       periodMs: Math.max(edge, transfer, server),
+      energyJ: power
+        ? (power.computeW * edge + power.radioW * uplink + power.idleW * (server + downlink)) / 1000
+        : null,
     };
     candidates[j] = c;
     if (j > 0 && better(c, candidates[best]!, objective)) best = j;
@@ -106,6 +145,11 @@ export function searchPartition(input: SearchInput): SearchResult {
 function better(a: Candidate, b: Candidate, objective: Objective): boolean {
   if (objective === 'throughput') {
     if (a.periodMs !== b.periodMs) return a.periodMs < b.periodMs;
+    return a.totalMs < b.totalMs;
+  }
+  if (objective === 'energy') {
+    // Both non-null: the search refuses 'energy' without power.
+    if (a.energyJ !== b.energyJ) return a.energyJ! < b.energyJ!;
     return a.totalMs < b.totalMs;
   }
   return a.totalMs < b.totalMs;

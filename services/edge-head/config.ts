@@ -4,12 +4,12 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { parseDeviceSpec } from '../../common/device/emulation.ts';
 import { allPresets, findPreset, type Preset } from '../../common/device/presets.ts';
 import { errorMessage } from '../../common/errors.ts';
 import { metricsPortSetting } from '../../common/metrics-setting.ts';
 import { commonSettings } from '../../common/service-settings.ts';
 import { parseRate, type UplinkShape } from '../../common/shaping.ts';
-import { parseDeviceSpec } from './emulation.ts';
 import { parseSourceSpec } from './frames.ts';
 import { PreprocessSettingSchema } from './images.ts';
 
@@ -109,6 +109,13 @@ export const edgeSettings = {
     default: '2',
     doc: 'frames in flight at once (pipelining: the next head runs while earlier frames are on the wire)',
   }),
+  report: setting({
+    env: 'REPORT',
+    flag: 'report',
+    schema: z.enum(['text', 'json'], { message: 'expected text or json' }),
+    default: 'text',
+    doc: 'per-frame output on stdout: text (one line per frame) or json (one JSON object per frame, for tools)',
+  }),
   threads: setting({
     env: 'ORT_THREADS',
     flag: 'threads',
@@ -165,6 +172,13 @@ export const edgeSettings = {
     default: 'none',
     doc: 'EMULATION for experiments: stretch compute to a slower device: a preset (edgecut device presets), 2gflops, or x4',
   }),
+  emulateContention: setting({
+    env: 'EMULATE_CONTENTION',
+    flag: 'emulate-contention',
+    schema: schemas.bool,
+    default: 'false',
+    doc: 'EMULATION for experiments: with EMULATE_DEVICE, time the edge waits for this host’s CPUs (busy processes on its cores) slows the emulated device in proportion',
+  }),
   presets: setting({
     env: 'DEVICE_PRESETS',
     flag: 'presets',
@@ -184,6 +198,13 @@ export const edgeSettings = {
     schema: schemas.positiveInt,
     default: '1000',
     doc: 'telemetry period in milliseconds',
+  }),
+  probeMs: setting({
+    env: 'PROBE_MS',
+    flag: 'probe-ms',
+    schema: schemas.count,
+    default: '15000',
+    doc: 'while the plan offloads nothing, time a short burst of probe messages this often (ms) so the planner knows the uplink; 0 = never (no probe at start either)',
   }),
   profile: setting({
     env: 'EDGE_PROFILE',

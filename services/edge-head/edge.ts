@@ -3,11 +3,20 @@
  * tensors as a request, and waits for a tail worker's result. Up to `window` frames are in flight, so the next
  * frame's head runs while earlier frames are on the wire or in a tail. When a worker answers with an error or not
  * at all before the deadline, or the broker is unreachable, the device runs the tail itself: no frame is lost
- * (faults.ts). For experiments the uplink and the device's speed can be emulated (common/shaping.ts, emulation.ts).
+ * (faults.ts). The device times what it sends (uplink.ts) and probes its link while it offloads nothing, so the planner
+ * knows the link before it ever offloads. For experiments the uplink and the device's speed can be emulated
+ * (common/shaping.ts, common/device/emulation.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
+import {
+  ComputeStretch,
+  type DeviceEmulation,
+  emulatedProfile,
+  procSchedClock,
+  profiledSpan,
+} from '../../common/device/emulation.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import type { CutInfo, ModelHandle } from '../../common/model-handle.ts';
@@ -19,13 +28,13 @@ import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from
 import { type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
-import { ComputeStretch, type DeviceEmulation, emulatedProfile } from './emulation.ts';
 import { type DeadlineOptions, frameDeadline, RequestChannel } from './faults.ts';
 import type { FrameReport } from './frame-report.ts';
 import type { Frame } from './frames.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { fallbackKind } from './pending.ts';
 import { LoadMeter, TelemetryRecorder } from './telemetry.ts';
+import { probeBurst, publishPacketBytes, UplinkMeter } from './uplink.ts';
 
 /** Settings of the edge-head component. */
 export interface EdgeOptions {
@@ -50,11 +59,16 @@ export interface EdgeOptions {
   uplink?: UplinkShape | undefined;
   /** EMULATION: stretch the device's compute to a slower device's. */
   emulation?: DeviceEmulation | undefined;
+  /** While nothing is offloaded, probe the uplink this often (ms); 0 never probes. Default 15000. */
+  probeMs?: number;
 }
 
 export type { FrameReport } from './frame-report.ts';
 
-type ReportBase = Pick<FrameReport, 'index' | 'requestId' | 'cut' | 'headMs' | 'requestBytes' | 'hostMs'>;
+type ReportBase = Pick<
+  FrameReport,
+  'index' | 'requestId' | 'cut' | 'headMs' | 'requestBytes' | 'hostMs' | 'waitMs'
+>;
 
 /** The edge-head component. */
 export class EdgeHead {
@@ -65,6 +79,10 @@ export class EdgeHead {
   private readonly stretch: ComputeStretch;
   private readonly load: LoadMeter;
   private readonly telemetry: TelemetryRecorder;
+  private readonly uplink: UplinkMeter;
+  private probing: Promise<void> | undefined;
+  private lastProbeAt = Number.NEGATIVE_INFINITY;
+  private readonly stopProbe = new AbortController();
   private readonly deadlines: DeadlineOptions;
   private readonly sessions = new Map<string, Promise<InferenceSession>>();
   private plan: Plan | undefined;
@@ -96,12 +114,19 @@ export class EdgeHead {
       ...(opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {}),
     });
     this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
+    this.uplink = new UplinkMeter(clock);
+    this.conn.onPublish = (topic, bytes, acked) => this.uplink.track(publishPacketBytes(topic, bytes), acked);
     this.channel.onErrorReply = (code) => metrics.errorReply(code);
     this.conn.onHandlerError = () => metrics.handlerError();
     this.window = new Semaphore(opts.window);
-    this.stretch = new ComputeStretch(opts.emulation?.factor ?? 1, clock);
+    this.stretch = new ComputeStretch(
+      opts.emulation?.factor ?? 1,
+      clock,
+      undefined,
+      opts.emulation?.contention ? procSchedClock : undefined,
+    );
     this.load = new LoadMeter(logger);
-    this.telemetry = new TelemetryRecorder(this.load);
+    this.telemetry = new TelemetryRecorder(this.load, this.uplink, clock.now);
     const { deadlineFactor: factor = 3, deadlineMinMs: minMs = 250, resultTimeoutMs: maxMs } = opts;
     this.deadlines = { factor, minMs, maxMs };
   }
@@ -138,15 +163,47 @@ export class EdgeHead {
     const device = this.opts.deviceId;
     await this.conn.start();
     const client = this.conn.mqtt;
-    client.on('close', () => this.channel.onConnectionLost());
+    client.on('close', () => {
+      this.uplink.reset();
+      this.channel.onConnectionLost();
+    });
     client.on('connect', () => this.onReconnect());
     await this.conn.subscribe(topics.result.build({ device }), (_t, payload) =>
       this.channel.onAnswer(payload),
     );
     await this.conn.subscribe(topics.plan.build({ device }), (_t, payload) => this.onPlan(payload));
     await this.publishProfile();
-    this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
+    this.probe();
+    this.telemetryTimer = setInterval(() => {
+      if (this.idleLink() && this.clock.now() - this.lastProbeAt >= (this.opts.probeMs ?? 15_000))
+        this.probe();
+      void this.publishTelemetry();
+    }, this.opts.telemetryMs);
     this.telemetryTimer.unref();
+  }
+
+  /** True when the plan sends nothing (none yet, or everything on the device) and nothing is in flight. */
+  private idleLink(): boolean {
+    const cut = this.plan?.cut.index ?? this.model.layers;
+    return cut === this.model.layers && this.channel.inFlight === 0;
+  }
+
+  /** Starts one probe burst (uplink.ts) unless one is running, probing is off, or the broker is away. */
+  private probe(): void {
+    if ((this.opts.probeMs ?? 15_000) <= 0 || this.probing || !this.conn.connected) return;
+    if (this.stopping !== undefined) return;
+    this.lastProbeAt = this.clock.now();
+    const topic = topics.deviceProbe.build({ device: this.opts.deviceId });
+    this.probing = probeBurst(
+      (bytes) => this.conn.publish(topic, Buffer.alloc(bytes), { qos: 1 }),
+      this.clock.now,
+      this.stopProbe.signal,
+    )
+      .then((sizes) => this.logger.debug({ sizes }, 'uplink probed'))
+      .catch((err: unknown) => this.logger.debug({ err: errorMessage(err) }, 'uplink probe failed'))
+      .finally(() => {
+        this.probing = undefined;
+      });
   }
 
   /** Waits until a plan for this device's model is in force, or the timeout passes; true if one is. */
@@ -166,10 +223,23 @@ export class EdgeHead {
   async run(frames: AsyncIterable<Frame>, onReport: (r: FrameReport) => void): Promise<void> {
     let failure: unknown;
     const jobs = new Set<Promise<void>>();
+    const source = frames[Symbol.asyncIterator]();
     try {
-      for await (const frame of frames) {
-        if (failure) break;
+      for (;;) {
+        // A slot first, then the frame: a frame is captured when the pipeline can take it, so its total (capture to
+        // answer) does not include waiting for an earlier frame to finish.
         const release = await this.window.acquire();
+        const next = failure
+          ? undefined
+          : await source.next().catch((err: unknown) => {
+              release();
+              throw err;
+            });
+        if (!next || next.done) {
+          release();
+          break;
+        }
+        const frame = next.value;
         const job = this.process(frame)
           .then(onReport)
           .catch((err: unknown) => {
@@ -186,6 +256,7 @@ export class EdgeHead {
     } finally {
       // Frames already taken are answered even when the source fails.
       await Promise.all([...jobs]);
+      await source.return?.(undefined);
     }
     if (failure) throw failure;
   }
@@ -199,7 +270,10 @@ export class EdgeHead {
     const head = await this.compute.run(async () => {
       const session =
         cut.index === 0 ? undefined : await this.session(`head:${cut.index}`, cut.index, 'head');
-      return this.stretch.run(async () => (session ? runWire(session, frame.inputs) : frame.inputs));
+      return this.stretch.run(
+        async () => (session ? runWire(session, frame.inputs) : frame.inputs),
+        profiledSpan(this.profile, 0, cut.index),
+      );
     });
     times.headStart = head.start;
     times.headEnd = head.start + head.ms;
@@ -209,6 +283,7 @@ export class EdgeHead {
       requestId,
       cut,
       headMs: head.ms,
+      waitMs: Math.max(0, head.start - frame.capturedAt),
       requestBytes: 0,
       ...(this.opts.emulation ? { hostMs: { head: head.realMs } } : {}),
     };
@@ -264,11 +339,11 @@ export class EdgeHead {
     const received = this.clock.now();
     const workerSpan = result.times.replied - result.times.tailReceived;
     const transferMs = Math.max(0, received - times.sent - workerSpan);
-    this.telemetry.transfer(payload.length, transferMs);
     return {
       ...sent,
       tailBy: result.workerId,
       tailMs: result.times.tailEnd - result.times.tailStart,
+      queueMs: Math.max(0, result.times.tailStart - result.times.tailReceived),
       transferMs,
       totalMs: received - frame.capturedAt,
       outputs: result.tensors,
@@ -283,11 +358,16 @@ export class EdgeHead {
   ): Promise<FrameReport> {
     this.fallbackCount++;
     const reason = errorMessage(err);
+    if (fallbackKind(err) === 'deadline')
+      this.telemetry.missed(sent.cut.index, sent.requestBytes, sent.deadlineMs);
     this.logger.warn({ requestId: sent.requestId, cut: sent.cut.index, reason }, 'running the tail locally');
     const k = sent.cut.index;
     const tail = await this.compute.run(async () => {
       const session = await this.session(`tail:${k}`, k, 'tail');
-      return this.stretch.run(() => runWire(session, crossing));
+      return this.stretch.run(
+        () => runWire(session, crossing),
+        profiledSpan(this.profile, k, this.model.layers),
+      );
     });
     return {
       ...sent,
@@ -362,12 +442,17 @@ export class EdgeHead {
   private async publishTelemetry(): Promise<void> {
     if (this.stopping !== undefined || !this.conn.connected) return;
     const t = await this.telemetry.collect(
-      { device: this.opts.deviceId, framesInFlight: this.channel.inFlight, fallbacks: this.fallbackCount },
+      {
+        device: this.opts.deviceId,
+        framesInFlight: this.channel.inFlight,
+        window: this.opts.window,
+        fallbacks: this.fallbackCount,
+      },
       this.clock.now,
     );
     if (this.stopping !== undefined || !this.conn.connected) return;
     await this.conn
-      .publish(topics.deviceTelemetry.build({ device: this.opts.deviceId }), JSON.stringify(t), { qos: 0 })
+      .publish(topics.deviceTelemetry.build({ device: this.opts.deviceId }), JSON.stringify(t), { qos: 1 })
       .catch(() => undefined);
   }
 
@@ -380,7 +465,8 @@ export class EdgeHead {
   private async shutdown(): Promise<void> {
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = undefined;
-    await Promise.allSettled([...this.running]);
+    this.stopProbe.abort();
+    await Promise.allSettled([...this.running, this.probing]);
     this.load.stop();
     if (this.started) await this.conn.stop();
     for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);

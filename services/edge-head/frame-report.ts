@@ -18,9 +18,13 @@ export interface FrameReport {
   /** The same reason as a metrics label. */
   fallbackKind?: FallbackKind;
   headMs: number;
+  /** Capture to the head's start: the device was busy with other frames (or a local tail). */
+  waitMs?: number;
   /** Tail compute time as measured by whoever ran it. */
   tailMs: number;
-  /** Round trip minus the tail's own time: network, broker and queueing (same-clock differences only). */
+  /** Time the request waited in the worker's queue before its tail started (offloaded frames). */
+  queueMs?: number;
+  /** Round trip minus the worker's span (queue + tail): network and broker, both ways (same-clock differences only). */
   transferMs: number;
   totalMs: number;
   /** Bytes sent for this frame (the request message). */

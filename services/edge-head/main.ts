@@ -7,6 +7,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { untilSignal } from '../../cli/service.ts';
 import { systemClock } from '../../common/clock.ts';
+import { type DeviceEmulation, modelNames, resolveEmulation } from '../../common/device/emulation.ts';
 import { hostBench } from '../../common/device/host.ts';
 import { createLogger, type Logger } from '../../common/log.ts';
 import { Monitored } from '../../common/metrics.ts';
@@ -17,10 +18,9 @@ import { profileModel } from '../../common/profile/profiler.ts';
 import { formatRate } from '../../common/shaping.ts';
 import { type EdgeConfig, type ResolvedEdgeConfig, resolveEdge } from './config.ts';
 import { EdgeHead } from './edge.ts';
-import { type DeviceEmulation, modelNames, resolveEmulation } from './emulation.ts';
 import { describeSource, openFrameSource } from './frames.ts';
 import { EdgeMetrics } from './metrics.ts';
-import { formatFrame, Tally } from './report.ts';
+import { formatFrame, frameJson, Tally } from './report.ts';
 
 /** Writes the demo CNN into a directory (unless an identical file is there) and returns its path. */
 export async function writeDemoModel(dir: string): Promise<string> {
@@ -70,6 +70,7 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
     },
     presets: cfg.presetList,
   });
+  if (emulation) emulation.contention = cfg.emulateContention;
   announceEmulation(cfg, emulation, logger);
   const metrics = new EdgeMetrics(cfg.deviceId);
   const edge = new EdgeHead(model, profile, { ...cfg, emulation }, logger, systemClock, metrics);
@@ -94,7 +95,8 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
       await edge.run(frames, (r) => {
         const fps = tally.add(r, systemClock.now());
         metrics.frame(r, fps);
-        process.stdout.write(`${formatFrame(r, fps)}\n`);
+        const line = cfg.report === 'json' ? frameJson(r, fps, systemClock.now()) : formatFrame(r, fps);
+        process.stdout.write(`${line}\n`);
       });
     } finally {
       finished = true;

@@ -16,10 +16,15 @@ export function formatFrame(r: FrameReport, fps: number): string {
       ? ''
       : `  ${r.maxAbsDiff <= CHECK_TOLERANCE && !r.fallback ? 'equal' : 'DIFFERENT'} (max diff ${r.maxAbsDiff.toExponential(1)})`;
   const by = r.fallback ? `local fallback: ${r.fallback}` : r.tailBy;
+  // Waits outside head, transfer and tail are named, so the total adds up.
+  const waits = [
+    (r.waitMs ?? 0) >= 1 ? `waited ${r.waitMs!.toFixed(1)} ms for the device` : '',
+    (r.queueMs ?? 0) >= 1 ? `${r.queueMs!.toFixed(1)} ms in the worker's queue` : '',
+  ].filter(Boolean);
   return (
     `frame ${String(r.index + 1).padStart(4)}  cut ${String(r.cut.index).padStart(2)} after ${where.padEnd(14)}` +
     `  head ${ms(r.headMs)}  transfer ${ms(r.transferMs)}  tail ${ms(r.tailMs)}  total ${ms(r.totalMs)}` +
-    `  ${fps.toFixed(1).padStart(6)} fps  tail by ${by}${check}`
+    `${waits.length ? ` (${waits.join(', ')})` : ''}  ${fps.toFixed(1).padStart(6)} fps  tail by ${by}${check}`
   );
 }
 
@@ -69,4 +74,26 @@ export class Tally {
       ` ${this.passed ? 'PASS' : 'FAIL'}`
     );
   }
+}
+
+/** One frame as a JSON line (`REPORT=json`): every figure of the text line, without the tensors. */
+export function frameJson(r: FrameReport, fps: number, at: number): string {
+  return JSON.stringify({
+    frame: r.index + 1,
+    at,
+    cut: r.cut.index,
+    after: r.cut.after,
+    headMs: r.headMs,
+    transferMs: r.transferMs,
+    tailMs: r.tailMs,
+    totalMs: r.totalMs,
+    waitMs: r.waitMs ?? 0,
+    queueMs: r.queueMs ?? 0,
+    requestBytes: r.requestBytes,
+    tailBy: r.tailBy,
+    fallback: r.fallback ?? null,
+    fps,
+    ...(r.hostMs ? { hostMs: r.hostMs } : {}),
+    ...(r.maxAbsDiff !== undefined ? { maxAbsDiff: r.maxAbsDiff } : {}),
+  });
 }

@@ -1,5 +1,6 @@
 /**
- * What the device reports about itself in its telemetry: head latency per cut, transfer samples, CPU use
+ * What the device reports about itself in its telemetry: head latency per cut, uplink samples (uplink.ts), frames that
+ * missed their deadline, its own CPU use, whole-machine CPU use
  * (node-os-utils: two /proc/stat snapshots 200 ms apart on Linux), and the 1-minute load average and core count
  * (the paper's load factor, Fig. 17).
  */
@@ -9,6 +10,7 @@ import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { median } from '../../common/stats.ts';
 import type { DeviceTelemetry } from '../../schemas/messages.ts';
+import type { UplinkMeter } from './uplink.ts';
 
 /** Host load as telemetry reports it. */
 export interface HostLoad {
@@ -52,35 +54,90 @@ export class LoadMeter {
   }
 }
 
+/** Head samples kept per cut: the telemetry reports their median, so it follows a change within a few frames. */
+export const HEAD_SAMPLES = 8;
+
+/** Time constant of the own-load average, as the kernel's 1-minute load average (ms). */
+const LOAD_TAU_MS = 60_000;
+
+/** This process's CPU use in cores, averaged with the 1-minute load average's time constant. */
+export class OwnLoad {
+  private last = process.cpuUsage();
+  private lastAt: number;
+  private avg = 0;
+
+  constructor(private readonly now: () => number) {
+    this.lastAt = now();
+  }
+
+  /** Updates and returns the average. */
+  read(): number {
+    const at = this.now();
+    const usage = process.cpuUsage();
+    const dt = at - this.lastAt;
+    if (dt > 0) {
+      const cpuMs = (usage.user - this.last.user + usage.system - this.last.system) / 1000;
+      const w = Math.exp(-dt / LOAD_TAU_MS);
+      this.avg = this.avg * w + (cpuMs / dt) * (1 - w);
+    }
+    this.last = usage;
+    this.lastAt = at;
+    return this.avg;
+  }
+}
+
 /** Collects what the device's telemetry reports between two periods. */
 export class TelemetryRecorder {
   private readonly headSamples = new Map<number, number[]>();
-  private transfers: Array<{ bytes: number; seconds: number }> = [];
+  private headCounts = new Map<number, number>();
+  private late: NonNullable<DeviceTelemetry['late']> = [];
+  private readonly own: OwnLoad;
 
-  constructor(private readonly meter: LoadMeter) {}
+  constructor(
+    private readonly meter: LoadMeter,
+    private readonly uplink: UplinkMeter,
+    now: () => number,
+  ) {
+    this.own = new OwnLoad(now);
+  }
 
-  /** Records a head latency at a cut (the last 64 per cut are kept). */
+  /** Records a head latency at a cut (the last {@link HEAD_SAMPLES} per cut are kept). */
   head(cut: number, ms: number): void {
     const list = this.headSamples.get(cut) ?? [];
     list.push(ms);
-    if (list.length > 64) list.shift();
+    if (list.length > HEAD_SAMPLES) list.shift();
     this.headSamples.set(cut, list);
+    this.headCounts.set(cut, (this.headCounts.get(cut) ?? 0) + 1);
   }
 
-  /** Records a transfer sample (the last 64 are kept until the next telemetry). */
-  transfer(bytes: number, ms: number): void {
-    this.transfers.push({ bytes, seconds: ms / 1000 });
-    if (this.transfers.length > 64) this.transfers.shift();
+  /** Records a frame that missed its deadline (the last 64 are kept until the next telemetry). */
+  missed(cut: number, bytes: number, waitedMs: number): void {
+    this.late.push({ cut, bytes, waitedMs });
+    if (this.late.length > 64) this.late.shift();
   }
 
-  /** Reads the host's load and assembles a telemetry message; the transfer samples are handed over once. */
+  /** Reads the host's load and assembles a telemetry message; samples are handed over once. */
   async collect(
-    fields: Pick<DeviceTelemetry, 'device' | 'framesInFlight' | 'fallbacks'>,
+    fields: Pick<DeviceTelemetry, 'device' | 'framesInFlight' | 'fallbacks' | 'window'>,
     now: () => number,
   ): Promise<DeviceTelemetry> {
     const load = await this.meter.read();
     const headMs: Record<string, number> = {};
     for (const [cut, list] of this.headSamples) headMs[String(cut)] = median(list);
-    return { ...fields, at: now(), ...load, headMs, transfers: this.transfers.splice(0) };
+    const headCounts = Object.fromEntries([...this.headCounts].map(([k, n]) => [String(k), n]));
+    this.headCounts = new Map();
+    const { samples, censored } = this.uplink.take();
+    const late = this.late.splice(0);
+    return {
+      ...fields,
+      at: now(),
+      ...load,
+      ownLoad1: this.own.read(),
+      headMs,
+      headCounts,
+      transfers: samples,
+      ...(censored.length > 0 ? { censored } : {}),
+      ...(late.length > 0 ? { late } : {}),
+    };
   }
 }

@@ -35,9 +35,14 @@ export const plannerSettings = {
   objective: setting({
     env: 'PLAN_OBJECTIVE',
     flag: 'objective',
-    schema: z.enum(['latency', 'throughput'], { message: 'expected latency or throughput' }),
-    default: 'latency',
-    doc: 'latency (one frame, the paper) or throughput (pipelined stream: the slowest stage)',
+    schema: z.enum(['auto', 'latency', 'throughput', 'energy'], {
+      message: 'expected auto, latency, throughput or energy',
+    }),
+    default: 'auto',
+    doc:
+      'auto (per device: throughput when it keeps more than one frame in flight, else latency), latency (one ' +
+      'frame, the paper), throughput (pipelined stream: the slowest stage) or energy (device-side joules per ' +
+      "frame; needs the edge preset's power figures)",
   }),
   edgeLoad: setting({
     env: 'EDGE_LOAD',
@@ -50,13 +55,17 @@ export const plannerSettings = {
     env: 'LINK_BANDWIDTH',
     flag: 'bandwidth',
     schema: z.string().transform((v, ctx) => {
+      if (v === 'measure') return undefined;
       const r = parseRate(v);
       if (r === undefined)
-        ctx.addIssue({ code: 'custom', message: 'expected a rate such as 10mbps, 500kbps or 1gbps' });
-      return r ?? 0;
+        ctx.addIssue({
+          code: 'custom',
+          message: 'expected measure, or a rate such as 10mbps, 500kbps or 1gbps',
+        });
+      return r;
     }),
-    default: '100mbps',
-    doc: 'link bandwidth assumed until a device reports transfers',
+    default: 'measure',
+    doc: 'link assumed until a device reports uplink samples; measure assumes none (the device runs everything itself until its link probe reports)',
   }),
   alphaMs: setting({
     env: 'LINK_ALPHA_MS',

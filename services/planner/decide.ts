@@ -18,6 +18,8 @@ export interface DecisionState {
   current?: number;
   /** A better cut seen, and since when. */
   pending?: { index: number; since: number };
+  /** The cut in force is the safe start (no link measured yet): the first measured plan replaces it at once. */
+  safe?: boolean;
 }
 
 /** The outcome of one evaluation. */
@@ -29,7 +31,11 @@ export interface Decision {
   reason: string;
 }
 
-const cost = (c: Candidate, r: SearchResult) => (r.objective === 'throughput' ? c.periodMs : c.totalMs);
+/** What the objective minimises: the period, the device-side joules or the one-frame latency. */
+const cost = (c: Candidate, r: SearchResult) =>
+  r.objective === 'throughput' ? c.periodMs : r.objective === 'energy' ? (c.energyJ ?? c.totalMs) : c.totalMs;
+
+const MEASURE = { latency: 'latency', throughput: 'period', energy: 'energy' } as const;
 
 /** Decides, at time `now`, whether the search result should change the device's cut. */
 export function decide(
@@ -39,7 +45,7 @@ export function decide(
   opts: HysteresisOptions,
 ): Decision {
   const best = result.best;
-  const measure = result.objective === 'throughput' ? 'period' : 'latency';
+  const measure = MEASURE[result.objective];
   if (state.current === undefined) {
     return {
       state: { current: best.index },

@@ -1,19 +1,17 @@
 /**
  * What the planner knows about a device and the tail workers, turned into the inputs of Algorithm 1. Pure.
  *
- * Load awareness (paper Fig. 17 and beyond):
- * - `loadavg`: the edge factor is max(1, loadavg1 / cores), the paper's rule. The 1-minute load average lags
- *   by tens of seconds.
- * - `measured`: the edge factor is the measured head latency of the cut in use divided by the profile's
- *   prediction for it (the median of the last telemetry interval), which reacts within one telemetry period and
- *   also corrects a profile that is off for this device. Where no head runs (full offload) it falls back to
- *   `loadavg`.
+ * Load awareness (paper Fig. 17 and beyond), {@link nextEdgeLoad}:
+ * - `loadavg`: the paper's rule, max(1, run queue / cores), with the device's own process counted as the one head
+ *   it would run. The 1-minute load average lags by tens of seconds.
+ * - `measured`: measured head latency against the profile's at the same cut, which reacts within a few frames and
+ *   also corrects a profile that is off for this device; held while no head runs.
  * The server factor comes from the tail workers' queues: a request waits behind (queue depth / concurrency)
  * tails on the least-loaded worker, which the shared subscription's least-in-flight strategy will pick.
  */
 import { loadFactor } from '../../common/load.ts';
 import type { FittedLink } from '../../common/plan/link-fit.ts';
-import type { Objective, SearchInput } from '../../common/plan/search.ts';
+import type { EdgePower, Objective, SearchInput } from '../../common/plan/search.ts';
 import type { DeviceTelemetry, WorkerTelemetry } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
 
@@ -26,29 +24,110 @@ export interface LoadFactor {
   source: string;
 }
 
-/** The edge load factor under the chosen mode, for the cut in force. */
-export function edgeLoadFactor(
+/** The edge load as the planner keeps it per device between telemetry messages. */
+export interface EdgeLoadState extends LoadFactor {
+  /** A factor measured from heads, kept while no head runs. */
+  measured?: { factor: number; cut: number; othersLoad: number; at: number };
+}
+
+/** Cuts whose profiled head is below this share of the whole model are too short to measure load by. */
+export const MIN_HEAD_SHARE = 0.02;
+
+/**
+ * The run-queue load of everything but the device's own process: the 1-minute load average less the process's own
+ * CPU use averaged the same way (telemetry `ownLoad1`; where a device does not report it, the whole load average).
+ */
+export function othersLoad(t: DeviceTelemetry): number {
+  return Math.max(0, t.loadavg1 - (t.ownLoad1 ?? 0));
+}
+
+/**
+ * The paper's Fig. 17 rule for the head the device would run: the run queue per core it would see, counting itself
+ * once whatever it runs now (so the factor neither rises because the device runs a heavier head nor falls because
+ * it runs none), when above 1. A device that does not report its own load gets the paper's rule as it stands,
+ * loadavg1 / cores.
+ */
+export function loadavgFactor(t: DeviceTelemetry): LoadFactor {
+  // A device that does not report its own load (a robot without edgecut's code): the paper's rule as it stands.
+  if (t.ownLoad1 === undefined)
+    return {
+      factor: loadFactor(t.loadavg1, t.cores),
+      source: `loadavg ${t.loadavg1.toFixed(2)} on ${t.cores} cores`,
+    };
+  return {
+    factor: loadFactor(othersLoad(t) + 1, t.cores),
+    source: `loadavg ${t.loadavg1.toFixed(2)} less own ${t.ownLoad1.toFixed(2)}, plus one head, on ${t.cores} cores`,
+  };
+}
+
+/**
+ * The edge load factor after one telemetry message, under the chosen mode.
+ *
+ * `measured`: like with like. For every cut at which heads ran since the last telemetry, the measured head latency
+ * (median of the most recent frames) is divided by the profile's head latency at that same cut; the factor is the
+ * median of those ratios weighted by the profiled head time (short heads, whose times are mostly noise, count
+ * little; heads under {@link MIN_HEAD_SHARE} of the model not at all). When no head ran (full offload, or frames
+ * paused), the last measured factor is held, scaled only by how the load of the other processes changed since
+ * (Fig. 17's rule applied to both), so the factor does not decay to idle merely because no head ran. Before any
+ * head was measured it is the `loadavg` rule.
+ */
+export function nextEdgeLoad(
   mode: EdgeLoadMode,
   profile: Profile,
-  telemetry: DeviceTelemetry | undefined,
-  currentCut: number | undefined,
-): LoadFactor {
-  if (mode === 'none' || !telemetry)
-    return { factor: 1, source: mode === 'none' ? 'none' : 'no telemetry yet' };
-  const avg = {
-    factor: loadFactor(telemetry.loadavg1, telemetry.cores),
-    source: `loadavg ${telemetry.loadavg1.toFixed(2)} on ${telemetry.cores} cores`,
-  };
+  t: DeviceTelemetry | undefined,
+  prev: EdgeLoadState | undefined,
+  now: number,
+): EdgeLoadState {
+  if (mode === 'none') return { factor: 1, source: 'none' };
+  if (!t) return prev ?? { factor: 1, source: 'no telemetry yet' };
+  const avg = loadavgFactor(t);
   if (mode === 'loadavg') return avg;
-  const measured = currentCut === undefined ? undefined : telemetry.headMs[String(currentCut)];
-  const predicted =
-    currentCut === undefined ? 0 : profile.layers.slice(0, currentCut).reduce((s, l) => s + l.ms, 0);
-  if (measured === undefined || !(predicted > 0))
-    return { ...avg, source: `${avg.source} (no head measured)` };
+  const whole = profile.layers.reduce((s, l) => s + l.ms, 0);
+  const ratios: Array<{ ratio: number; weight: number; cut: number; measured: number; profiled: number }> =
+    [];
+  let profiled = 0;
+  let k = 0;
+  const fresh = (cut: string) => (t.headCounts ? (t.headCounts[cut] ?? 0) > 0 : true);
+  for (const [cut, measured] of Object.entries(t.headMs).sort((a, b) => Number(a[0]) - Number(b[0]))) {
+    const c = Number(cut);
+    if (!fresh(cut) || !Number.isInteger(c) || c <= 0 || c > profile.layers.length) continue;
+    for (; k < c; k++) profiled += profile.layers[k]!.ms;
+    if (!(profiled > MIN_HEAD_SHARE * whole) || !(measured > 0)) continue;
+    ratios.push({ ratio: measured / profiled, weight: profiled, cut: c, measured, profiled });
+  }
+  if (ratios.length > 0) {
+    const m = weightedMedian(ratios);
+    const factor = Math.max(0.25, m.ratio);
+    return {
+      factor,
+      source: `measured head ${m.measured.toFixed(1)} ms vs profiled ${m.profiled.toFixed(1)} ms at cut ${m.cut}${ratios.length > 1 ? ` (weighted median over ${ratios.length} cuts)` : ''}`,
+      measured: { factor, cut: m.cut, othersLoad: othersLoad(t), at: now },
+    };
+  }
+  const held = prev?.measured;
+  if (!held) return { ...avg, source: `${avg.source} (no head measured yet)` };
+  const scale = (others: number) => loadFactor(others + 1, t.cores);
+  const factor = Math.max(0.25, (held.factor * scale(othersLoad(t))) / scale(held.othersLoad));
   return {
-    factor: Math.max(0.25, measured / predicted),
-    source: `measured head ${measured.toFixed(2)} ms vs profiled ${predicted.toFixed(2)} ms at cut ${currentCut}`,
+    factor,
+    source:
+      `held: measured ${held.factor.toFixed(2)} at cut ${held.cut} ${((now - held.at) / 1000).toFixed(0)} s ago` +
+      (factor !== held.factor
+        ? `, scaled by the other processes' load ${held.othersLoad.toFixed(2)} -> ${othersLoad(t).toFixed(2)}`
+        : ', the other processes’ load unchanged'),
+    measured: held,
   };
+}
+
+function weightedMedian<T extends { ratio: number; weight: number }>(items: readonly T[]): T {
+  const sorted = [...items].sort((a, b) => a.ratio - b.ratio);
+  const total = sorted.reduce((s, i) => s + i.weight, 0);
+  let acc = 0;
+  for (const i of sorted) {
+    acc += i.weight;
+    if (acc >= total / 2) return i;
+  }
+  return sorted[sorted.length - 1]!;
 }
 
 /** The server load factor from the online workers' queues. */
@@ -81,6 +160,8 @@ export interface PlanInputs {
   edgeLoad: LoadFactor;
   serverLoad: LoadFactor;
   objective: Objective;
+  /** The edge's power draw (its preset's figures), when known. */
+  power?: EdgePower | undefined;
 }
 
 /** The search input for Algorithm 1. */
@@ -93,5 +174,6 @@ export function toSearchInput(i: PlanInputs): SearchInput {
     edgeLoad: i.edgeLoad.factor,
     serverLoad: i.serverLoad.factor,
     objective: i.objective,
+    ...(i.power ? { power: i.power } : {}),
   };
 }

@@ -37,9 +37,10 @@ export interface PlannerOptions {
   plannerId: string;
   /** `auto` (Algorithm 1), or a fixed cut: `middle`, an index or a node name. */
   cut: string;
-  objective?: Objective;
+  objective?: Objective | 'auto';
   edgeLoad?: EdgeLoadMode;
-  bandwidth?: number;
+  /** Bits per second assumed until a device reports uplink samples; undefined assumes none (safe start). */
+  bandwidth?: number | undefined;
   alphaMs?: number;
   mtu?: number;
   setupMs?: number;
@@ -107,14 +108,18 @@ export class Planner {
     const o = this.opts;
     if (o.cut === 'auto') {
       this.subscription = planEvents(this.sources, {
-        objective: o.objective ?? 'latency',
+        objective: o.objective ?? 'auto',
         edgeLoadMode: o.edgeLoad ?? 'measured',
-        link: {
-          setupMs: o.setupMs ?? 1,
-          alphaMs: o.alphaMs ?? 0,
-          mtu: o.mtu ?? 1500,
-          betaMsPerByte: 8000 / (o.bandwidth ?? 100e6),
-        },
+        link:
+          o.bandwidth === undefined
+            ? undefined
+            : {
+                setupMs: o.setupMs ?? 1,
+                alphaMs: o.alphaMs ?? 0,
+                mtu: o.mtu ?? 1500,
+                betaMsPerByte: 8000 / o.bandwidth,
+              },
+        linkBase: { alphaMs: o.alphaMs ?? 0, mtu: o.mtu ?? 1500 },
         linkWindow: o.linkWindow ?? 64,
         hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
         tickMs: o.tickMs ?? 1000,

@@ -8,6 +8,7 @@
 import {
   asyncScheduler,
   combineLatest,
+  defer,
   filter,
   groupBy,
   ignoreElements,
@@ -21,8 +22,9 @@ import {
   startWith,
   timer,
 } from 'rxjs';
+import { type Preset, presetPower } from '../../common/device/presets.ts';
 import type { LinkModel } from '../../common/plan/link.ts';
-import { type FittedLink, fitLink, SampleWindow } from '../../common/plan/link-fit.ts';
+import { type FittedLink, LinkEstimator } from '../../common/plan/link-fit.ts';
 import { type Objective, searchPartition } from '../../common/plan/search.ts';
 import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../../schemas/messages.ts';
 import type { DeviceProfile, Profile } from '../../schemas/profile.ts';
@@ -30,7 +32,8 @@ import { type DecisionState, decide, type HysteresisOptions } from './decide.ts'
 import { profileFromDeclaration } from './declared.ts';
 import {
   type EdgeLoadMode,
-  edgeLoadFactor,
+  type EdgeLoadState,
+  nextEdgeLoad,
   serverLayers,
   serverLoadFactor,
   toSearchInput,
@@ -38,10 +41,19 @@ import {
 
 /** Planner settings the streams use. */
 export interface PlanningOptions {
-  objective: Objective;
+  /**
+   * What Algorithm 1 minimises; `auto` chooses per device from its pipeline: `throughput` for a device that keeps
+   * more than one frame in flight (its telemetry's `window`), `latency` (the paper's) for one frame at a time.
+   */
+  objective: Objective | 'auto';
   edgeLoadMode: EdgeLoadMode;
-  /** The link assumed until a device reports transfers. */
-  link: LinkModel;
+  /**
+   * A link to assume until a device reports uplink samples (LINK_BANDWIDTH); undefined assumes nothing: a device
+   * runs everything itself until its link is measured (the safe start).
+   */
+  link?: LinkModel | undefined;
+  /** Alpha and MTU of the link model (the fit keeps them). Default: those of `link`, else 0 ms and 1500 bytes. */
+  linkBase?: Pick<LinkModel, 'alphaMs' | 'mtu'>;
   /** Transfer samples per device in the sliding window of the link fit. */
   linkWindow: number;
   hysteresis: HysteresisOptions;
@@ -49,6 +61,8 @@ export interface PlanningOptions {
   tickMs: number;
   /** Worker telemetry older than this, ms, is ignored. */
   staleMs: number;
+  /** Presets to look the devices' power figures up in (by the profile's preset name); default: the built-in ones. */
+  presets?: readonly Preset[];
   /** Runs each re-plan (Algorithm 1 and the hysteresis), e.g. timing it for the metrics; default: just runs it. */
   measure?: <T>(replan: () => T) => T;
 }
@@ -118,7 +132,47 @@ interface DeviceAcc {
   decision: DecisionState;
   seq: number;
   lastNoPlan?: string;
+  /** The edge load, updated once per telemetry message. */
+  edgeLoad?: EdgeLoadState;
+  /** The telemetry message the edge load was last updated from. */
+  edgeLoadFrom?: DeviceTelemetry;
+  /** What the plan in force was decided on, to name what changed at the next switch. */
+  basis?: Basis;
   out: PlannerEvent[];
+}
+
+/** The evidence a plan rests on. */
+interface Basis {
+  bandwidthBps: number | undefined;
+  edgeLoad: number;
+  serverLoad: number;
+  change?: string | undefined;
+}
+
+/** Names the evidence that changed between two plans' bases (relative changes above 10%). */
+function evidenceChange(before: Basis | undefined, now: Basis): string {
+  if (!before) return '';
+  const parts: string[] = [];
+  const rel = (a: number, b: number) => Math.abs(b - a) / Math.max(Math.abs(a), 1e-9);
+  if (before.bandwidthBps === undefined && now.bandwidthBps !== undefined)
+    parts.push(`the uplink is now measured at ${formatBps(now.bandwidthBps)}`);
+  else if (
+    before.bandwidthBps !== undefined &&
+    now.bandwidthBps !== undefined &&
+    rel(before.bandwidthBps, now.bandwidthBps) > 0.1
+  )
+    parts.push(`uplink ${formatBps(before.bandwidthBps)} -> ${formatBps(now.bandwidthBps)}`);
+  if (now.change && now.change !== before.change) parts.push(now.change);
+  if (rel(before.edgeLoad, now.edgeLoad) > 0.1)
+    parts.push(`edge load ${before.edgeLoad.toFixed(2)} -> ${now.edgeLoad.toFixed(2)}`);
+  if (rel(before.serverLoad, now.serverLoad) > 0.1)
+    parts.push(`server load ${before.serverLoad.toFixed(2)} -> ${now.serverLoad.toFixed(2)}`);
+  return parts.length ? ` (evidence: ${parts.join('; ')})` : '';
+}
+
+function formatBps(bps: number): string {
+  if (!Number.isFinite(bps)) return 'unlimited';
+  return bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} Mbit/s` : `${(bps / 1e3).toFixed(0)} kbit/s`;
 }
 
 interface StepInput {
@@ -126,7 +180,7 @@ interface StepInput {
   /** What the device published: a profile, or a declaration resolved here against the workers' profiles. */
   profile: DeviceProfile;
   workers: Workers;
-  link: FittedLink;
+  link: FittedLink | undefined;
   telemetry: DeviceTelemetry | undefined;
 }
 
@@ -135,10 +189,9 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   const modelId = i.profile.model.id;
   const decision = acc.modelId === modelId ? acc.decision : {};
   const next: DeviceAcc = {
+    ...acc,
     modelId,
     decision,
-    seq: acc.seq,
-    lastNoPlan: acc.lastNoPlan,
     out: [],
   };
   const online = [...workers.profiles.keys()].filter((w) => !workers.offline.has(w));
@@ -166,22 +219,66 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   const fresh = [...workers.telemetry.values()].filter(
     (t) => !workers.offline.has(t.worker) && now - t.at <= opts.staleMs,
   );
-  const inputs = {
-    profile,
-    serverMs,
-    link: i.link,
-    edgeLoad: edgeLoadFactor(opts.edgeLoadMode, profile, i.telemetry, decision.current),
-    serverLoad: serverLoadFactor(fresh),
-    objective: opts.objective,
+  if (i.telemetry !== acc.edgeLoadFrom || !acc.edgeLoad) {
+    next.edgeLoad = nextEdgeLoad(opts.edgeLoadMode, profile, i.telemetry, acc.edgeLoad, now);
+    next.edgeLoadFrom = i.telemetry;
+  }
+  const edgeLoad = next.edgeLoad!;
+  const serverLoad = serverLoadFactor(fresh);
+  // No uplink knowledge and none configured: the safe start, everything on the device until the link is measured.
+  const safe = i.link === undefined;
+  const link: FittedLink = i.link ?? {
+    link: { setupMs: 0, alphaMs: 0, mtu: 1500, betaMsPerByte: Number.POSITIVE_INFINITY },
+    bandwidthBps: 0,
+    samples: 0,
+    source: 'configured',
   };
+  const power = presetPower(profile.device.preset ?? undefined, opts.presets);
+  const objective: Objective =
+    opts.objective !== 'auto' ? opts.objective : (i.telemetry?.window ?? 1) > 1 ? 'throughput' : 'latency';
+  if (objective === 'energy' && !power) {
+    const reason =
+      `the energy objective needs the device's power figures, and its profile names ` +
+      (profile.device.preset
+        ? `preset ${profile.device.preset}, which has none`
+        : 'no device preset (presets with power figures are emulated or declared by name)');
+    if (reason !== acc.lastNoPlan) next.out.push({ kind: 'no-plan', device, reason });
+    next.lastNoPlan = reason;
+    return next;
+  }
+  const inputs = { profile, serverMs, link, edgeLoad, serverLoad, objective, power };
   const replan = () => {
     const result = searchPartition(toSearchInput(inputs));
-    return { result, d: decide(decision, result, now, opts.hysteresis) };
+    if (safe) {
+      const edgeOnly = result.candidates.find((c) => c.index === profile.layers.length)!;
+      return {
+        result,
+        d: {
+          state: { current: edgeOnly.index, safe: true },
+          switchTo: decision.current === undefined ? edgeOnly : undefined,
+          reason:
+            'safe start: the device has reported no uplink measurement yet (its link probe runs when it connects), ' +
+            'so it runs everything itself until then',
+        },
+      };
+    }
+    // The first plan on a measured link replaces the safe start at once, without the hold.
+    const state = decision.safe ? {} : decision;
+    return { result, d: decide(state, result, now, opts.hysteresis) };
   };
   const { result, d } = opts.measure ? opts.measure(replan) : replan();
   next.decision = d.state;
+  const basis: Basis = {
+    bandwidthBps: safe ? undefined : link.bandwidthBps,
+    edgeLoad: edgeLoad.factor,
+    serverLoad: serverLoad.factor,
+    change: link.change,
+  };
   if (d.switchTo) {
     const best = d.switchTo;
+    const why =
+      d.reason + (decision.safe && !safe ? ' on the measured uplink' : evidenceChange(acc.basis, basis));
+    next.basis = basis;
     const cut = profile.cuts.find((c) => c.index === best.index)!;
     const edgeOnly = result.candidates.find((c) => c.index === profile.layers.length);
     const offload = result.candidates.find((c) => c.index === 0);
@@ -195,24 +292,31 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
         modelId: profile.model.id,
         seq: next.seq,
         cut: { index: cut.index, after: cut.after, bytes: cut.bytes, tensors: cut.tensors },
-        objective: opts.objective,
+        objective,
         predicted: {
           edgeMs: best.edgeMs,
           transferMs: best.transferMs,
           serverMs: best.serverMs,
           totalMs: best.totalMs,
+          energyJ: best.energyJ,
         },
         reason:
-          `${d.reason}; predicted ${best.totalMs.toFixed(1)} ms per frame (period ${best.periodMs.toFixed(1)} ms)` +
-          ` vs ${offload?.totalMs.toFixed(1)} ms full offload and ${edgeOnly?.totalMs.toFixed(1)} ms on the device alone`,
+          `${why}; predicted ${best.totalMs.toFixed(1)} ms per frame (period ${best.periodMs.toFixed(1)} ms)` +
+          (safe
+            ? ''
+            : ` vs ${offload?.totalMs.toFixed(1)} ms full offload and ${edgeOnly?.totalMs.toFixed(1)} ms on the device alone`),
         inputs: {
-          link: {
-            ...i.link.link,
-            bandwidthBps: i.link.bandwidthBps,
-            samples: i.link.samples,
-            source: i.link.source,
-          },
-          edgeLoad: { mode: opts.edgeLoadMode, ...inputs.edgeLoad },
+          link: safe
+            ? { source: 'none', samples: 0 }
+            : {
+                ...link.link,
+                bandwidthBps: link.bandwidthBps,
+                samples: link.samples,
+                source: link.source,
+                ...(link.bounded ? { bounded: link.bounded } : {}),
+                ...(link.change ? { change: link.change } : {}),
+              },
+          edgeLoad: { mode: opts.edgeLoadMode, factor: edgeLoad.factor, source: edgeLoad.source },
           serverLoad: inputs.serverLoad,
           serverProfiles: profiles.length,
           edgeProfile: profile.kind,
@@ -240,23 +344,29 @@ export function planEvents(
         filter((t) => t.device === device),
         shareReplay({ bufferSize: 1, refCount: true }),
       );
-      const link$ = telemetry$.pipe(
-        scan((w, t) => {
-          w.push(...t.transfers);
-          return w;
-        }, new SampleWindow(opts.linkWindow)),
-        map((w) => fitLink(w.samples, opts.link)),
-        startWith(fitLink([], opts.link)),
-      );
+      const base = opts.linkBase ?? {
+        alphaMs: opts.link?.alphaMs ?? 0,
+        mtu: opts.link?.mtu ?? 1500,
+      };
+      // The link fit and the telemetry it came from move together, so a step never sees one without the other.
+      const evidence$ = defer(() => {
+        const estimator = new LinkEstimator(opts.linkWindow, base, opts.link);
+        return telemetry$.pipe(
+          map((telemetry) => ({
+            telemetry,
+            link: estimator.update({ samples: telemetry.transfers, censored: telemetry.censored ?? [] }),
+          })),
+          startWith({ telemetry: undefined, link: estimator.current }),
+        );
+      });
       return combineLatest([
         group$.pipe(map((e) => e.profile)),
         workers$,
-        link$,
-        telemetry$.pipe(startWith(undefined)),
+        evidence$,
         timer(0, opts.tickMs, scheduler),
       ]).pipe(
         scan(
-          (acc: DeviceAcc, [profile, workers, link, telemetry]) =>
+          (acc: DeviceAcc, [profile, workers, { link, telemetry }]) =>
             step(acc, { device, profile, workers, link, telemetry }, scheduler.now(), opts),
           { decision: {}, seq: 0, out: [] },
         ),

@@ -1,8 +1,11 @@
 /**
- * Device emulation for experiments: this host plays a slower device. Each head (and each local fallback tail) runs
- * for real, and the device then stays busy until factor x the real time has passed, so a frame takes what it would
- * on the emulated device while the outputs stay the real ones. The published profile is scaled by the same factor,
- * so the planner plans for the emulated device.
+ * Device emulation for experiments: this host plays a slower device (an edge device, or a tail worker slower than
+ * this host). Each computation runs for real, and the device then stays busy until the emulated device's time has
+ * passed, so a frame takes what it would on the emulated device while the outputs stay the real ones. The emulated
+ * time is factor x this host's profiled time of the computation (its calibrated per-layer profile), x the contention
+ * for this host's CPUs, not factor x the wall time of each run, so host noise is not multiplied by the factor
+ * ({@link ComputeStretch}). The published profile is scaled by the same factor, so the planner plans for the
+ * emulated device.
  *
  * This is EMULATION: the host's speed profile (which layers are heavy) is kept and stretched uniformly; a real
  * device's per-layer shape (memory bandwidth, caches, SIMD) may differ.
@@ -15,10 +18,12 @@
  *   presets' LINPACK GFLOPs overstate what networks reach (see common/profile/preset.ts), so this rule tends to
  *   emulate a device somewhat faster than the real one.
  */
-import { type Clock, systemClock } from '../../common/clock.ts';
-import { findPreset, type Preset } from '../../common/device/presets.ts';
-import { UserError } from '../../common/errors.ts';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Profile } from '../../schemas/profile.ts';
+import { type Clock, systemClock } from '../clock.ts';
+import { UserError } from '../errors.ts';
+import { median } from '../stats.ts';
+import { findPreset, type Preset } from './presets.ts';
 
 /** The value of `EMULATE_DEVICE`. */
 export type DeviceSpec =
@@ -57,6 +62,8 @@ export interface DeviceEmulation {
   preset?: string;
   /** How the factor was found. */
   rule: string;
+  /** Contention for this host's CPUs slows the emulated device too (`EMULATE_CONTENTION=on`). */
+  contention?: boolean;
 }
 
 /** What resolving a device needs from this host. */
@@ -170,25 +177,117 @@ export function emulatedProfile(profile: Profile, e: DeviceEmulation): Profile {
   };
 }
 
-/** Runs device computations and holds the device busy until factor x their real time has passed. */
+/** What one emulated computation took. */
+export interface Stretched<T> {
+  value: T;
+  /** When it started (the injected clock). */
+  start: number;
+  /** The emulated device's time: how long the device was held busy (ms). */
+  ms: number;
+  /** The real time on this host (ms). */
+  realMs: number;
+}
+
+/** Contention samples kept: the median of the last this many computations' contention. */
+export const CONTENTION_WINDOW = 5;
+
+/** CPU time and run-queue wait of this process so far (ns), or undefined where the host cannot tell. */
+export type SchedClock = () => { cpuNs: number; waitNs: number } | undefined;
+
+/**
+ * Linux's scheduler statistics of every thread of this process (/proc/self/task/<tid>/schedstat: time on a CPU,
+ * time waiting on a run queue): how much of the time this process wanted a CPU it did not get one.
+ */
+export const procSchedClock: SchedClock = () => {
+  let cpuNs = 0;
+  let waitNs = 0;
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8');
+      } catch {
+        continue; // the thread ended meanwhile
+      }
+      const [cpu, wait] = text.split(' ');
+      cpuNs += Number(cpu);
+      waitNs += Number(wait);
+    }
+  } catch {
+    return undefined;
+  }
+  return Number.isFinite(cpuNs) && Number.isFinite(waitNs) ? { cpuNs, waitNs } : undefined;
+};
+
+/**
+ * Holds the device busy for the emulated device's time of each computation.
+ *
+ * With this host's profiled time of the computation given (the sum of the profile's layers it runs), the emulated
+ * time is factor x profiled x contention. Contention is how much longer the computation took for want of a CPU:
+ * 1 + (time its threads waited on a run queue) / (time they ran), from the scheduler's own accounting, the median
+ * over the last {@link CONTENTION_WINDOW} computations. So the emulated time does not multiply host noise (a 1 ms
+ * hiccup of a 2 ms head would otherwise cost an emulated Raspberry Pi 3 300 ms on a fast host, and onnxruntime's
+ * fixed cost per run would make short heads look several times slower than the profile says), while busy processes
+ * sharing this host's cores slow the emulated device in proportion to what they take from it. Contention is
+ * counted only when asked (`EMULATE_CONTENTION=on`): on one host the broker, the workers and the planner compete
+ * for the same cores, which they would not on a real robot, so by default the emulated device has its CPU to
+ * itself (contention 1); an experiment that loads the device (busy processes pinned to the edge's cores) turns it
+ * on. Without a profiled time the real time is stretched (factor x real). Factor 1 is no emulation: the real time,
+ * untouched.
+ */
 export class ComputeStretch {
+  private readonly samples: number[] = [];
+
   constructor(
     private readonly factor: number,
     private readonly clock: Clock = systemClock,
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+    /** Where contention is read from; undefined: none (the emulated device has this host's CPUs to itself). */
+    private readonly sched: SchedClock | undefined = undefined,
   ) {
     if (!(factor >= 1)) throw new RangeError(`compute factor must be >= 1, got ${factor}`);
   }
 
-  /** Runs `fn`; returns its value, its start, its (stretched) duration and its real duration, on the injected clock. */
-  async run<T>(fn: () => Promise<T>): Promise<{ value: T; start: number; ms: number; realMs: number }> {
+  /** The slowdown for want of a CPU: median over the recent computations, 1 without any. */
+  get contention(): number {
+    return this.samples.length === 0 ? 1 : median(this.samples);
+  }
+
+  /**
+   * Runs `fn` and holds the device until the emulated time has passed. `profiledMs`: this host's profiled time of
+   * the computation (undefined or 0: stretch the real time).
+   */
+  async run<T>(fn: () => Promise<T>, profiledMs?: number): Promise<Stretched<T>> {
+    if (this.factor === 1) {
+      const start = this.clock.now();
+      const value = await fn();
+      const realMs = this.clock.now() - start;
+      return { value, start, ms: realMs, realMs };
+    }
+    const before = this.sched?.();
     const start = this.clock.now();
     const value = await fn();
     const realMs = this.clock.now() - start;
-    const until = start + realMs * this.factor;
+    const after = this.sched?.();
+    let target = realMs * this.factor;
+    if (profiledMs !== undefined && profiledMs > 0) {
+      if (before && after && after.cpuNs > before.cpuNs) {
+        this.samples.push(1 + Math.max(0, after.waitNs - before.waitNs) / (after.cpuNs - before.cpuNs));
+        if (this.samples.length > CONTENTION_WINDOW) this.samples.shift();
+      }
+      target = profiledMs * this.factor * this.contention;
+    }
+    const until = start + Math.max(realMs, target);
     // Timers truncate to whole milliseconds and may fire a little early; wait again until the time has come.
     for (let left = until - this.clock.now(); left > 0; left = until - this.clock.now())
       await this.sleep(Math.ceil(left));
     return { value, start, ms: this.clock.now() - start, realMs };
   }
+}
+
+/** This host's profiled time of layers [from, to) of a profile (0 when the profile has none of them). */
+export function profiledSpan(profile: Pick<Profile, 'layers'>, from: number, to: number): number {
+  let ms = 0;
+  for (let i = from; i < to && i < profile.layers.length; i++) ms += profile.layers[i]!.ms;
+  return ms;
 }

@@ -1,0 +1,114 @@
+/**
+ * What the device learns about its uplink from what it sends, independent of the tail workers: every QoS 1 PUBLISH
+ * is timed from the moment it could start on the link to its PUBACK. A broker acknowledges a QoS 1 PUBLISH once it
+ * holds the whole packet (aedes writes the PUBACK before it forwards the message; Mosquitto likewise), so that span
+ * is the upload of the packet plus one small acknowledgement back; the broker's constant part is left to the
+ * planner's fit (the intercept of T(D) = setup + b D, common/plan/link-fit.ts).
+ *
+ * The link is a queue: a message written while an earlier one is still being sent starts when that one ends, so its
+ * span starts at max(written, the previous PUBACK). A PUBLISH still unacknowledged is evidence too: a lower bound
+ * (censored sample) that grows while it waits, so a link that has become very slow is seen before any PUBACK comes.
+ *
+ * The probe: when nothing else is sent (no plan yet, or the plan keeps everything on the device), the device sends a
+ * short burst of opaque messages of growing size to its probe topic, so the planner knows the link before it ever
+ * offloads a frame, and keeps knowing it while it does not.
+ */
+import type { Clock } from '../../common/clock.ts';
+import type { TransferSample } from '../../common/plan/link-fit.ts';
+
+/** MQTT bytes of a PUBLISH with packet id: fixed header (up to 5), topic length (2), topic, packet id (2). */
+export function publishPacketBytes(topic: string, payloadBytes: number): number {
+  return payloadBytes + Buffer.byteLength(topic) + 9;
+}
+
+/** Outstanding PUBLISHes younger than this are not reported as lower bounds (they are ordinary). */
+export const CENSOR_AFTER_MS = 250;
+/** At most this many samples wait for the next telemetry (the oldest are dropped). */
+export const MAX_SAMPLES = 64;
+
+interface Outstanding {
+  bytes: number;
+  writtenAt: number;
+}
+
+/** Times the device's QoS 1 PUBLISHes to their PUBACK. */
+export class UplinkMeter {
+  private lastAckAt = Number.NEGATIVE_INFINITY;
+  private readonly outstanding = new Set<Outstanding>();
+  private samples: TransferSample[] = [];
+  /** When the last sample was taken (ms, the clock's), or -Infinity. */
+  lastSampleAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** Tracks one PUBLISH of `bytes` (packet bytes) whose PUBACK settles `acked`. */
+  track(bytes: number, acked: Promise<unknown>): void {
+    const entry: Outstanding = { bytes, writtenAt: this.clock.now() };
+    this.outstanding.add(entry);
+    acked.then(
+      () => {
+        const at = this.clock.now();
+        this.outstanding.delete(entry);
+        const start = Math.max(entry.writtenAt, this.lastAckAt);
+        this.lastAckAt = Math.max(this.lastAckAt, at);
+        this.samples.push({ bytes, seconds: Math.max(0, at - start) / 1000 });
+        if (this.samples.length > MAX_SAMPLES) this.samples.shift();
+        this.lastSampleAt = at;
+      },
+      () => this.outstanding.delete(entry),
+    );
+  }
+
+  /** The connection was lost: outstanding PUBLISHes tell nothing more about the link. */
+  reset(): void {
+    this.outstanding.clear();
+    this.lastAckAt = Number.NEGATIVE_INFINITY;
+  }
+
+  /** PUBLISHes not yet acknowledged. */
+  get pending(): number {
+    return this.outstanding.size;
+  }
+
+  /**
+   * Hands over the samples taken since the last call, and the lower bounds of the PUBLISHes that have waited longer
+   * than {@link CENSOR_AFTER_MS} for their PUBACK (each from the time it could start on the link).
+   */
+  take(): { samples: TransferSample[]; censored: TransferSample[] } {
+    const now = this.clock.now();
+    const samples = this.samples;
+    this.samples = [];
+    const censored: TransferSample[] = [];
+    // The oldest outstanding PUBLISH is the one on the link now (the ones behind it have not started): it started
+    // when it was written or when the one before it was acknowledged, whichever came later.
+    const [oldest] = this.outstanding;
+    if (oldest) {
+      const waited = now - Math.max(oldest.writtenAt, this.lastAckAt);
+      if (waited >= CENSOR_AFTER_MS) censored.push({ bytes: oldest.bytes, seconds: waited / 1000 });
+    }
+    return { samples, censored };
+  }
+}
+
+/** Probe sizes: start here, double while a probe takes less than the target, at most the maximum. */
+export const PROBE = { firstBytes: 4096, maxBytes: 64 * 1024, targetMs: 100, minProbes: 2 } as const;
+
+/**
+ * Sends one probe burst through `send` (which resolves at the PUBACK): sizes 4 KiB, 8 KiB, ... until a probe takes
+ * at least {@link PROBE}.targetMs (after at least two) or the maximum size is reached. Returns the sizes sent.
+ */
+export async function probeBurst(
+  send: (bytes: number) => Promise<void>,
+  now: () => number,
+  signal?: AbortSignal,
+): Promise<number[]> {
+  const sent: number[] = [];
+  for (let bytes = PROBE.firstBytes; bytes <= PROBE.maxBytes; bytes *= 2) {
+    if (signal?.aborted) break;
+    const t0 = now();
+    await send(bytes);
+    sent.push(bytes);
+    if (sent.length >= PROBE.minProbes && now() - t0 >= PROBE.targetMs) break;
+  }
+  return sent;
+}
