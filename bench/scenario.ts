@@ -49,6 +49,8 @@ export interface ScenarioOptions {
   onFrame?: (f: FrameLine) => void;
   /** Called for each plan as it is published. */
   onPlan?: (p: PlanLine) => void;
+  /** Called with the broker's URL once it is up (e.g. to watch topics). */
+  onBroker?: (url: string) => void;
   /** Gives up after this long (ms). Default 10 minutes. */
   timeoutMs?: number;
 }
@@ -78,6 +80,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       env: { LOG_LEVEL: 'error' },
     });
     procs.push(broker);
+    o.onBroker?.(url);
     const env = { LOG_LEVEL: 'error', ...o.env, MQTT_URL: url };
     const tails = o.tails.map((args, i) =>
       startService(`tail-${i + 1}`, ['tail', '--worker-id', `tail-${i + 1}`, ...args], {

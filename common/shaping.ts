@@ -19,6 +19,39 @@ import { type Clock, systemClock } from './clock.ts';
 export interface UplinkShape {
   rateBps: number;
   setupMs: number;
+  /**
+   * Later rates, for experiments on a changing link: from `afterMs` after {@link UplinkShape.origin} on, the link
+   * runs at `rateBps` (in order of `afterMs`).
+   */
+  steps?: ReadonlyArray<{ afterMs: number; rateBps: number }>;
+  /** When the schedule's time starts (the clock's ms); default: when the first stream is shaped. */
+  origin?: number;
+}
+
+/** A rate schedule: `1mbps`, or `100mbps,1mbps@20s,10mbps@40s` (the rate from then on; s or ms). */
+export function parseRateSchedule(
+  text: string,
+): { rateBps: number; steps: Array<{ afterMs: number; rateBps: number }> } | undefined {
+  const [first, ...rest] = text.split(',');
+  const rateBps = parseRate(first ?? '');
+  if (rateBps === undefined) return undefined;
+  const steps: Array<{ afterMs: number; rateBps: number }> = [];
+  for (const part of rest) {
+    const m = /^(.+)@(\d+(?:\.\d+)?)(s|ms)$/.exec(part.trim());
+    const rate = m ? parseRate(m[1]!) : undefined;
+    if (!m || rate === undefined) return undefined;
+    const afterMs = Number(m[2]) * (m[3] === 's' ? 1000 : 1);
+    if (steps.length > 0 && afterMs <= steps[steps.length - 1]!.afterMs) return undefined;
+    steps.push({ afterMs, rateBps: rate });
+  }
+  return { rateBps, steps };
+}
+
+/** The rate in force at `now` under a shape's schedule. */
+export function rateAt(shape: UplinkShape, now: number): number {
+  let rate = shape.rateBps;
+  for (const s of shape.steps ?? []) if (now - (shape.origin ?? now) >= s.afterMs) rate = s.rateBps;
+  return rate;
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9 };
@@ -68,7 +101,8 @@ export class LinkSchedule {
   /** Reserves `bytes` that include `messages` message starts; returns when their last byte has left (ms). */
   reserve(bytes: number, messages: number, now: number): number {
     const start = Math.max(now, this.freeAt);
-    const sendMs = this.shape.rateBps > 0 ? (bytes * 8 * 1000) / this.shape.rateBps : 0;
+    const rate = rateAt(this.shape, start);
+    const sendMs = rate > 0 ? (bytes * 8 * 1000) / rate : 0;
     this.freeAt = start + messages * this.shape.setupMs + sendMs;
     return this.freeAt;
   }
@@ -232,5 +266,7 @@ export class ShapedStream extends Duplex {
 
 /** Wraps a connection's stream in the emulated uplink (for `ConnectionOptions.wrapStream`). */
 export function shapeUplink(shape: UplinkShape, clock: Clock = systemClock): (stream: Duplex) => Duplex {
-  return (stream) => new ShapedStream(stream, shape, clock);
+  // The schedule's time runs from the first connection, across reconnects.
+  const scheduled = { ...shape, origin: shape.origin ?? clock.now() };
+  return (stream) => new ShapedStream(stream, scheduled, clock);
 }

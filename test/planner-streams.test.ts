@@ -108,7 +108,7 @@ test('a device with no server profile gets no plan, with the reason, once', (t) 
   );
 });
 
-test('a slower link moves the plan to a later cut, after the hold time', (t) => {
+test('a slower link moves the plan to a later cut at once: a detected link change skips the hold', (t) => {
   const events = simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
     at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
     at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
@@ -122,10 +122,14 @@ test('a slower link moves the plan to a later cut, after the hold time', (t) => 
     plans.map(([time, e]) => [time, e.plan.cut.index]),
     [
       [0, 2],
-      [8000, 3],
+      [5000, 3],
     ],
   );
-  t.regex(plans[1]![1].plan.reason, /switched from cut 2: cut 3 predicted \d+\.\d% lower latency for 3\.0 s/);
+  t.regex(plans[1]![1].plan.reason, /switched from cut 2: cut 3 predicted \d+\.\d% lower latency for 0\.0 s/);
+  t.regex(
+    plans[1]![1].plan.reason,
+    /evidence: uplink 10\.00 Mbit\/s -> 100 kbit\/s; the uplink became slower/,
+  );
   t.is(plans[1]![1].plan.seq, 2);
 });
 

@@ -258,7 +258,8 @@ export class ComputeStretch {
    * the computation (undefined or 0: stretch the real time).
    */
   async run<T>(fn: () => Promise<T>, profiledMs?: number): Promise<Stretched<T>> {
-    if (this.factor === 1) {
+    // Factor 1 is no emulation; a profiled time of 0 is no computation (a head that sends the input as it is).
+    if (this.factor === 1 || profiledMs === 0) {
       const start = this.clock.now();
       const value = await fn();
       const realMs = this.clock.now() - start;

@@ -1,6 +1,7 @@
 /**
  * Online fit of the link model from the uplink samples a device reports: (bytes, seconds) pairs, where seconds is the
- * time from when a QoS 1 PUBLISH could start on the link to its PUBACK (services/edge-head/uplink.ts). The fit is robust (Theil-Sen: the median of pairwise slopes, and the
+ * time from when a QoS 1 PUBLISH could start on the link to its PUBACK (services/edge-head/uplink.ts). The fit is
+ * robust (Theil-Sen: the median of pairwise slopes, each weighted by how far apart the pair's sizes are, and the
  * median intercept), so a few transfers delayed by a busy broker or a retransmission do not move it; it runs over
  * a sliding window so it follows a changing link.
  *
@@ -30,7 +31,15 @@ export interface FittedLink {
   bounded?: string;
   /** The last change of the link the estimator detected, in words (it restarted its window then). */
   change?: string;
+  /**
+   * The samples pin the per-byte cost down: at least two, sizes at least {@link DETERMINED_SPREAD}x apart, the
+   * largest taking at least {@link SIGNIFICANT_MS}. (A few small messages right after a change do not.)
+   */
+  determined?: boolean;
 }
+
+/** Sizes this far apart (largest / smallest) separate the per-byte cost from the set-up. */
+export const DETERMINED_SPREAD = 4;
 
 /** Robust fit of a window of samples; the configured link is the prior for what the samples cannot tell. */
 export function fitLink(samples: readonly TransferSample[], configured: LinkModel): FittedLink {
@@ -50,15 +59,17 @@ export function fitLink(samples: readonly TransferSample[], configured: LinkMode
   let setup: number;
   let slope: number;
   if (pts.length >= 3 && spread >= 1.5) {
-    const slopes: number[] = [];
+    // Each pair's slope weighs by how far apart its sizes are: two small messages of nearly the same size say
+    // almost nothing about the per-byte cost (their difference is all timing noise), a small and a large one a lot.
+    const slopes: Array<{ v: number; w: number }> = [];
     for (let i = 0; i < pts.length; i++) {
       for (let j = i + 1; j < pts.length; j++) {
         const a = pts[i]!;
         const b = pts[j]!;
-        if (a.d !== b.d) slopes.push((b.t - a.t) / (b.d - a.d));
+        if (a.d !== b.d) slopes.push({ v: (b.t - a.t) / (b.d - a.d), w: Math.abs(b.d - a.d) });
       }
     }
-    slope = Math.max(0, median(slopes));
+    slope = Math.max(0, weightedMedian(slopes));
     setup = Math.max(0, median(pts.map((p) => p.t - slope * p.d)));
   } else {
     setup = configured.setupMs ?? 0;
@@ -73,6 +84,17 @@ export function fitLink(samples: readonly TransferSample[], configured: LinkMode
     betaMsPerByte: beta,
   };
   return { link, bandwidthBps: bps(beta), samples: pts.length, source: 'fitted' };
+}
+
+function weightedMedian(xs: Array<{ v: number; w: number }>): number {
+  xs.sort((a, b) => a.v - b.v);
+  const total = xs.reduce((s, x) => s + x.w, 0);
+  let acc = 0;
+  for (const x of xs) {
+    acc += x.w;
+    if (acc >= total / 2) return x.v;
+  }
+  return xs[xs.length - 1]?.v ?? 0;
 }
 
 function bps(betaMsPerByte: number): number {
@@ -108,6 +130,8 @@ export interface LinkEvidence {
 export const CHANGE_STREAK = 3;
 /** Change detection: a sample is off the fit when measured / predicted exceeds this, or is below its inverse. */
 export const CHANGE_RATIO = 1.5;
+/** Change detection: two samples in a row off by more than this factor are enough (a link that changed by far). */
+export const STRONG_RATIO = 4;
 /** Samples whose predicted and measured times are both below this (ms) are too short to judge a change by. */
 export const SIGNIFICANT_MS = 10;
 
@@ -118,9 +142,11 @@ export const SIGNIFICANT_MS = 10;
  * - Change: a link that changes (a robot that drives away from its access point) would take the robust fit half a
  *   window to follow. When {@link CHANGE_STREAK} significant samples in a row are off the fit by more than
  *   {@link CHANGE_RATIO} in the same direction, the window restarts from them, so the fit follows within three
- *   transfers, while single outliers (a retransmission, a busy broker) still move nothing.
+ *   transfers (two when both are off by more than {@link STRONG_RATIO}: a link that changed by far), while single
+ *   outliers (a retransmission, a busy broker) still move nothing.
  * - Lower bounds: a PUBLISH waiting for its PUBACK longer than the fit predicts is evidence, though unfinished: the
- *   fit's per-byte cost is raised until it predicts at least that wait, and it counts toward a change.
+ *   fit's per-byte cost is raised until it predicts at least that wait. It does not count toward a change (the
+ *   bound still grows); the PUBACK, when it comes, does.
  * - No prior: without samples and without a configured link there is no fit at all (undefined), and the planner
  *   says so rather than assume a fast link.
  */
@@ -131,6 +157,7 @@ export class LinkEstimator {
   private streak: { dir: number; from: number; ratios: number[] } = { dir: 0, from: 0, ratios: [] };
   private change: string | undefined;
   private prior: LinkModel | undefined;
+  private determined = false;
 
   constructor(
     private readonly size: number,
@@ -155,7 +182,6 @@ export class LinkEstimator {
       const predicted = transferMs(fit.link, c.bytes);
       const waited = c.seconds * 1000;
       if (waited <= predicted) continue;
-      this.judge(waited / Math.max(predicted, 1e-9), waited, predicted, true);
       // The per-byte cost that makes the fit predict at least the wait (alpha and set-up unchanged).
       const rest = waited - (fit.link.setupMs ?? 0) - fit.link.alphaMs * Math.ceil(c.bytes / fit.link.mtu);
       const beta = Math.max(fit.link.betaMsPerByte, rest / c.bytes);
@@ -167,6 +193,7 @@ export class LinkEstimator {
       };
     }
     if (fit && this.change) fit = { ...fit, change: this.change };
+    if (fit?.source === 'fitted') fit = { ...fit, determined: this.determined };
     return fit;
   }
 
@@ -178,7 +205,7 @@ export class LinkEstimator {
       const predicted = transferMs(fit.link, s.bytes);
       const measured = s.seconds * 1000;
       if (Math.max(predicted, measured) >= SIGNIFICANT_MS)
-        this.judge(measured / Math.max(predicted, 1e-9), measured, predicted, false);
+        this.judge(measured / Math.max(predicted, 1e-9), measured, predicted);
     }
     if (this.window.length > this.size) {
       const dropped = this.window.length - this.size;
@@ -188,15 +215,16 @@ export class LinkEstimator {
   }
 
   /** Counts one significant sample toward a change; restarts the window when the streak is complete. */
-  private judge(ratio: number, measured: number, predicted: number, bound: boolean): void {
+  private judge(ratio: number, measured: number, predicted: number): void {
     const dir = ratio > CHANGE_RATIO ? 1 : ratio < 1 / CHANGE_RATIO ? -1 : 0;
     if (dir === 0 || dir !== this.streak.dir) {
-      // The streak starts at this sample (the window's last, or the next one for a bound).
-      this.streak = { dir, from: bound ? this.window.length : this.window.length - 1, ratios: [] };
+      // The streak starts at this sample, the window's last.
+      this.streak = { dir, from: this.window.length - 1, ratios: [] };
       if (dir === 0) return;
     }
     this.streak.ratios.push(ratio);
-    if (this.streak.ratios.length < CHANGE_STREAK) return;
+    const strong = this.streak.ratios.every((r) => r > STRONG_RATIO || r < 1 / STRONG_RATIO);
+    if (this.streak.ratios.length < (strong ? 2 : CHANGE_STREAK)) return;
     const r = median(this.streak.ratios);
     this.change =
       `the uplink became ${dir > 0 ? 'slower' : 'faster'}: ${this.streak.ratios.length} transfers in a row took ` +
@@ -210,10 +238,22 @@ export class LinkEstimator {
 
   private refit(): FittedLink | undefined {
     if (this.window.length === 0) return this.fit;
+    this.determined = determined(this.window);
     const prior: LinkModel = this.fit?.link ??
       this.prior ??
       this.configured ?? { setupMs: 0, alphaMs: this.base.alphaMs, mtu: this.base.mtu, betaMsPerByte: 0 };
     this.fit = fitLink(this.window, { ...prior, alphaMs: this.base.alphaMs, mtu: this.base.mtu });
     return this.fit;
   }
+}
+
+function determined(window: readonly TransferSample[]): boolean {
+  if (window.length < 2) return false;
+  let small = Number.POSITIVE_INFINITY;
+  let large = window[0]!;
+  for (const w of window) {
+    small = Math.min(small, w.bytes);
+    if (w.bytes > large.bytes) large = w;
+  }
+  return large.bytes >= DETERMINED_SPREAD * small && large.seconds * 1000 >= SIGNIFICANT_MS;
 }

@@ -4,12 +4,10 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
-import { parseDeviceSpec } from '../../common/device/emulation.ts';
-import { allPresets, findPreset, type Preset } from '../../common/device/presets.ts';
-import { errorMessage } from '../../common/errors.ts';
+import { emulationSettings, resolvePresets } from '../../common/device/emulation-settings.ts';
 import { metricsPortSetting } from '../../common/metrics-setting.ts';
 import { commonSettings } from '../../common/service-settings.ts';
-import { parseRate, type UplinkShape } from '../../common/shaping.ts';
+import { parseRateSchedule, type UplinkShape } from '../../common/shaping.ts';
 import { parseSourceSpec } from './frames.ts';
 import { PreprocessSettingSchema } from './images.ts';
 
@@ -154,36 +152,20 @@ export const edgeSettings = {
   emulateUplink: setting({
     env: 'EMULATE_UPLINK',
     flag: 'emulate-uplink',
-    schema: parsed(parseRate, 'expected a bit rate like 10mbps, 512kbps, 2.5Mbit, or off'),
+    schema: parsed(
+      parseRateSchedule,
+      'expected a bit rate like 10mbps, 512kbps, 2.5Mbit, or off; or a schedule like 100mbps,1mbps@20s,10mbps@40s',
+    ),
     default: 'off',
-    doc: 'EMULATION for experiments: shape what the device sends to this bit rate (off = the real link)',
+    doc: 'EMULATION for experiments: shape what the device sends to this bit rate (off = the real link); rate,rate@time,... changes it over time (s or ms after start)',
   }),
+  ...emulationSettings('the edge device'),
   emulateSetupMs: setting({
     env: 'EMULATE_SETUP_MS',
     flag: 'emulate-setup-ms',
     schema: schemas.ms,
     default: '0',
     doc: 'EMULATION for experiments: extra set-up delay before each message the device publishes, in milliseconds',
-  }),
-  emulateDevice: setting({
-    env: 'EMULATE_DEVICE',
-    flag: 'emulate-device',
-    schema: parsed(parseDeviceSpec, 'expected none, a device preset name, <GFLOPs>gflops, or x<factor >= 1>'),
-    default: 'none',
-    doc: 'EMULATION for experiments: stretch compute to a slower device: a preset (edgecut device presets), 2gflops, or x4',
-  }),
-  emulateContention: setting({
-    env: 'EMULATE_CONTENTION',
-    flag: 'emulate-contention',
-    schema: schemas.bool,
-    default: 'false',
-    doc: 'EMULATION for experiments: with EMULATE_DEVICE, time the edge waits for this host’s CPUs (busy processes on its cores) slows the emulated device in proportion',
-  }),
-  presets: setting({
-    env: 'DEVICE_PRESETS',
-    flag: 'presets',
-    schema: schemas.path.optional(),
-    doc: 'a JSON file of your own device presets, for EMULATE_DEVICE',
   }),
   planWaitMs: setting({
     env: 'PLAN_WAIT_MS',
@@ -249,25 +231,11 @@ export function resolveEdge(cfg: EdgeConfig) {
     throw new ConfigError(
       `DEADLINE_MIN_MS=${cfg.deadlineMinMs} is not allowed: it exceeds RESULT_TIMEOUT_MS=${cfg.resultTimeoutMs}, the upper bound of deadlines`,
     );
-  let presets: Preset[];
-  try {
-    presets = allPresets(cfg.presets);
-  } catch (err) {
-    throw new ConfigError(
-      `DEVICE_PRESETS=${JSON.stringify(cfg.presets)} is not allowed: ${errorMessage(err)}`,
-    );
-  }
-  const device = cfg.emulateDevice;
-  if (device.kind === 'preset') {
-    try {
-      findPreset(device.name, presets);
-    } catch (err) {
-      throw new ConfigError(`EMULATE_DEVICE="${device.name}" is not allowed: ${errorMessage(err)}`);
-    }
-  }
+  const presets = resolvePresets(cfg);
+  const { rateBps, steps } = cfg.emulateUplink;
   const uplink: UplinkShape | undefined =
-    cfg.emulateUplink > 0 || cfg.emulateSetupMs > 0
-      ? { rateBps: cfg.emulateUplink, setupMs: cfg.emulateSetupMs }
+    rateBps > 0 || steps.length > 0 || cfg.emulateSetupMs > 0
+      ? { rateBps, setupMs: cfg.emulateSetupMs, ...(steps.length > 0 ? { steps } : {}) }
       : undefined;
   return {
     ...cfg,

@@ -32,7 +32,7 @@ import { type DeadlineOptions, frameDeadline, RequestChannel } from './faults.ts
 import type { FrameReport } from './frame-report.ts';
 import type { Frame } from './frames.ts';
 import { EdgeMetrics } from './metrics.ts';
-import { fallbackKind } from './pending.ts';
+import { FallbackError, fallbackKind } from './pending.ts';
 import { LoadMeter, TelemetryRecorder } from './telemetry.ts';
 import { probeBurst, publishPacketBytes, UplinkMeter } from './uplink.ts';
 
@@ -65,6 +65,9 @@ export interface EdgeOptions {
 
 export type { FrameReport } from './frame-report.ts';
 
+/** How long offloading pauses after an upload slower than its deadline, unless a new plan comes first (ms). */
+export const SLOW_UPLINK_PAUSE_MS = 5000;
+
 type ReportBase = Pick<
   FrameReport,
   'index' | 'requestId' | 'cut' | 'headMs' | 'requestBytes' | 'hostMs' | 'waitMs'
@@ -83,6 +86,8 @@ export class EdgeHead {
   private probing: Promise<void> | undefined;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
   private readonly stopProbe = new AbortController();
+  /** An upload took longer than its frame's deadline under plan `seq`: offloading pauses until a new plan. */
+  private slowUplink: { seq: number; until: number; uploadMs: number } | undefined;
   private readonly deadlines: DeadlineOptions;
   private readonly sessions = new Map<string, Promise<InferenceSession>>();
   private plan: Plan | undefined;
@@ -126,7 +131,12 @@ export class EdgeHead {
       opts.emulation?.contention ? procSchedClock : undefined,
     );
     this.load = new LoadMeter(logger);
-    this.telemetry = new TelemetryRecorder(this.load, this.uplink, clock.now);
+    this.telemetry = new TelemetryRecorder(
+      this.load,
+      this.uplink,
+      clock.now,
+      opts.emulation !== undefined && !opts.emulation.contention,
+    );
     const { deadlineFactor: factor = 3, deadlineMinMs: minMs = 250, resultTimeoutMs: maxMs } = opts;
     this.deadlines = { factor, minMs, maxMs };
   }
@@ -319,7 +329,26 @@ export class EdgeHead {
   ): Promise<FrameReport> {
     const device = this.opts.deviceId;
     const deadlineMs = frameDeadline(this.plan, this.deadlines);
-    times.sent = this.clock.now();
+    // The link is far slower than the plan assumed: a request written now would only queue behind the earlier one
+    // (or, after an upload that took longer than its deadline, behind the next frames'). The frame runs here, and
+    // the planner, which has the same evidence in the telemetry, follows with a new plan.
+    const busy = this.uplink.busyMs();
+    const paused = this.slowUplink;
+    const now = this.clock.now();
+    const stillPaused = paused && paused.seq === this.plan?.seq && now < paused.until;
+    if (busy > deadlineMs || stillPaused) {
+      const why =
+        busy > deadlineMs
+          ? `the uplink has been sending an earlier message for ${Math.round(busy)} ms, longer than this frame's deadline of ${Math.round(deadlineMs)} ms`
+          : `an earlier request took ${Math.round(paused!.uploadMs)} ms to upload, longer than its deadline; offloading waits for the next plan (at most ${Math.round((paused!.until - now) / 1000)} s more)`;
+      return this.tailLocally(
+        frame,
+        crossing,
+        { ...base, deadlineMs },
+        new FallbackError('link-busy', `not sent: ${why}`),
+      );
+    }
+    times.sent = now;
     const payload = encodeRequest({
       requestId: base.requestId,
       deviceId: device,
@@ -332,7 +361,11 @@ export class EdgeHead {
     const sent = { ...base, requestBytes: payload.length, deadlineMs };
     let result: InferenceResult;
     try {
-      result = await this.channel.send(base.requestId, payload, deadlineMs);
+      result = await this.channel.send(base.requestId, payload, deadlineMs, () => {
+        const uploadMs = this.clock.now() - times.sent;
+        if (uploadMs > deadlineMs && this.plan)
+          this.slowUplink = { seq: this.plan.seq, until: this.clock.now() + SLOW_UPLINK_PAUSE_MS, uploadMs };
+      });
     } catch (err) {
       return this.tailLocally(frame, crossing, sent, err);
     }

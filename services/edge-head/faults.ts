@@ -78,13 +78,22 @@ export class RequestChannel {
     return this.pending.ignored;
   }
 
-  /** Publishes a request and waits for its answer; rejects with the reason whenever the tail must run here. */
-  send(requestId: string, payload: Uint8Array, deadlineMs: number): Promise<InferenceResult> {
+  /**
+   * Publishes a request and waits for its answer; rejects with the reason whenever the tail must run here.
+   * `onAcked` is called when the broker has acknowledged the request (its PUBACK), whatever became of the frame.
+   */
+  send(
+    requestId: string,
+    payload: Uint8Array,
+    deadlineMs: number,
+    onAcked?: () => void,
+  ): Promise<InferenceResult> {
     // While offline mqtt.js would queue the request until it reconnects; the frame cannot wait for that.
     if (!this.conn.connected) return Promise.reject(new FallbackError('unreachable', FALLBACK.unreachable));
     const answer = this.pending.expect(requestId, deadlineMs);
     this.conn
       .publish(topics.request.build({ device: this.deviceId }), payload, { qos: 1 })
+      .then(onAcked)
       .catch((err: unknown) =>
         this.pending.abandon(
           requestId,

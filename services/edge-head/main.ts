@@ -131,10 +131,11 @@ function announceEmulation(
   logger: Logger,
 ): void {
   if (cfg.uplink) {
-    const { rateBps, setupMs } = cfg.uplink;
+    const { rateBps, setupMs, steps = [] } = cfg.uplink;
+    const later = steps.map((s) => `, ${formatRate(s.rateBps)} from ${s.afterMs / 1000} s`).join('');
     logger.warn(
-      { rateBps, setupMs },
-      `EMULATION: the uplink is shaped to ${formatRate(rateBps)} plus ${setupMs} ms per published message; ` +
+      { rateBps, setupMs, steps },
+      `EMULATION: the uplink is shaped to ${formatRate(rateBps)}${later} plus ${setupMs} ms per published message; ` +
         'this is an emulated link, not the real one',
     );
   }

@@ -26,6 +26,7 @@ export type FallbackKind =
   | 'unreachable'
   | 'connection-lost'
   | 'not-sent'
+  | 'link-busy'
   | 'other';
 
 /** Every {@link FallbackKind}. */
@@ -35,6 +36,7 @@ export const FALLBACK_KINDS: readonly FallbackKind[] = [
   'unreachable',
   'connection-lost',
   'not-sent',
+  'link-busy',
   'other',
 ];
 

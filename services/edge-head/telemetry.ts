@@ -97,6 +97,11 @@ export class TelemetryRecorder {
     private readonly meter: LoadMeter,
     private readonly uplink: UplinkMeter,
     now: () => number,
+    /**
+     * The device is emulated with its CPU to itself (no contention): its load is its own, so the host's load
+     * average and CPU use, which the broker, workers and tests make, are not reported as the device's.
+     */
+    private readonly isolated = false,
   ) {
     this.own = new OwnLoad(now);
   }
@@ -121,7 +126,11 @@ export class TelemetryRecorder {
     fields: Pick<DeviceTelemetry, 'device' | 'framesInFlight' | 'fallbacks' | 'window'>,
     now: () => number,
   ): Promise<DeviceTelemetry> {
-    const load = await this.meter.read();
+    const own = this.own.read();
+    const host = await this.meter.read();
+    const load = this.isolated
+      ? { cpuPercent: Math.min(100, (own * 100) / host.cores), loadavg1: own, cores: host.cores }
+      : host;
     const headMs: Record<string, number> = {};
     for (const [cut, list] of this.headSamples) headMs[String(cut)] = median(list);
     const headCounts = Object.fromEntries([...this.headCounts].map(([k, n]) => [String(k), n]));
@@ -132,7 +141,7 @@ export class TelemetryRecorder {
       ...fields,
       at: now(),
       ...load,
-      ownLoad1: this.own.read(),
+      ownLoad1: own,
       headMs,
       headCounts,
       transfers: samples,

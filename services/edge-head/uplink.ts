@@ -7,7 +7,8 @@
  *
  * The link is a queue: a message written while an earlier one is still being sent starts when that one ends, so its
  * span starts at max(written, the previous PUBACK). A PUBLISH still unacknowledged is evidence too: a lower bound
- * (censored sample) that grows while it waits, so a link that has become very slow is seen before any PUBACK comes.
+ * (censored sample), reported again each time its wait has doubled, so a link that has become very slow is seen
+ * before any PUBACK comes.
  *
  * The probe: when nothing else is sent (no plan yet, or the plan keeps everything on the device), the device sends a
  * short burst of opaque messages of growing size to its probe topic, so the planner knows the link before it ever
@@ -29,6 +30,8 @@ export const MAX_SAMPLES = 64;
 interface Outstanding {
   bytes: number;
   writtenAt: number;
+  /** The wait last reported as a lower bound (ms), so a bound is reported again only once it has doubled. */
+  reported?: number;
 }
 
 /** Times the device's QoS 1 PUBLISHes to their PUBACK. */
@@ -48,9 +51,12 @@ export class UplinkMeter {
     acked.then(
       () => {
         const at = this.clock.now();
-        this.outstanding.delete(entry);
+        // Gone from the set: written before a reset() and resent after the reconnect, so its span includes the
+        // outage. No sample, but the link was busy with it until now.
+        const live = this.outstanding.delete(entry);
         const start = Math.max(entry.writtenAt, this.lastAckAt);
         this.lastAckAt = Math.max(this.lastAckAt, at);
+        if (!live) return;
         this.samples.push({ bytes, seconds: Math.max(0, at - start) / 1000 });
         if (this.samples.length > MAX_SAMPLES) this.samples.shift();
         this.lastSampleAt = at;
@@ -59,7 +65,10 @@ export class UplinkMeter {
     );
   }
 
-  /** The connection was lost: outstanding PUBLISHes tell nothing more about the link. */
+  /**
+   * The connection was lost: outstanding PUBLISHes tell nothing more about the link (the client may resend them after
+   * the reconnect; their PUBACKs then give no sample).
+   */
   reset(): void {
     this.outstanding.clear();
     this.lastAckAt = Number.NEGATIVE_INFINITY;
@@ -68,6 +77,17 @@ export class UplinkMeter {
   /** PUBLISHes not yet acknowledged. */
   get pending(): number {
     return this.outstanding.size;
+  }
+
+  /** How long the PUBLISH on the link now has been on it (ms), or 0 when the link is idle. */
+  busyMs(): number {
+    const oldest = this.oldest();
+    return oldest ? this.clock.now() - Math.max(oldest.writtenAt, this.lastAckAt) : 0;
+  }
+
+  private oldest(): Outstanding | undefined {
+    const [first] = this.outstanding;
+    return first;
   }
 
   /**
@@ -81,10 +101,13 @@ export class UplinkMeter {
     const censored: TransferSample[] = [];
     // The oldest outstanding PUBLISH is the one on the link now (the ones behind it have not started): it started
     // when it was written or when the one before it was acknowledged, whichever came later.
-    const [oldest] = this.outstanding;
+    const oldest = this.oldest();
     if (oldest) {
       const waited = now - Math.max(oldest.writtenAt, this.lastAckAt);
-      if (waited >= CENSOR_AFTER_MS) censored.push({ bytes: oldest.bytes, seconds: waited / 1000 });
+      if (waited >= CENSOR_AFTER_MS && waited >= 2 * (oldest.reported ?? 0)) {
+        censored.push({ bytes: oldest.bytes, seconds: waited / 1000 });
+        oldest.reported = waited;
+      }
     }
     return { samples, censored };
   }

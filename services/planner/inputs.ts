@@ -69,7 +69,7 @@ export function loadavgFactor(t: DeviceTelemetry): LoadFactor {
  * little; heads under {@link MIN_HEAD_SHARE} of the model not at all). When no head ran (full offload, or frames
  * paused), the last measured factor is held, scaled only by how the load of the other processes changed since
  * (Fig. 17's rule applied to both), so the factor does not decay to idle merely because no head ran. Before any
- * head was measured it is the `loadavg` rule.
+ * head was measured it is 1: the profile as the device measured it at start.
  */
 export function nextEdgeLoad(
   mode: EdgeLoadMode,
@@ -105,7 +105,8 @@ export function nextEdgeLoad(
     };
   }
   const held = prev?.measured;
-  if (!held) return { ...avg, source: `${avg.source} (no head measured yet)` };
+  // Before any head: the profile as the device measured it at start, under the load it had then.
+  if (!held) return { factor: 1, source: 'no head measured yet: the profile as measured' };
   const scale = (others: number) => loadFactor(others + 1, t.cores);
   const factor = Math.max(0.25, (held.factor * scale(othersLoad(t))) / scale(held.othersLoad));
   return {

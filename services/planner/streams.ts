@@ -138,6 +138,8 @@ interface DeviceAcc {
   edgeLoadFrom?: DeviceTelemetry;
   /** What the plan in force was decided on, to name what changed at the next switch. */
   basis?: Basis;
+  /** The last link change the hysteresis was skipped for (each change skips it once). */
+  actedOnChange?: string;
   out: PlannerEvent[];
 }
 
@@ -262,9 +264,15 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
         },
       };
     }
-    // The first plan on a measured link replaces the safe start at once, without the hold.
+    // The first plan on a measured link replaces the safe start at once, without the hold; so does the first plan
+    // after the link estimator detected a change (a confirmed change is evidence, not noise).
+    // A change counts until the samples after it pin the link down: then it is acted on at once, once.
     const state = decision.safe ? {} : decision;
-    return { result, d: decide(state, result, now, opts.hysteresis) };
+    const changed =
+      link.change !== undefined && link.change !== acc.actedOnChange && link.determined === true;
+    if (changed) next.actedOnChange = link.change;
+    const hysteresis = changed ? { ...opts.hysteresis, holdMs: 0 } : opts.hysteresis;
+    return { result, d: decide(state, result, now, hysteresis) };
   };
   const { result, d } = opts.measure ? opts.measure(replan) : replan();
   next.decision = d.state;

@@ -3,7 +3,8 @@
  */
 import { cpus, hostname } from 'node:os';
 import { z } from 'zod';
-import { type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
+import { emulationSettings, resolvePresets } from '../../common/device/emulation-settings.ts';
 import { metricsPortSetting } from '../../common/metrics-setting.ts';
 import { commonSettings } from '../../common/service-settings.ts';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
@@ -78,6 +79,7 @@ export const tailSettings = {
     default: '1000',
     doc: 'telemetry period in milliseconds',
   }),
+  ...emulationSettings('this tail worker'),
   metricsPort: metricsPortSetting,
 };
 
@@ -86,8 +88,14 @@ export type TailConfig = ConfigOf<typeof tailSettings>;
 
 /** Resolves the `auto` values. */
 export function resolveTail(cfg: TailConfig) {
+  const presets = resolvePresets(cfg);
+  if (cfg.emulateDevice.kind !== 'none' && cfg.profileRuns === 0)
+    throw new ConfigError(
+      'EMULATE_DEVICE needs PROFILE_RUNS >= 1: the emulated tail time comes from this host’s profile of each model',
+    );
   return {
     ...cfg,
+    presetList: presets,
     workerId:
       cfg.workerId === 'auto'
         ? `tail-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${process.pid}`

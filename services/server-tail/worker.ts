@@ -1,14 +1,28 @@
 /**
  * The server-tail worker: takes inference requests (through a shared subscription when a group is set), runs the
  * tail of the model from the request's cut to the end, and replies on the requesting device's result topic. A bad
- * request gets an Error reply naming the problem, and the worker goes on with the next one.
+ * request gets an Error reply naming the problem, and the worker goes on with the next one. For experiments it can
+ * play a server slower than this host (EMULATE_DEVICE, common/device/emulation.ts), as the edge can.
  */
 import { cpus, loadavg } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
+import {
+  ComputeStretch,
+  type DeviceEmulation,
+  type DeviceSpec,
+  emulatedProfile,
+  modelNames,
+  procSchedClock,
+  profiledSpan,
+  resolveEmulation,
+} from '../../common/device/emulation.ts';
+import { hostBench } from '../../common/device/host.ts';
+import { BUILTIN_PRESETS, type Preset } from '../../common/device/presets.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { ModelDirectory } from '../../common/model-directory.ts';
+import type { ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
 import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
 import { createSession, runWire } from '../../common/runtime.ts';
@@ -23,6 +37,7 @@ import {
   WireFormatError,
 } from '../../schemas/codec.ts';
 import type { WorkerTelemetry } from '../../schemas/messages.ts';
+import type { Profile } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
 import { LruCache } from './lru.ts';
 import { TailMetrics } from './metrics.ts';
@@ -48,6 +63,19 @@ export interface TailWorkerOptions {
   password?: string | undefined;
   /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
   mqttCaFile?: string | undefined;
+  /** EMULATION: run each tail as slowly as this device would (EMULATE_DEVICE); `none` or absent: this host. */
+  emulateDevice?: DeviceSpec;
+  /** With `emulateDevice`: contention for this host's CPUs slows the emulated device too. */
+  emulateContention?: boolean;
+  /** Presets `emulateDevice` may name (built-in and the user's). */
+  presetList?: readonly Preset[];
+}
+
+/** A model emulated on this worker: this host's profile of it and the stretch of its tails. */
+interface Emulated {
+  hostProfile: Profile;
+  stretch: ComputeStretch;
+  emulation: DeviceEmulation;
 }
 
 /** Rescan period of the models directory for models added after start. */
@@ -69,6 +97,8 @@ export class TailWorker {
   private watchTimer: NodeJS.Timeout | undefined;
   private watching = false;
   private errors = 0;
+  /** Models emulated as a slower device, by id (EMULATE_DEVICE). */
+  private readonly emulated = new Map<string, Emulated>();
 
   constructor(
     private readonly opts: TailWorkerOptions,
@@ -108,6 +138,15 @@ export class TailWorker {
 
   /** Scans the model directory, connects and starts taking requests. */
   async start(): Promise<void> {
+    const spec = this.opts.emulateDevice;
+    // A device this host cannot emulate (faster than it) stops the worker at start, with one line.
+    if (spec && spec.kind !== 'none')
+      await resolveEmulation(spec, {
+        modelNames: [],
+        wholeMs: 0,
+        gflops: async () => (await hostBench(this.opts.threads)).gflops,
+        presets: this.opts.presetList ?? BUILTIN_PRESETS,
+      });
     await this.models.scan();
     await this.conn.start();
     const filter = topics.request.filter();
@@ -152,7 +191,7 @@ export class TailWorker {
       try {
         const model = await this.models.get(id);
         if (!model) continue;
-        const profile = await profileModel(model, {
+        const measured = await profileModel(model, {
           runs: this.opts.profileRuns,
           warmup: 2,
           threads: this.opts.threads,
@@ -160,6 +199,7 @@ export class TailWorker {
           device: { ...hostDevice(), id: this.opts.workerId },
         });
         if (this.stopping) return;
+        const profile = await this.emulate(id, model, measured);
         await this.conn.publish(
           topics.workerProfile.build({ worker: this.opts.workerId, model: id }),
           JSON.stringify(profile),
@@ -173,6 +213,35 @@ export class TailWorker {
         this.logger.warn({ model: id, err: errorMessage(err) }, 'profiling failed');
       }
     }
+  }
+
+  /**
+   * With EMULATE_DEVICE: the factor for this model (common/device/emulation.ts), kept with this host's profile so its
+   * tails are stretched; returns the profile to publish (scaled to the emulated device). Without: the measured one.
+   */
+  private async emulate(id: string, model: ModelHandle, measured: Profile): Promise<Profile> {
+    const spec = this.opts.emulateDevice;
+    if (!spec || spec.kind === 'none') return measured;
+    const emulation = await resolveEmulation(spec, {
+      modelNames: modelNames(model.name, model.metadata),
+      wholeMs: measured.wholeMs.median,
+      gflops: async () => (await hostBench(this.opts.threads)).gflops,
+      presets: this.opts.presetList ?? BUILTIN_PRESETS,
+    });
+    if (!emulation) return measured;
+    emulation.contention = this.opts.emulateContention ?? false;
+    const sched = emulation.contention ? procSchedClock : undefined;
+    this.emulated.set(id, {
+      hostProfile: measured,
+      stretch: new ComputeStretch(emulation.factor, this.clock, undefined, sched),
+      emulation,
+    });
+    this.logger.warn(
+      { model: model.name, factor: emulation.factor, rule: emulation.rule },
+      `EMULATION: tails of ${model.name} are stretched ${emulation.factor.toFixed(2)}x to emulate ${emulation.description}; ` +
+        'the published profile is scaled to match',
+    );
+    return emulatedProfile(measured, emulation);
   }
 
   /** Stops taking requests, waits for the ones in flight, and disconnects. Idempotent. */
@@ -243,9 +312,18 @@ export class TailWorker {
     const key = `${req.modelId}:${req.cutId}`;
     const session = this.tailSession(key, () => model.part(req.cutId, 'tail'));
     const times = { ...req.times, tailReceived: receivedAt };
+    const emulated = this.emulated.get(req.modelId);
     const outputs = await this.slots.run(async () => {
+      const ready = await session;
       times.tailStart = this.clock.now();
-      const out = await runWire(await session, req.tensors);
+      const out = emulated
+        ? (
+            await emulated.stretch.run(
+              () => runWire(ready, req.tensors),
+              profiledSpan(emulated.hostProfile, req.cutId, model.layers),
+            )
+          ).value
+        : await runWire(ready, req.tensors);
       times.tailEnd = this.clock.now();
       return out;
     });

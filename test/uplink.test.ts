@@ -1,0 +1,213 @@
+/**
+ * The device's uplink meter (services/edge-head/uplink.ts) with an injected clock and PUBACKs resolved by hand: each
+ * QoS 1 PUBLISH is timed from when it could start on the link, max(written, previous PUBACK), to its PUBACK; an
+ * unacknowledged one becomes a lower bound; the probe burst grows until a probe is slow enough to measure.
+ */
+import test from 'ava';
+import type { Clock } from '../common/clock.ts';
+import {
+  CENSOR_AFTER_MS,
+  PROBE,
+  probeBurst,
+  publishPacketBytes,
+  UplinkMeter,
+} from '../services/edge-head/uplink.ts';
+
+class FakeClock implements Clock {
+  t = 1_700_000_000_000;
+  now = (): number => this.t;
+  /** Moves to `ms` after the start. */
+  at(ms: number): void {
+    this.t = 1_700_000_000_000 + ms;
+  }
+}
+
+/** A PUBACK to settle by hand. */
+function puback(): { promise: Promise<void>; ack: () => void; fail: (e: Error) => void } {
+  let ack!: () => void;
+  let fail!: (e: Error) => void;
+  const promise = new Promise<void>((resolve, reject) => {
+    ack = resolve;
+    fail = reject;
+  });
+  return { promise, ack, fail };
+}
+
+/** Lets the meter's promise handlers run. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function setup() {
+  const clock = new FakeClock();
+  const meter = new UplinkMeter(clock);
+  /** Writes a PUBLISH of `bytes` at `ms`; returns its PUBACK. */
+  const write = (ms: number, bytes: number) => {
+    clock.at(ms);
+    const p = puback();
+    meter.track(bytes, p.promise);
+    return p;
+  };
+  /** Acknowledges at `ms`. */
+  const ackAt = async (ms: number, p: ReturnType<typeof puback>) => {
+    clock.at(ms);
+    p.ack();
+    await settle();
+  };
+  return { clock, meter, write, ackAt };
+}
+
+test('a single publish gives its bytes and the time from write to PUBACK', async (t) => {
+  const { meter, write, ackAt } = setup();
+  const p = write(0, 5000);
+  t.is(meter.pending, 1);
+  await ackAt(40, p);
+  t.is(meter.pending, 0);
+  t.deepEqual(meter.take(), { samples: [{ bytes: 5000, seconds: 0.04 }], censored: [] });
+});
+
+test('take() hands the samples over once', async (t) => {
+  const { meter, write, ackAt } = setup();
+  await ackAt(10, write(0, 1000));
+  await ackAt(30, write(20, 2000));
+  t.deepEqual(
+    meter.take().samples.map((s) => s.bytes),
+    [1000, 2000],
+  );
+  t.deepEqual(meter.take(), { samples: [], censored: [] });
+});
+
+test('publishes written back to back: the second starts on the link at the first PUBACK', async (t) => {
+  const { meter, write, ackAt } = setup();
+  const a = write(0, 10_000);
+  const b = write(1, 20_000);
+  await ackAt(100, a);
+  await ackAt(300, b);
+  // A third written after the link went idle starts when written.
+  const c = write(500, 4000);
+  await ackAt(540, c);
+  const { samples } = meter.take();
+  t.deepEqual(samples, [
+    { bytes: 10_000, seconds: 0.1 },
+    { bytes: 20_000, seconds: 0.2 },
+    { bytes: 4000, seconds: 0.04 },
+  ]);
+});
+
+test('a rejected publish leaves no sample and is no longer outstanding', async (t) => {
+  const { meter, clock, write, ackAt } = setup();
+  const a = write(0, 8000);
+  a.fail(new Error('Connection closed'));
+  await settle();
+  t.is(meter.pending, 0);
+  clock.at(1000);
+  t.deepEqual(meter.take(), { samples: [], censored: [] });
+  // Nor does it move the start of the next one.
+  await ackAt(1050, write(1000, 8000));
+  t.deepEqual(meter.take().samples, [{ bytes: 8000, seconds: 0.05 }]);
+});
+
+test('an outstanding publish older than CENSOR_AFTER_MS is a lower bound from max(written, last PUBACK)', async (t) => {
+  const { meter, clock, write, ackAt } = setup();
+  const a = write(0, 8000);
+  const b = write(10, 30_000);
+  // Young: ordinary, not reported.
+  clock.at(CENSOR_AFTER_MS - 1);
+  t.deepEqual(meter.take(), { samples: [], censored: [] });
+  // Old: only the oldest (the one on the link now) is reported, from when it was written.
+  clock.at(300);
+  t.deepEqual(meter.take(), { samples: [], censored: [{ bytes: 8000, seconds: 0.3 }] });
+  // A acknowledged at 400: B is on the link since then (not since it was written at 10).
+  await ackAt(400, a);
+  clock.at(400 + CENSOR_AFTER_MS - 1);
+  t.deepEqual(meter.take(), { samples: [{ bytes: 8000, seconds: 0.4 }], censored: [] });
+  clock.at(1000);
+  t.deepEqual(meter.take(), { samples: [], censored: [{ bytes: 30_000, seconds: 0.6 }] });
+  // Reported again while it waits, growing.
+  clock.at(2000);
+  t.deepEqual(meter.take().censored, [{ bytes: 30_000, seconds: 1.6 }]);
+  await ackAt(2100, b);
+  t.deepEqual(meter.take(), { samples: [{ bytes: 30_000, seconds: 1.7 }], censored: [] });
+  // Written after the last PUBACK: measured from when it was written.
+  write(3000, 1000);
+  clock.at(3500);
+  t.deepEqual(meter.take().censored, [{ bytes: 1000, seconds: 0.5 }]);
+});
+
+test('reset() forgets outstanding publishes; their late PUBACKs are no samples', async (t) => {
+  const { meter, clock, write, ackAt } = setup();
+  const a = write(0, 8000);
+  write(5, 8000);
+  clock.at(1000);
+  t.is(meter.take().censored.length, 1);
+  meter.reset();
+  t.is(meter.pending, 0);
+  t.deepEqual(meter.take(), { samples: [], censored: [] });
+  // The connection comes back after 10 s and the client resends A, then B written meanwhile: A's PUBACK spans the
+  // outage, not the link; B was on the link from A's PUBACK.
+  const b = write(10_500, 4000);
+  await ackAt(11_000, a);
+  t.deepEqual(meter.take().samples, [], 'a PUBLISH from before the reset is no sample');
+  await ackAt(11_040, b);
+  t.deepEqual(meter.take().samples, [{ bytes: 4000, seconds: 0.04 }]);
+  // A new publish written later is measured as usual.
+  await ackAt(12_060, write(12_010, 4000));
+  t.deepEqual(meter.take().samples, [{ bytes: 4000, seconds: 0.05 }]);
+});
+
+/** A send over a link of `bps` on the fake clock (resolves at the PUBACK). */
+function fakeSend(clock: FakeClock, bps: number, sent: number[] = [], after?: (bytes: number) => void) {
+  return async (bytes: number) => {
+    sent.push(bytes);
+    clock.t += (bytes * 8000) / bps;
+    await Promise.resolve();
+    after?.(bytes);
+  };
+}
+
+test('probe burst at 1 Mbit/s: 4, 8, 16 KiB, stopping at the first probe of at least 100 ms', async (t) => {
+  const clock = new FakeClock();
+  const sent: number[] = [];
+  const sizes = await probeBurst(fakeSend(clock, 1e6, sent), clock.now);
+  // 4 KiB takes 33 ms, 8 KiB 66 ms, 16 KiB 131 ms >= 100 ms.
+  t.deepEqual(sizes, [4096, 8192, 16_384]);
+  t.deepEqual(sent, sizes);
+  t.is(PROBE.targetMs, 100);
+});
+
+test('probe burst on a fast link goes up to 64 KiB', async (t) => {
+  const clock = new FakeClock();
+  const sizes = await probeBurst(fakeSend(clock, 100e6), clock.now);
+  t.deepEqual(sizes, [4096, 8192, 16_384, 32_768, 65_536]);
+});
+
+test('probe burst on a very slow link still sends two probes', async (t) => {
+  const clock = new FakeClock();
+  // 100 kbit/s: the first probe already takes 328 ms.
+  const sizes = await probeBurst(fakeSend(clock, 100e3), clock.now);
+  t.deepEqual(sizes, [4096, 8192]);
+});
+
+test('an aborted signal stops the probe burst', async (t) => {
+  const clock = new FakeClock();
+  const before = new AbortController();
+  before.abort();
+  const sent: number[] = [];
+  t.deepEqual(await probeBurst(fakeSend(clock, 100e6, sent), clock.now, before.signal), []);
+  t.deepEqual(sent, []);
+  // Aborted while the second probe is on the link: no third.
+  const during = new AbortController();
+  const sizes = await probeBurst(
+    fakeSend(clock, 100e6, [], (bytes) => {
+      if (bytes === 8192) during.abort();
+    }),
+    clock.now,
+    during.signal,
+  );
+  t.deepEqual(sizes, [4096, 8192]);
+});
+
+test('publishPacketBytes adds the topic and the MQTT header bytes', (t) => {
+  // Fixed header (up to 5), topic length (2), packet id (2), and the topic as UTF-8.
+  t.is(publishPacketBytes('a/b', 100), 100 + 3 + 9);
+  t.is(publishPacketBytes('edgecut/v1/devices/r1/probe', 4096), 4096 + 27 + 9);
+  t.is(publishPacketBytes('ü/x', 0), 4 + 9);
+});
