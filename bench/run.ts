@@ -7,6 +7,8 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   predict: () => import('./predict.ts'),
   planner: () => import('./planner.ts'),
   pipeline: () => import('./pipeline.ts'),
+  loop: () => import('./loop.ts'),
+  emulation: () => import('./emulation.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

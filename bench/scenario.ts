@@ -49,6 +49,10 @@ export interface ScenarioOptions {
   onFrame?: (f: FrameLine) => void;
   /** Called for each plan as it is published. */
   onPlan?: (p: PlanLine) => void;
+  /** Called once the edge is up (connected, profile published), with its process and the time (ms). */
+  onEdgeReady?: (edge: ServiceProcess, at: number) => void;
+  /** Called once every service is up, before the edge starts, with their processes (e.g. to pin them to CPUs). */
+  onServices?: (procs: { broker: ServiceProcess; planner: ServiceProcess; tails: ServiceProcess[] }) => void;
   /** Called with the broker's URL once it is up (e.g. to watch topics). */
   onBroker?: (url: string) => void;
   /** Gives up after this long (ms). Default 10 minutes. */
@@ -61,6 +65,8 @@ export interface ScenarioResult {
   plans: PlanLine[];
   /** The edge's exit code. */
   exitCode: number;
+  /** When the edge was up (ms, Date.now()); emulated uplink schedules count from about then. */
+  edgeReadyAt: number;
   /** The edge's stderr lines at warn level and above (JSON log lines), for diagnosis. */
   warnings: string[];
 }
@@ -102,6 +108,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     });
     procs.push(...tails, planner);
     await Promise.all([...tails.map((t) => t.ready), planner.ready]);
+    o.onServices?.({ broker, planner, tails });
     const edge = startService('edge', ['edge', ...o.edge, '--report', 'json'], {
       ...base,
       env: { ...env, LOG_LEVEL: 'warn' },
@@ -114,6 +121,14 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       onStderr: (line) => warnings.push(line),
     });
     procs.push(edge);
+    let edgeReadyAt = Number.NaN;
+    void edge.ready.then(
+      () => {
+        edgeReadyAt = Date.now();
+        o.onEdgeReady?.(edge, edgeReadyAt);
+      },
+      () => undefined,
+    );
     const timeoutMs = o.timeoutMs ?? 600_000;
     let timer: NodeJS.Timeout | undefined;
     const exitCode = await Promise.race([
@@ -125,7 +140,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         );
       }),
     ]).finally(() => clearTimeout(timer));
-    return { frames, plans, exitCode, warnings };
+    return { frames, plans, exitCode, warnings, edgeReadyAt };
   } finally {
     for (const p of procs.reverse()) await p.stop(5000);
   }

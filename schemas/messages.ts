@@ -69,7 +69,7 @@ export const DeviceTelemetrySchema = z.object({
   loadavg1: z.number(),
   cores: z.number().int().min(1),
   cpuPercent: z.number(),
-  /** Median head latency of the most recent frames (up to 8), per cut index. */
+  /** Median head latency of the most recent frames (up to 3), per cut index. */
   headMs: z.record(z.string(), z.number()),
   /** Heads run at each cut since the last telemetry (absent from older devices: then every cut counts as fresh). */
   headCounts: z.record(z.string(), z.number().int().min(0)).optional(),

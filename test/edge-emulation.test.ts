@@ -3,6 +3,9 @@
  * expected amount (real broker, real worker); the device's compute stretched by a factor stretches head and local
  * tail times by it, and the published profile is the emulated device's.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import {
   ComputeStretch,
@@ -156,7 +159,7 @@ test('the compute stretch: contention from the scheduler (time waiting for a CPU
     async (ms) => {
       now += ms;
     },
-    () => sched,
+    () => new Map([['1', sched]]),
   );
   // Each run: 2 ms on a CPU, and `waitMs` waiting for one.
   const run = async (waitMs: number) =>
@@ -242,15 +245,22 @@ function checkStretch(
     runs.real.every((r) => r.hostMs === undefined),
     'no host times without emulation',
   );
-  // Every emulated frame: factor x the profiled time (timer overshoot only), or its own real time when longer.
+  // Every emulated frame: factor x the profiled time, or its own real time when longer; never less, and no more
+  // than timer overshoot: tight for the median, looser for single frames (other test files load the CPU).
+  const over: number[] = [];
   for (const r of runs.slow) {
     const { ms, hostMs } = pick(r);
     const floor = Math.max(expected, hostMs!);
+    over.push(ms / floor);
     t.true(
-      ms >= floor * 0.99 && ms <= floor * 1.05 + 3,
+      ms >= floor * 0.99 && ms <= floor * 1.3 + 20,
       `${what}: ${ms.toFixed(2)} ms, expected ${floor.toFixed(2)}`,
     );
   }
+  t.true(
+    median(over) <= 1.05 + 3 / expected,
+    `${what}: median ${median(over).toFixed(3)}x the expected time`,
+  );
   if (!crossCheck) return;
   t.true(
     slow / real > factor * 0.5 && slow / real < factor * 2,
@@ -349,7 +359,14 @@ test.serial('uplink shaping changes the measured transfer time by the expected r
   t.teardown(() => worker.stop());
   const client = await connectClient(t, broker.url);
   const transfer = async (device: string, uplink: EdgeOptions['uplink']) => {
-    const edge = await startEdge(t, model, { mqttUrl: broker.url, deviceId: device, window: 1, uplink });
+    // No link probe: only the requests cross the shaped link while they are timed.
+    const edge = await startEdge(t, model, {
+      mqttUrl: broker.url,
+      deviceId: device,
+      window: 1,
+      uplink,
+      probeMs: 0,
+    });
     await client.publishAsync(topics.plan.build({ device }), JSON.stringify(planFor(model, device, 0)), {
       qos: 1,
       retain: true,
@@ -411,3 +428,67 @@ test.serial(
     t.true(cv(heads) <= 0.1, `CV ${(cv(heads) * 100).toFixed(2)}%`);
   },
 );
+
+test.serial(
+  'a tail worker emulates a slower server: tails take factor x its profile, the profile says EMULATED',
+  async (t) => {
+    const broker = await startBroker(t);
+    const model = await heavyModel();
+    const dir = await mkdtemp(join(tmpdir(), 'edgecut-tail-emu-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'heavy.onnx'), model.bytes);
+    const client = await connectClient(t, broker.url);
+    const profiles = await collect(
+      client,
+      topics.workerProfile.build({ worker: 'tail-slow', model: model.id }),
+    );
+    const worker = new TailWorker(
+      tailOptions({
+        mqttUrl: broker.url,
+        workerId: 'tail-slow',
+        modelsDir: dir,
+        profileRuns: 3,
+        emulateDevice: { kind: 'factor', factor: 4 },
+      }),
+      silentLogger,
+    );
+    await worker.start();
+    t.teardown(() => worker.stop());
+    const published = parseProfile(JSON.parse((await profiles.next()).payload.toString()), 'worker profile');
+    t.regex(published.device.description, /^EMULATED 4x slower than this host/);
+    const edge = await startEdge(t, model, { mqttUrl: broker.url, deviceId: 'robot-t', window: 1 });
+    await client.publishAsync(
+      topics.plan.build({ device: 'robot-t' }),
+      JSON.stringify(planFor(model, 'robot-t', 2)),
+      {
+        qos: 1,
+        retain: true,
+      },
+    );
+    t.true(await edge.waitForPlan(5000));
+    const reports = (await runFrames(edge, model, 6)).slice(1);
+    // The published (emulated) profile's tail from cut 2: what each tail must take, to within timer overshoot.
+    const expected = profiledSpan(published, 2, model.layers);
+    for (const r of reports) {
+      t.is(r.tailBy, 'tail-slow');
+      t.true(
+        r.tailMs >= expected * 0.99 && r.tailMs <= expected * 1.05 + 3,
+        `tail ${r.tailMs.toFixed(2)} ms, expected ${expected.toFixed(2)} ms`,
+      );
+    }
+  },
+);
+
+test('a tail worker refuses to emulate a device faster than this host, in one line', async (t) => {
+  const worker = new TailWorker(
+    tailOptions({
+      mqttUrl: 'mqtt://127.0.0.1:1',
+      workerId: 'tail-fast',
+      modelsDir: tmpdir(),
+      profileRuns: 1,
+      emulateDevice: { kind: 'gflops', gflops: 1e6 },
+    }),
+    silentLogger,
+  );
+  await t.throwsAsync(() => worker.start(), { instanceOf: UserError, message: /faster than this host/ });
+});

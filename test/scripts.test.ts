@@ -104,3 +104,18 @@ test('npm run bench -- predict runs leave-one-out over the zoo (quick sweep, few
     t.true(stdout.includes(name), name);
   t.regex(stdout, /chosen mix: worst whole-model error \d+\.\d%/);
 });
+
+test('npm run bench -- emulation compares the profile-based stretch with the wall-time one', async (t) => {
+  const { stdout } = await npm(['bench', '--', 'emulation', '--repeats', '5']);
+  t.regex(stdout, /5 repeats at factor 10/);
+  const cv = (name: string) =>
+    Number(new RegExp(`${name}\\s+[\\d.]+ ms\\s+CV\\s+([\\d.]+)%`).exec(stdout)?.[1]);
+  t.true(cv('emulated: factor x profiled') <= 10, stdout);
+  t.true(Number.isFinite(cv('emulated: factor x wall \\(old rule\\)')), stdout);
+});
+
+test('npm run bench -- loop --quick: a cold start of the live loop, no frame lost', async (t) => {
+  t.timeout(300_000);
+  const { stdout } = await npm(['bench', '--', 'loop', '--quick']);
+  t.regex(stdout, /cold start\s+start\s+[\d.]+ s\s+\d+\s+[01]\s+\d+\s+\d+\s+0\s*$/m, stdout);
+});

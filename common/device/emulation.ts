@@ -189,18 +189,14 @@ export interface Stretched<T> {
 }
 
 /** Contention samples kept: the median of the last this many computations' contention. */
-export const CONTENTION_WINDOW = 5;
+export const CONTENTION_WINDOW = 3;
 
-/** CPU time and run-queue wait of this process so far (ns), or undefined where the host cannot tell. */
-export type SchedClock = () => { cpuNs: number; waitNs: number } | undefined;
+/** CPU time and run-queue wait (ns) of each thread of this process so far, or undefined where the host cannot tell. */
+export type SchedClock = () => Map<string, { cpuNs: number; waitNs: number }> | undefined;
 
-/**
- * Linux's scheduler statistics of every thread of this process (/proc/self/task/<tid>/schedstat: time on a CPU,
- * time waiting on a run queue): how much of the time this process wanted a CPU it did not get one.
- */
+/** Linux's scheduler statistics of every thread of this process (/proc/self/task/<tid>/schedstat). */
 export const procSchedClock: SchedClock = () => {
-  let cpuNs = 0;
-  let waitNs = 0;
+  const out = new Map<string, { cpuNs: number; waitNs: number }>();
   try {
     for (const tid of readdirSync('/proc/self/task')) {
       let text: string;
@@ -210,22 +206,46 @@ export const procSchedClock: SchedClock = () => {
         continue; // the thread ended meanwhile
       }
       const [cpu, wait] = text.split(' ');
-      cpuNs += Number(cpu);
-      waitNs += Number(wait);
+      const cpuNs = Number(cpu);
+      const waitNs = Number(wait);
+      if (Number.isFinite(cpuNs) && Number.isFinite(waitNs)) out.set(tid, { cpuNs, waitNs });
     }
   } catch {
     return undefined;
   }
-  return Number.isFinite(cpuNs) && Number.isFinite(waitNs) ? { cpuNs, waitNs } : undefined;
+  return out;
 };
+
+/**
+ * The slowdown of one computation for want of a CPU, between two readings: 1 + wait / run time of the threads that
+ * did the computation (those that ran at least half as long as the busiest one), so the process's other threads
+ * (the event loop waking for a timer) do not count; undefined when nothing ran.
+ */
+export function contentionBetween(
+  before: ReturnType<SchedClock>,
+  after: ReturnType<SchedClock>,
+): number | undefined {
+  if (!before || !after) return undefined;
+  const deltas: Array<{ cpu: number; wait: number }> = [];
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { cpuNs: 0, waitNs: 0 };
+    deltas.push({ cpu: a.cpuNs - b.cpuNs, wait: Math.max(0, a.waitNs - b.waitNs) });
+  }
+  const busiest = Math.max(0, ...deltas.map((d) => d.cpu));
+  if (!(busiest > 0)) return undefined;
+  const workers = deltas.filter((d) => d.cpu >= busiest / 2);
+  const cpu = workers.reduce((s, d) => s + d.cpu, 0);
+  const wait = workers.reduce((s, d) => s + d.wait, 0);
+  return 1 + wait / cpu;
+}
 
 /**
  * Holds the device busy for the emulated device's time of each computation.
  *
  * With this host's profiled time of the computation given (the sum of the profile's layers it runs), the emulated
  * time is factor x profiled x contention. Contention is how much longer the computation took for want of a CPU:
- * 1 + (time its threads waited on a run queue) / (time they ran), from the scheduler's own accounting, the median
- * over the last {@link CONTENTION_WINDOW} computations. So the emulated time does not multiply host noise (a 1 ms
+ * 1 + (time the threads that computed it waited on a run queue) / (time they ran), from the scheduler's own
+ * accounting ({@link contentionBetween}), the median over the last {@link CONTENTION_WINDOW} computations. So the emulated time does not multiply host noise (a 1 ms
  * hiccup of a 2 ms head would otherwise cost an emulated Raspberry Pi 3 300 ms on a fast host, and onnxruntime's
  * fixed cost per run would make short heads look several times slower than the profile says), while busy processes
  * sharing this host's cores slow the emulated device in proportion to what they take from it. Contention is
@@ -272,8 +292,9 @@ export class ComputeStretch {
     const after = this.sched?.();
     let target = realMs * this.factor;
     if (profiledMs !== undefined && profiledMs > 0) {
-      if (before && after && after.cpuNs > before.cpuNs) {
-        this.samples.push(1 + Math.max(0, after.waitNs - before.waitNs) / (after.cpuNs - before.cpuNs));
+      const c = contentionBetween(before, after);
+      if (c !== undefined) {
+        this.samples.push(c);
         if (this.samples.length > CONTENTION_WINDOW) this.samples.shift();
       }
       target = profiledMs * this.factor * this.contention;

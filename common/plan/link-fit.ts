@@ -133,7 +133,7 @@ export const CHANGE_RATIO = 1.5;
 /** Change detection: two samples in a row off by more than this factor are enough (a link that changed by far). */
 export const STRONG_RATIO = 4;
 /** Samples whose predicted and measured times are both below this (ms) are too short to judge a change by. */
-export const SIGNIFICANT_MS = 10;
+export const SIGNIFICANT_MS = 20;
 
 /**
  * The planner's knowledge of one device's uplink: a sliding window of samples fitted robustly ({@link fitLink}), a

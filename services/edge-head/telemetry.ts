@@ -55,7 +55,7 @@ export class LoadMeter {
 }
 
 /** Head samples kept per cut: the telemetry reports their median, so it follows a change within a few frames. */
-export const HEAD_SAMPLES = 8;
+export const HEAD_SAMPLES = 3;
 
 /** Time constant of the own-load average, as the kernel's 1-minute load average (ms). */
 const LOAD_TAU_MS = 60_000;

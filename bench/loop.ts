@@ -1,0 +1,264 @@
+/**
+ * `npm run bench -- loop`: the closed loop's behaviour, live, in the paper's scenario (SqueezeNet on an emulated
+ * Raspberry Pi 3, one tail worker, the embedded broker, the planner with its defaults, one frame at a time): a cold
+ * start, an uplink stepping 100 -> 1 -> 10 Mbit/s mid-stream, and CPU load switched on and off on the device. For
+ * each: how long until the new plan, how many frames until the frames run on it, plan changes, fallbacks, and frames
+ * lost (frames asked for but never answered).
+ *
+ * The model: the real SqueezeNet of ../shared when present (`--model FILE` for another), else the zoo's
+ * SqueezeNet 1.0 built in code. The load step pins the edge and a busy process to the same CPU (taskset) and turns
+ * on EMULATE_CONTENTION, so the busy process slows the emulated device; the other services run on the other CPU.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { table } from '../cli/format.ts';
+import { EDGECUT_BIN, type ServiceProcess } from '../cli/processes.ts';
+import { type FrameLine, type PlanLine, runScenario, type ScenarioResult } from './scenario.ts';
+
+const exec = promisify(execFile);
+const SHARED = resolve(fileURLToPath(new URL('..', import.meta.url)), '../shared');
+
+interface Model {
+  path: string;
+  dir: string;
+  source: string[];
+}
+
+async function model(args: string[]): Promise<Model> {
+  const i = args.indexOf('--model');
+  if (i >= 0 && args[i + 1]) {
+    const path = resolve(args[i + 1]!);
+    return { path, dir: resolve(path, '..'), source: ['--source', 'synthetic'] };
+  }
+  const real = join(SHARED, 'models/squeezenet1.0-fp16.onnx');
+  const fish = join(SHARED, 'images/fish.png');
+  if (existsSync(real) && existsSync(fish))
+    return {
+      path: real,
+      dir: join(SHARED, 'models'),
+      source: ['--source', `image:${fish}`, '--preprocess', '{"channels":"BGR"}'],
+    };
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-bench-loop-'));
+  const path = join(dir, 'squeezenet1.0.onnx');
+  await exec(process.execPath, [EDGECUT_BIN, 'zoo', 'build', 'squeezenet1.0', '--out', path]);
+  return { path, dir, source: ['--source', 'synthetic'] };
+}
+
+/** One step of a scenario: from `atMs` after the edge was up, until the next step. */
+interface Step {
+  name: string;
+  atMs: number;
+}
+
+/** What one step did. */
+interface StepRow {
+  scenario: string;
+  step: string;
+  /** Time from the step to the first plan published after it (ms), or null when no plan came. */
+  toPlanMs: number | null;
+  /** Frames answered after the step before the first one that ran on the step's final cut. */
+  framesUntilRight: number;
+  planChanges: number;
+  fallbacks: number;
+  finalCut: number;
+}
+
+function analyse(name: string, r: ScenarioResult, steps: Step[], endAt: number): StepRow[] {
+  return steps.map((step, i) => {
+    const from = r.edgeReadyAt + step.atMs;
+    const to = i + 1 < steps.length ? r.edgeReadyAt + steps[i + 1]!.atMs : endAt;
+    const plans = r.plans.filter((p) => p.at >= from && p.at < to);
+    const before = [...r.plans].reverse().find((p) => p.at < from);
+    const frames = r.frames.filter((f) => f.at - f.totalMs >= from && f.at < to);
+    const final = plans.length ? plans[plans.length - 1]!.cut : (before?.cut ?? -1);
+    let changes = 0;
+    let last = before?.cut;
+    for (const p of plans) {
+      if (last !== undefined && p.cut !== last) changes++;
+      last = p.cut;
+    }
+    const right = frames.findIndex((f) => f.cut === final && !f.fallback);
+    return {
+      scenario: name,
+      step: step.name,
+      toPlanMs: plans.length ? plans[0]!.at - from : null,
+      framesUntilRight: right < 0 ? frames.length : right,
+      planChanges: changes,
+      fallbacks: frames.filter((f) => f.fallback).length,
+      finalCut: final,
+    };
+  });
+}
+
+function edgeArgs(m: Model, frames: number, uplink: string, extra: string[] = []): string[] {
+  return [
+    '--model',
+    m.path,
+    ...m.source,
+    '--emulate-device',
+    'rpi3b',
+    '--emulate-uplink',
+    uplink,
+    '--window',
+    '1',
+    '--frames',
+    String(frames),
+    '--device-id',
+    'robot',
+    '--profile-runs',
+    '5',
+    ...extra,
+  ];
+}
+
+function pin(pid: number | undefined, cpu: number): void {
+  if (pid === undefined) return;
+  spawn('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' }).on('error', () => undefined);
+}
+
+function log(frames: FrameLine[], plans: PlanLine[], t0: () => number) {
+  return {
+    onFrame: (f: FrameLine) => {
+      frames.push(f);
+      process.stderr.write(
+        `  ${((f.at - t0()) / 1000).toFixed(1).padStart(6)} s frame ${String(f.frame).padStart(3)} cut ${String(f.cut).padStart(2)} ` +
+          `total ${f.totalMs.toFixed(0).padStart(5)} ms${f.fallback ? `  fallback: ${f.fallback}` : ''}\n`,
+      );
+    },
+    onPlan: (p: PlanLine) => {
+      plans.push(p);
+      process.stderr.write(
+        `  ${((p.at - t0()) / 1000).toFixed(1).padStart(6)} s PLAN cut ${p.cut}: ${p.reason}\n`,
+      );
+    },
+  };
+}
+
+/** Runs the three scenarios and prints the table. */
+export async function run(args: string[]): Promise<void> {
+  const m = await model(args);
+  const quick = args.includes('--quick');
+  const rows: StepRow[] = [];
+  const lost: Record<string, number> = {};
+  const tails = [['--models-dir', m.dir, '--profile-runs', '5']];
+
+  // Cold start: no bandwidth given, 1 Mbit/s.
+  {
+    let t0 = Date.now();
+    const frames = quick ? 6 : 16;
+    process.stderr.write('cold start, 1 Mbit/s\n');
+    const r = await runScenario({
+      edge: edgeArgs(m, frames, '1mbps'),
+      tails,
+      ...log([], [], () => t0),
+      onEdgeReady: (_e, at) => {
+        t0 = at;
+      },
+    });
+    rows.push(...analyse('cold start', r, [{ name: 'start', atMs: -60_000 }], Date.now()));
+    lost['cold start'] = frames - r.frames.length;
+  }
+
+  // Uplink steps mid-stream.
+  if (!quick) {
+    let t0 = Date.now();
+    // A camera at 4 fps: at 100 Mbit/s the loop keeps up, at 1 Mbit/s frames are taken as the pipeline frees.
+    const frames = 200;
+    process.stderr.write('uplink 100 -> 1 -> 10 Mbit/s, camera at 4 fps\n');
+    const r = await runScenario({
+      edge: edgeArgs(m, frames, '100mbps,1mbps@20s,10mbps@45s', ['--fps', '4']),
+      tails,
+      ...log([], [], () => t0),
+      onEdgeReady: (_e, at) => {
+        t0 = at;
+      },
+    });
+    rows.push(
+      ...analyse(
+        'uplink step',
+        r,
+        [
+          { name: 'start at 100 Mbit/s', atMs: -60_000 },
+          { name: '-> 1 Mbit/s', atMs: 20_000 },
+          { name: '-> 10 Mbit/s', atMs: 45_000 },
+        ],
+        Date.now(),
+      ),
+    );
+    lost['uplink step'] = frames - r.frames.length;
+  }
+
+  // Load on the device: a busy process shares the edge's CPU from 25 s to 55 s.
+  if (!quick) {
+    let t0 = Date.now();
+    const frames = 50;
+    let busy: ReturnType<typeof spawn> | undefined;
+    const timers: NodeJS.Timeout[] = [];
+    process.stderr.write('load on the device (a busy process on its CPU) from 25 s to 55 s, 1 Mbit/s\n');
+    const r = await runScenario({
+      edge: edgeArgs(m, frames, '1mbps', ['--emulate-contention', 'true']),
+      tails,
+      ...log([], [], () => t0),
+      onServices: ({ broker, planner, tails: ts }) => {
+        for (const p of [broker, planner, ...ts] as ServiceProcess[]) pin(p.child.pid, 1);
+      },
+      onEdgeReady: (edge, at) => {
+        t0 = at;
+        pin(edge.child.pid, 0);
+        timers.push(
+          setTimeout(() => {
+            busy = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
+            pin(busy.pid, 0);
+          }, 25_000),
+          setTimeout(() => busy?.kill('SIGKILL'), 55_000),
+        );
+      },
+    });
+    for (const t of timers) clearTimeout(t);
+    busy?.kill('SIGKILL');
+    rows.push(
+      ...analyse(
+        'device load',
+        r,
+        [
+          { name: 'start, idle', atMs: -60_000 },
+          { name: 'load on', atMs: 25_000 },
+          { name: 'load off', atMs: 55_000 },
+        ],
+        Date.now(),
+      ),
+    );
+    lost['device load'] = frames - r.frames.length;
+  }
+
+  process.stdout.write(
+    `\n${table(
+      [
+        'scenario',
+        'step',
+        'to new plan',
+        'frames until right',
+        'plan changes',
+        'fallbacks',
+        'final cut',
+        'frames lost',
+      ],
+      rows.map((r, i) => [
+        r.scenario,
+        r.step,
+        r.toPlanMs === null ? '-' : `${(r.toPlanMs / 1000).toFixed(1)} s`,
+        String(r.framesUntilRight),
+        String(r.planChanges),
+        String(r.fallbacks),
+        String(r.finalCut),
+        i === rows.findIndex((x) => x.scenario === r.scenario) ? String(lost[r.scenario]) : '',
+      ]),
+      [2, 3, 4, 5, 6, 7],
+    )}`,
+  );
+}
