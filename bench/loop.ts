@@ -6,18 +6,18 @@
  * lost (frames asked for but never answered).
  *
  * The model: the real SqueezeNet of ../shared when present (`--model FILE` for another), else the zoo's
- * SqueezeNet 1.0 built in code. The load step pins the edge and a busy process to the same CPU (taskset) and turns
- * on EMULATE_CONTENTION, so the busy process slows the emulated device; the other services run on the other CPU.
+ * SqueezeNet 1.0 built in code. The load step starts two busy processes per core and turns on EMULATE_CONTENTION, so
+ * the busy processes slow the emulated device as Fig. 17 says: (runnable others + 1) / cores.
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { table } from '../cli/format.ts';
-import { EDGECUT_BIN, type ServiceProcess } from '../cli/processes.ts';
+import { EDGECUT_BIN } from '../cli/processes.ts';
 import { type FrameLine, type PlanLine, runScenario, type ScenarioResult } from './scenario.ts';
 
 const exec = promisify(execFile);
@@ -116,11 +116,6 @@ function edgeArgs(m: Model, frames: number, uplink: string, extra: string[] = []
   ];
 }
 
-function pin(pid: number | undefined, cpu: number): void {
-  if (pid === undefined) return;
-  spawn('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' }).on('error', () => undefined);
-}
-
 function log(frames: FrameLine[], plans: PlanLine[], t0: () => number) {
   return {
     onFrame: (f: FrameLine) => {
@@ -193,34 +188,33 @@ export async function run(args: string[]): Promise<void> {
     lost['uplink step'] = frames - r.frames.length;
   }
 
-  // Load on the device: a busy process shares the edge's CPU from 25 s to 55 s.
+  // Load on the device: busy processes (two per core, standing in for navigation and video) from 25 s to 55 s.
   if (!quick) {
     let t0 = Date.now();
-    const frames = 50;
-    let busy: ReturnType<typeof spawn> | undefined;
+    const frames = 40;
+    const busy: Array<ReturnType<typeof spawn>> = [];
     const timers: NodeJS.Timeout[] = [];
-    process.stderr.write('load on the device (a busy process on its CPU) from 25 s to 55 s, 1 Mbit/s\n');
+    const n = 2 * cpus().length;
+    process.stderr.write(`load on the device (${n} busy processes) from 25 s to 55 s, 1 Mbit/s\n`);
     const r = await runScenario({
       edge: edgeArgs(m, frames, '1mbps', ['--emulate-contention', 'true']),
       tails,
       ...log([], [], () => t0),
-      onServices: ({ broker, planner, tails: ts }) => {
-        for (const p of [broker, planner, ...ts] as ServiceProcess[]) pin(p.child.pid, 1);
-      },
-      onEdgeReady: (edge, at) => {
+      onEdgeReady: (_edge, at) => {
         t0 = at;
-        pin(edge.child.pid, 0);
         timers.push(
           setTimeout(() => {
-            busy = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
-            pin(busy.pid, 0);
+            for (let i = 0; i < n; i++)
+              busy.push(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
           }, 25_000),
-          setTimeout(() => busy?.kill('SIGKILL'), 55_000),
+          setTimeout(() => {
+            for (const b of busy) b.kill('SIGKILL');
+          }, 55_000),
         );
       },
     });
     for (const t of timers) clearTimeout(t);
-    busy?.kill('SIGKILL');
+    for (const b of busy) b.kill('SIGKILL');
     rows.push(
       ...analyse(
         'device load',

@@ -15,6 +15,7 @@ import {
   parseDeviceSpec,
   profiledSpan,
   resolveEmulation,
+  runQueueContention,
 } from '../common/device/emulation.ts';
 import { BUILTIN_PRESETS } from '../common/device/presets.ts';
 import { UserError } from '../common/errors.ts';
@@ -150,34 +151,51 @@ test('the compute stretch: factor x the profiled time, not the real one; factor 
   t.throws(() => new ComputeStretch(0.5), { instanceOf: RangeError });
 });
 
-test('the compute stretch: contention from the scheduler (time waiting for a CPU) slows the emulated device, median of recent runs', async (t) => {
+test('the compute stretch: contention (a busy run queue) slows the emulated device in proportion', async (t) => {
   let now = 0;
-  let sched = { cpuNs: 0, waitNs: 0 };
+  let load = 1;
+  const marks: boolean[] = [];
   const stretch = new ComputeStretch(
     10,
     { now: () => now },
     async (ms) => {
       now += ms;
     },
-    () => new Map([['1', sched]]),
+    { factor: () => load, computing: (on) => marks.push(on), stop: () => undefined },
   );
-  // Each run: 2 ms on a CPU, and `waitMs` waiting for one.
-  const run = async (waitMs: number) =>
+  const run = async () =>
     (
       await stretch.run(async () => {
-        sched = { cpuNs: sched.cpuNs + 2e6, waitNs: sched.waitNs + waitMs * 1e6 };
-        now += 2 + waitMs;
+        now += 2;
       }, 2)
     ).ms;
-  t.is(await run(0), 20);
-  t.is(stretch.contention, 1);
-  // A busy process shares the core: half the time waiting. The median follows after a few runs.
-  const loaded = [];
-  for (let i = 0; i < 5; i++) loaded.push(await run(2));
-  t.deepEqual(loaded, [30, 40, 40, 40, 40]);
-  // One stray wait does not move it.
-  t.is(await run(20), 40);
-  t.is(stretch.contention, 2);
+  t.is(await run(), 20);
+  load = 2.5;
+  t.is(await run(), 50);
+  t.deepEqual(marks, [true, false, true, false], 'the device is marked computing while it computes');
+});
+
+test('run-queue contention: the other processes runnable, averaged, as Fig. 17 slows a head', async (t) => {
+  let running = 1; // only the reader itself
+  const c = runQueueContention(2, () => running);
+  if (!c) return t.fail('a reader was given');
+  t.teardown(() => c.stop());
+  await new Promise((r) => setTimeout(r, 250));
+  t.is(c.factor(), 1, 'idle: no slowdown');
+  // Four busy processes besides the reader on two cores: (4 + 1) / 2.
+  running = 5;
+  await new Promise((r) => setTimeout(r, 1300));
+  t.true(Math.abs(c.factor() - 2.5) < 0.01, `${c.factor()}`);
+  // The device's own computing thread is not load.
+  c.computing(true);
+  running = 2;
+  await new Promise((r) => setTimeout(r, 1300));
+  t.is(c.factor(), 1);
+  t.is(
+    runQueueContention(2, () => undefined),
+    undefined,
+    'no /proc/stat: no contention source',
+  );
 });
 
 test('the emulated profile: every time scaled, the device said to be emulated', async (t) => {

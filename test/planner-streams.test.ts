@@ -9,7 +9,12 @@ import { searchPartition } from '../common/plan/search.ts';
 import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { decide } from '../services/planner/decide.ts';
-import { type PlannerEvent, type PlannerSources, planEvents } from '../services/planner/streams.ts';
+import {
+  type PlannerEvent,
+  type PlannerSources,
+  type PlanningOptions,
+  planEvents,
+} from '../services/planner/streams.ts';
 import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
 
 const telemetry = (at: number, kbps: number, loadavg1 = 0.1) => deviceTelemetry('r1', at, kbps, loadavg1);
@@ -37,7 +42,7 @@ function simulate(
     at: (ms: number, fn: () => void) => void;
   }) => void,
   untilMs: number,
-  options = opts,
+  options: PlanningOptions = opts,
 ): Array<[number, PlannerEvent]> {
   const scheduler = new TestScheduler((a, b) => a === b);
   const out: Array<[number, PlannerEvent]> = [];
@@ -209,4 +214,29 @@ test('the search behind the scenario agrees with hand computation', (t) => {
   t.is(searchPartition({ ...input, link: linkFromBandwidth(10e6) }).best.index, 2);
   t.is(searchPartition({ ...input, link: linkFromBandwidth(100e3) }).best.index, 3);
   t.is(searchPartition({ ...input, link: linkFromBandwidth(10e6), edgeLoad: 10 }).best.index, 0);
+});
+
+test('energy: a plan for a device of a preset with power figures carries its joules; the energy objective needs them', (t) => {
+  const pi = { ...edge, device: { ...edge.device, preset: 'rpi3b' } };
+  const script = (profile: Profile) => (s: Parameters<Parameters<typeof simulate>[0]>[0]) => {
+    s.at(0, () => s.workerProfiles.next({ worker: 'w1', profile: server }));
+    s.at(0, () => s.deviceProfiles.next({ device: 'r1', profile }));
+    s.at(1000, () => s.deviceTelemetry.next(telemetry(1000, 10_000)));
+  };
+  const plan = (events: Array<[number, PlannerEvent]>) =>
+    events.flatMap(([, e]) => (e.kind === 'plan' ? [e.plan] : []));
+  // Latency objective: the joules are reported (rpi3b has power figures), and null without a preset.
+  const withPower = plan(simulate(script(pi), 5000));
+  t.true((withPower[0]?.predicted?.energyJ ?? 0) > 0, JSON.stringify(withPower[0]?.predicted));
+  t.is(plan(simulate(script(edge), 5000))[0]?.predicted?.energyJ, null);
+  // Energy objective: planned by joules with the preset's figures; a device without them gets no plan, and why.
+  const energy = { ...opts, objective: 'energy' as const };
+  const byEnergy = plan(simulate(script(pi), 5000, energy));
+  t.is(byEnergy[0]?.objective, 'energy');
+  const none = simulate(script(edge), 5000, energy).map(([, e]) => e);
+  t.false(none.some((e) => e.kind === 'plan'));
+  t.regex(
+    (none.find((e) => e.kind === 'no-plan') as { reason: string } | undefined)?.reason ?? '',
+    /energy objective needs the device's power figures/,
+  );
 });

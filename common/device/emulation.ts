@@ -18,11 +18,10 @@
  *   presets' LINPACK GFLOPs overstate what networks reach (see common/profile/preset.ts), so this rule tends to
  *   emulate a device somewhat faster than the real one.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Profile } from '../../schemas/profile.ts';
 import { type Clock, systemClock } from '../clock.ts';
 import { UserError } from '../errors.ts';
-import { median } from '../stats.ts';
 import { findPreset, type Preset } from './presets.ts';
 
 /** The value of `EMULATE_DEVICE`. */
@@ -188,94 +187,90 @@ export interface Stretched<T> {
   realMs: number;
 }
 
-/** Contention samples kept: the median of the last this many computations' contention. */
-export const CONTENTION_WINDOW = 3;
+/** Source of the contention an emulated device sees: a factor >= 1 at the time of asking. */
+export interface Contention {
+  /** The slowdown a computation starting now would see for want of a CPU (>= 1). */
+  factor(): number;
+  /** Marks the device computing (its own thread is then among the runnable ones) or not. */
+  computing(on: boolean): void;
+  /** Stops sampling. */
+  stop(): void;
+}
 
-/** CPU time and run-queue wait (ns) of each thread of this process so far, or undefined where the host cannot tell. */
-export type SchedClock = () => Map<string, { cpuNs: number; waitNs: number }> | undefined;
+/** How often the run queue is sampled, and over how long the samples are averaged (ms). */
+export const RUN_QUEUE = { everyMs: 50, overMs: 1000 } as const;
 
-/** Linux's scheduler statistics of every thread of this process (/proc/self/task/<tid>/schedstat). */
-export const procSchedClock: SchedClock = () => {
-  const out = new Map<string, { cpuNs: number; waitNs: number }>();
+/**
+ * Contention from this host's run queue: Linux's `procs_running` (/proc/stat: threads runnable right now, including
+ * the one reading it), sampled every {@link RUN_QUEUE}.everyMs and averaged over the last second. The other
+ * processes' runnable threads are that average less this process's own (the reader, and the computing thread while
+ * the device computes); a computation then sees the paper's Fig. 17 slowdown, max(1, (others + 1) / cores). This
+ * does not depend on how long this host's own computation lasts (a 1 ms head on this host is a 360 ms head on an
+ * emulated Raspberry Pi 3, and CFS lets a short burst that just woke run before the busy processes, so timing it
+ * would see no load). Undefined on a host without /proc/stat.
+ */
+export function runQueueContention(cores: number, read = readProcsRunning): Contention | undefined {
+  if (read() === undefined) return undefined;
+  const samples: number[] = [];
+  let busy = false;
+  const timer = setInterval(() => {
+    const n = read();
+    if (n === undefined) return;
+    samples.push(Math.max(0, n - 1 - (busy ? 1 : 0)));
+    if (samples.length > RUN_QUEUE.overMs / RUN_QUEUE.everyMs) samples.shift();
+  }, RUN_QUEUE.everyMs);
+  timer.unref();
+  return {
+    factor() {
+      if (samples.length === 0) return 1;
+      const others = samples.reduce((a, b) => a + b, 0) / samples.length;
+      return Math.max(1, (others + 1) / cores);
+    },
+    computing(on) {
+      busy = on;
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
+
+/** Threads runnable on this host now (/proc/stat `procs_running`), or undefined where it cannot be read. */
+export function readProcsRunning(): number | undefined {
   try {
-    for (const tid of readdirSync('/proc/self/task')) {
-      let text: string;
-      try {
-        text = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8');
-      } catch {
-        continue; // the thread ended meanwhile
-      }
-      const [cpu, wait] = text.split(' ');
-      const cpuNs = Number(cpu);
-      const waitNs = Number(wait);
-      if (Number.isFinite(cpuNs) && Number.isFinite(waitNs)) out.set(tid, { cpuNs, waitNs });
-    }
+    const m = /^procs_running (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
+    return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
   }
-  return out;
-};
-
-/**
- * The slowdown of one computation for want of a CPU, between two readings: 1 + wait / run time of the threads that
- * did the computation (those that ran at least half as long as the busiest one), so the process's other threads
- * (the event loop waking for a timer) do not count; undefined when nothing ran.
- */
-export function contentionBetween(
-  before: ReturnType<SchedClock>,
-  after: ReturnType<SchedClock>,
-): number | undefined {
-  if (!before || !after) return undefined;
-  const deltas: Array<{ cpu: number; wait: number }> = [];
-  for (const [tid, a] of after) {
-    const b = before.get(tid) ?? { cpuNs: 0, waitNs: 0 };
-    deltas.push({ cpu: a.cpuNs - b.cpuNs, wait: Math.max(0, a.waitNs - b.waitNs) });
-  }
-  const busiest = Math.max(0, ...deltas.map((d) => d.cpu));
-  if (!(busiest > 0)) return undefined;
-  const workers = deltas.filter((d) => d.cpu >= busiest / 2);
-  const cpu = workers.reduce((s, d) => s + d.cpu, 0);
-  const wait = workers.reduce((s, d) => s + d.wait, 0);
-  return 1 + wait / cpu;
 }
 
 /**
  * Holds the device busy for the emulated device's time of each computation.
  *
  * With this host's profiled time of the computation given (the sum of the profile's layers it runs), the emulated
- * time is factor x profiled x contention. Contention is how much longer the computation took for want of a CPU:
- * 1 + (time the threads that computed it waited on a run queue) / (time they ran), from the scheduler's own
- * accounting ({@link contentionBetween}), the median over the last {@link CONTENTION_WINDOW} computations. So the emulated time does not multiply host noise (a 1 ms
- * hiccup of a 2 ms head would otherwise cost an emulated Raspberry Pi 3 300 ms on a fast host, and onnxruntime's
- * fixed cost per run would make short heads look several times slower than the profile says), while busy processes
- * sharing this host's cores slow the emulated device in proportion to what they take from it. Contention is
- * counted only when asked (`EMULATE_CONTENTION=on`): on one host the broker, the workers and the planner compete
+ * time is factor x profiled x contention. So the emulated time does not multiply host noise (a 1 ms hiccup of a 2 ms
+ * head would otherwise cost an emulated Raspberry Pi 3 300 ms on a fast host, and onnxruntime's fixed cost per run
+ * would make short heads look several times slower than the profile says). Contention is 1 unless a
+ * {@link Contention} is given (`EMULATE_CONTENTION=on`): on one host the broker, the workers and the planner compete
  * for the same cores, which they would not on a real robot, so by default the emulated device has its CPU to
- * itself (contention 1); an experiment that loads the device (busy processes pinned to the edge's cores) turns it
- * on. Without a profiled time the real time is stretched (factor x real). Factor 1 is no emulation: the real time,
- * untouched.
+ * itself; an experiment that loads the device (busy processes) turns it on. Without a profiled time the real time
+ * is stretched (factor x real). Factor 1 is no emulation: the real time, untouched.
  */
 export class ComputeStretch {
-  private readonly samples: number[] = [];
-
   constructor(
     private readonly factor: number,
     private readonly clock: Clock = systemClock,
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
-    /** Where contention is read from; undefined: none (the emulated device has this host's CPUs to itself). */
-    private readonly sched: SchedClock | undefined = undefined,
+    /** Contention for this host's CPUs; undefined: none (the emulated device has its CPU to itself). */
+    readonly contention: Contention | undefined = undefined,
   ) {
     if (!(factor >= 1)) throw new RangeError(`compute factor must be >= 1, got ${factor}`);
   }
 
-  /** The slowdown for want of a CPU: median over the recent computations, 1 without any. */
-  get contention(): number {
-    return this.samples.length === 0 ? 1 : median(this.samples);
-  }
-
   /**
    * Runs `fn` and holds the device until the emulated time has passed. `profiledMs`: this host's profiled time of
-   * the computation (undefined or 0: stretch the real time).
+   * the computation (undefined: stretch the real time; 0: nothing is computed, no stretch).
    */
   async run<T>(fn: () => Promise<T>, profiledMs?: number): Promise<Stretched<T>> {
     // Factor 1 is no emulation; a profiled time of 0 is no computation (a head that sends the input as it is).
@@ -285,20 +280,17 @@ export class ComputeStretch {
       const realMs = this.clock.now() - start;
       return { value, start, ms: realMs, realMs };
     }
-    const before = this.sched?.();
+    const slowdown = this.contention?.factor() ?? 1;
+    this.contention?.computing(true);
     const start = this.clock.now();
-    const value = await fn();
-    const realMs = this.clock.now() - start;
-    const after = this.sched?.();
-    let target = realMs * this.factor;
-    if (profiledMs !== undefined && profiledMs > 0) {
-      const c = contentionBetween(before, after);
-      if (c !== undefined) {
-        this.samples.push(c);
-        if (this.samples.length > CONTENTION_WINDOW) this.samples.shift();
-      }
-      target = profiledMs * this.factor * this.contention;
+    let value: T;
+    try {
+      value = await fn();
+    } finally {
+      this.contention?.computing(false);
     }
+    const realMs = this.clock.now() - start;
+    const target = profiledMs !== undefined ? profiledMs * this.factor * slowdown : realMs * this.factor;
     const until = start + Math.max(realMs, target);
     // Timers truncate to whole milliseconds and may fire a little early; wait again until the time has come.
     for (let left = until - this.clock.now(); left > 0; left = until - this.clock.now())

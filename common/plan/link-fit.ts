@@ -132,6 +132,10 @@ export const CHANGE_STREAK = 3;
 export const CHANGE_RATIO = 1.5;
 /** Change detection: two samples in a row off by more than this factor are enough (a link that changed by far). */
 export const STRONG_RATIO = 4;
+/** Change detection: one sample off by more than this factor, lasting at least {@link EXTREME_MS}, is enough. */
+export const EXTREME_RATIO = 10;
+/** See {@link EXTREME_RATIO} (ms). */
+export const EXTREME_MS = 250;
 /** Samples whose predicted and measured times are both below this (ms) are too short to judge a change by. */
 export const SIGNIFICANT_MS = 20;
 
@@ -142,7 +146,8 @@ export const SIGNIFICANT_MS = 20;
  * - Change: a link that changes (a robot that drives away from its access point) would take the robust fit half a
  *   window to follow. When {@link CHANGE_STREAK} significant samples in a row are off the fit by more than
  *   {@link CHANGE_RATIO} in the same direction, the window restarts from them, so the fit follows within three
- *   transfers (two when both are off by more than {@link STRONG_RATIO}: a link that changed by far), while single
+ *   transfers (two when both are off by more than {@link STRONG_RATIO}, one when it is off by more than
+ *   {@link EXTREME_RATIO} and lasted a quarter of a second or more: a link that changed by far), while single
  *   outliers (a retransmission, a busy broker) still move nothing.
  * - Lower bounds: a PUBLISH waiting for its PUBACK longer than the fit predicts is evidence, though unfinished: the
  *   fit's per-byte cost is raised until it predicts at least that wait. It does not count toward a change (the
@@ -223,8 +228,10 @@ export class LinkEstimator {
       if (dir === 0) return;
     }
     this.streak.ratios.push(ratio);
-    const strong = this.streak.ratios.every((r) => r > STRONG_RATIO || r < 1 / STRONG_RATIO);
-    if (this.streak.ratios.length < (strong ? 2 : CHANGE_STREAK)) return;
+    const beyond = (f: number) => this.streak.ratios.every((r) => r > f || r < 1 / f);
+    const extreme = beyond(EXTREME_RATIO) && Math.max(measured, predicted) >= EXTREME_MS;
+    const needed = extreme ? 1 : beyond(STRONG_RATIO) ? 2 : CHANGE_STREAK;
+    if (this.streak.ratios.length < needed) return;
     const r = median(this.streak.ratios);
     this.change =
       `the uplink became ${dir > 0 ? 'slower' : 'faster'}: ${this.streak.ratios.length} transfers in a row took ` +

@@ -360,6 +360,11 @@ class Robot:
         self.refused = None
         self.plan = None
         self.transfers = []
+        # Requests on their way: message id -> (send time, bytes). paho's
+        # thread reports each PUBACK (on_publish); the upload's time goes
+        # into the telemetry's transfer samples.
+        self.uploading = {}
+        self.lock = threading.RLock()
         # MQTT 3.1.1 with a clean session: answers to an earlier session's
         # requests are of no use to this one.
         self.client = mqtt.Client(client_id=device, clean_session=True)
@@ -372,6 +377,7 @@ class Robot:
                              qos=1, retain=True)
         self.client.on_connect = self.on_connect
         self.client.on_message = self.on_message
+        self.client.on_publish = self.on_publish
 
     def status(self, state, with_time=True):
         """The Status every edgecut service publishes (StatusSchema)."""
@@ -389,6 +395,18 @@ class Robot:
                            qos=1, retain=True)
             client.subscribe([(self.plan_topic, 1), (self.result_topic, 1)])
         self.connected.set()
+
+    def on_publish(self, _client, _userdata, mid):
+        """Runs on paho's thread: a QoS 1 PUBLISH was acknowledged. The broker
+        acknowledges once it holds the whole packet, so the time since the
+        publish is the upload: what the planner fits the robot's link to."""
+        with self.lock:
+            sent = self.uploading.pop(mid, None)
+            if sent is not None:
+                started, size = sent
+                self.transfers.append({
+                    "bytes": size,
+                    "seconds": max(0.0, time.monotonic() - started)})
 
     def on_message(self, _client, _userdata, msg):
         """Runs on paho's thread: hand the message to the main thread."""
@@ -500,7 +518,12 @@ class Robot:
         payload = build_request(request_id, self.args.device_id,
                                 self.model_id, tensors, stamps, deadline_ms)
         started = time.monotonic()
-        self.client.publish(self.request_topic, payload, qos=1)
+        with self.lock:
+            info = self.client.publish(self.request_topic, payload, qos=1)
+            # Packet bytes: payload, topic, and the MQTT header (as edgecut's
+            # edge device counts them).
+            self.uploading[info.mid] = (
+                started, len(payload) + len(self.request_topic.encode()) + 9)
         deadline = started + self.args.timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -530,12 +553,13 @@ class Robot:
                     f"frame {frame}: worker {answer['worker']} answered "
                     f"Error {answer['code']}: {answer['message']}")
             rtt_ms = (time.monotonic() - started) * 1000.0
-            # The network's share, from same-clock differences only: the
-            # round trip minus the worker's own span.
-            seconds = max(0.0, rtt_ms - answer["worker_ms"]) / 1000.0
-            self.transfers.append({"bytes": len(payload),
-                                   "seconds": seconds})
             return answer, request_id, rtt_ms
+
+    def take_transfers(self):
+        """The upload samples since the last telemetry, handed over once."""
+        with self.lock:
+            samples, self.transfers = self.transfers, []
+        return samples
 
     def publish_telemetry(self):
         """One DeviceTelemetry message, the shape the planner parses."""
@@ -546,13 +570,13 @@ class Robot:
             "cores": os.cpu_count() or 1,
             "cpuPercent": 0,  # this example does not measure it
             "headMs": {"0": 0},  # cut 0 has no head
-            "transfers": self.transfers,
+            "transfers": self.take_transfers(),
             "framesInFlight": 0,
             "fallbacks": 0,
         }
         name = topic("devices", self.args.device_id, "telemetry")
         self.client.publish(name, json.dumps(telemetry),
-                            qos=0).wait_for_publish(timeout=10)
+                            qos=1).wait_for_publish(timeout=10)
 
     def run(self):
         """Connects, then sends the frames one after another."""

@@ -8,14 +8,15 @@
  * (common/shaping.ts, common/device/emulation.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { cpus } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import {
   ComputeStretch,
   type DeviceEmulation,
   emulatedProfile,
-  procSchedClock,
   profiledSpan,
+  runQueueContention,
 } from '../../common/device/emulation.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
@@ -128,7 +129,7 @@ export class EdgeHead {
       opts.emulation?.factor ?? 1,
       clock,
       undefined,
-      opts.emulation?.contention ? procSchedClock : undefined,
+      opts.emulation?.contention ? runQueueContention(cpus().length) : undefined,
     );
     this.load = new LoadMeter(logger);
     this.telemetry = new TelemetryRecorder(
@@ -501,6 +502,7 @@ export class EdgeHead {
     this.stopProbe.abort();
     await Promise.allSettled([...this.running, this.probing]);
     this.load.stop();
+    this.stretch.contention?.stop();
     if (this.started) await this.conn.stop();
     for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);
     this.sessions.clear();

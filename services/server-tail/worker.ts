@@ -13,9 +13,9 @@ import {
   type DeviceSpec,
   emulatedProfile,
   modelNames,
-  procSchedClock,
   profiledSpan,
   resolveEmulation,
+  runQueueContention,
 } from '../../common/device/emulation.ts';
 import { hostBench } from '../../common/device/host.ts';
 import { BUILTIN_PRESETS, type Preset } from '../../common/device/presets.ts';
@@ -230,7 +230,7 @@ export class TailWorker {
     });
     if (!emulation) return measured;
     emulation.contention = this.opts.emulateContention ?? false;
-    const sched = emulation.contention ? procSchedClock : undefined;
+    const sched = emulation.contention ? runQueueContention(cpus().length) : undefined;
     this.emulated.set(id, {
       hostProfile: measured,
       stretch: new ComputeStretch(emulation.factor, this.clock, undefined, sched),
@@ -254,6 +254,7 @@ export class TailWorker {
     this.telemetryTimer = undefined;
     await this.conn.stop();
     this.sessions.clear();
+    for (const e of this.emulated.values()) e.stretch.contention?.stop();
   }
 
   private async onRequest(topic: string, payload: Buffer): Promise<void> {
