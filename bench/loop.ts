@@ -138,12 +138,15 @@ function log(frames: FrameLine[], plans: PlanLine[], t0: () => number) {
 export async function run(args: string[]): Promise<void> {
   const m = await model(args);
   const quick = args.includes('--quick');
+  const i = args.indexOf('--only');
+  const only = i >= 0 ? args[i + 1] : undefined;
+  const runs = (name: 'cold' | 'uplink' | 'load') => (only ? only === name : name === 'cold' || !quick);
   const rows: StepRow[] = [];
   const lost: Record<string, number> = {};
   const tails = [['--models-dir', m.dir, '--profile-runs', '5']];
 
   // Cold start: no bandwidth given, 1 Mbit/s.
-  {
+  if (runs('cold')) {
     let t0 = Date.now();
     const frames = quick ? 6 : 16;
     process.stderr.write('cold start, 1 Mbit/s\n');
@@ -155,12 +158,12 @@ export async function run(args: string[]): Promise<void> {
         t0 = at;
       },
     });
-    rows.push(...analyse('cold start', r, [{ name: 'start', atMs: -60_000 }], Date.now()));
+    rows.push(...analyse('cold start', r, [{ name: 'start', atMs: 0 }], Date.now()));
     lost['cold start'] = frames - r.frames.length;
   }
 
   // Uplink steps mid-stream.
-  if (!quick) {
+  if (runs('uplink')) {
     let t0 = Date.now();
     // A camera at 4 fps: at 100 Mbit/s the loop keeps up, at 1 Mbit/s frames are taken as the pipeline frees.
     const frames = 200;
@@ -178,7 +181,7 @@ export async function run(args: string[]): Promise<void> {
         'uplink step',
         r,
         [
-          { name: 'start at 100 Mbit/s', atMs: -60_000 },
+          { name: 'start at 100 Mbit/s', atMs: 0 },
           { name: '-> 1 Mbit/s', atMs: 20_000 },
           { name: '-> 10 Mbit/s', atMs: 45_000 },
         ],
@@ -189,7 +192,7 @@ export async function run(args: string[]): Promise<void> {
   }
 
   // Load on the device: busy processes (two per core, standing in for navigation and video) from 25 s to 55 s.
-  if (!quick) {
+  if (runs('load')) {
     let t0 = Date.now();
     const frames = 40;
     const busy: Array<ReturnType<typeof spawn>> = [];
@@ -220,7 +223,7 @@ export async function run(args: string[]): Promise<void> {
         'device load',
         r,
         [
-          { name: 'start, idle', atMs: -60_000 },
+          { name: 'start, idle', atMs: 0 },
           { name: 'load on', atMs: 25_000 },
           { name: 'load off', atMs: 55_000 },
         ],

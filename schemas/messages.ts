@@ -87,6 +87,11 @@ export const DeviceTelemetrySchema = z.object({
   late: z
     .array(z.object({ cut: z.number().int().min(0), bytes: z.number(), waitedMs: z.number() }))
     .optional(),
+  /**
+   * Runnable threads of other processes, averaged over the last second (Linux `procs_running` less the device's
+   * own): the load of everything else within a second, where the load average takes a minute.
+   */
+  othersRunnable: z.number().min(0).optional(),
   /** This process's own CPU use in cores, averaged like the 1-minute load average (so the planner can leave it out). */
   ownLoad1: z.number().min(0).optional(),
   framesInFlight: z.number().int().min(0),

@@ -14,6 +14,7 @@ import {
   modelNames,
   parseDeviceSpec,
   profiledSpan,
+  RunQueue,
   resolveEmulation,
   runQueueContention,
 } from '../common/device/emulation.ts';
@@ -177,14 +178,16 @@ test('the compute stretch: contention (a busy run queue) slows the emulated devi
 
 test('run-queue contention: the other processes runnable, averaged, as Fig. 17 slows a head', async (t) => {
   let running = 1; // only the reader itself
-  const c = runQueueContention(2, () => running);
-  if (!c) return t.fail('a reader was given');
+  const queue = RunQueue.start(() => running);
+  if (!queue) return t.fail('a reader was given');
+  const c = runQueueContention(queue, 2);
   t.teardown(() => c.stop());
   await new Promise((r) => setTimeout(r, 250));
   t.is(c.factor(), 1, 'idle: no slowdown');
   // Four busy processes besides the reader on two cores: (4 + 1) / 2.
   running = 5;
   await new Promise((r) => setTimeout(r, 1300));
+  t.is(queue.others(), 4);
   t.true(Math.abs(c.factor() - 2.5) < 0.01, `${c.factor()}`);
   // The device's own computing thread is not load.
   c.computing(true);
@@ -192,9 +195,9 @@ test('run-queue contention: the other processes runnable, averaged, as Fig. 17 s
   await new Promise((r) => setTimeout(r, 1300));
   t.is(c.factor(), 1);
   t.is(
-    runQueueContention(2, () => undefined),
+    RunQueue.start(() => undefined),
     undefined,
-    'no /proc/stat: no contention source',
+    'no /proc/stat: no run queue',
   );
 });
 

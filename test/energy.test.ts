@@ -18,20 +18,9 @@ import { searchPartition } from '../common/plan/search.ts';
 import { PlanSchema } from '../schemas/messages.ts';
 import { decide } from '../services/planner/decide.ts';
 import { edgecut } from './helpers/cli.ts';
+import { THREE_LAYERS } from './helpers/profiles.ts';
 
-// Three layers; D_0..D_3 (D_3 is the output, sent back after an offload). T(D) = 1 ms per 1000-byte packet +
-// 0.01 ms per byte, so the result's way back is T(10) = 1.1 ms.
-const base = {
-  edgeMs: [10, 20, 30],
-  serverMs: [1, 2, 3],
-  cuts: [
-    { index: 0, bytes: 1000 },
-    { index: 1, bytes: 500 },
-    { index: 2, bytes: 2000 },
-    { index: 3, bytes: 10 },
-  ],
-  link: { alphaMs: 1, mtu: 1000, betaMsPerByte: 0.01 },
-};
+const base = THREE_LAYERS;
 
 const close = (a: number | null, b: number) => a !== null && Math.abs(a - b) < 1e-12;
 

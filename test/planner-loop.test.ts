@@ -5,17 +5,16 @@
  * Safe start, the first measured plan at once, no flapping on steady noisy telemetry, one switch on a bandwidth step.
  */
 import test from 'ava';
-import { type Observable, Subject, takeUntil, timer } from 'rxjs';
+import { type Observable, takeUntil, timer } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import type { TransferSample } from '../common/plan/link-fit.ts';
 import { searchPartition } from '../common/plan/search.ts';
 import { mulberry32 } from '../common/random.ts';
-import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../schemas/messages.ts';
-import type { Profile } from '../schemas/profile.ts';
+import type { DeviceTelemetry, Plan } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { PROBE, publishPacketBytes } from '../services/edge-head/uplink.ts';
 import { type PlannerSources, planEvents } from '../services/planner/streams.ts';
-import { makeProfile } from './helpers/profiles.ts';
+import { makeProfile, plannerSubjects } from './helpers/profiles.ts';
 
 // Six layers. A cheap stem with a large activation (cuts 1 and 2 are poor), then a bottleneck at cut 3 (6 kB after
 // 60 ms of head), then heavy layers. The input is 40 kB: cheap to send on a fast link, dear on a slow one.
@@ -76,13 +75,7 @@ function runLoop(untilMs: number, bpsAt: (t: number) => number): { plans: Timed[
   const plans: Timed[] = [];
   const sent: DeviceTelemetry[] = [];
   scheduler.run(() => {
-    const s = {
-      deviceProfiles: new Subject<{ device: string; profile: Profile }>(),
-      deviceTelemetry: new Subject<DeviceTelemetry>(),
-      workerProfiles: new Subject<{ worker: string; profile: Profile }>(),
-      workerTelemetry: new Subject<WorkerTelemetry>(),
-      workerStatus: new Subject<{ worker: string; online: boolean }>(),
-    };
+    const s = plannerSubjects();
     const events$: Observable<unknown> = planEvents(s as PlannerSources, opts, scheduler);
     events$.pipe(takeUntil(timer(untilMs, scheduler))).subscribe((e) => {
       const ev = e as { kind: string; plan?: Plan };

@@ -4,19 +4,9 @@
 import test from 'ava';
 import { linkFromBandwidth, parseRate, transferMs } from '../common/plan/link.ts';
 import { searchPartition } from '../common/plan/search.ts';
+import { THREE_LAYERS } from './helpers/profiles.ts';
 
-// Three layers; D_0..D_3 (D_3 is the output, sent back after an offload).
-const base = {
-  edgeMs: [10, 20, 30],
-  serverMs: [1, 2, 3],
-  cuts: [
-    { index: 0, bytes: 1000 },
-    { index: 1, bytes: 500 },
-    { index: 2, bytes: 2000 },
-    { index: 3, bytes: 10 },
-  ],
-  link: { alphaMs: 1, mtu: 1000, betaMsPerByte: 0.01 },
-};
+const base = THREE_LAYERS;
 
 test('T(D) = alpha * ceil(D / M) + beta * D', (t) => {
   t.is(transferMs(base.link, 0), 0);

@@ -201,37 +201,59 @@ export interface Contention {
 export const RUN_QUEUE = { everyMs: 50, overMs: 1000 } as const;
 
 /**
- * Contention from this host's run queue: Linux's `procs_running` (/proc/stat: threads runnable right now, including
- * the one reading it), sampled every {@link RUN_QUEUE}.everyMs and averaged over the last second. The other
- * processes' runnable threads are that average less this process's own (the reader, and the computing thread while
- * the device computes); a computation then sees the paper's Fig. 17 slowdown, max(1, (others + 1) / cores). This
- * does not depend on how long this host's own computation lasts (a 1 ms head on this host is a 360 ms head on an
- * emulated Raspberry Pi 3, and CFS lets a short burst that just woke run before the busy processes, so timing it
- * would see no load). Undefined on a host without /proc/stat.
+ * This host's run queue as the device sees it: Linux's `procs_running` (/proc/stat: threads runnable right now,
+ * including the one reading it), sampled every {@link RUN_QUEUE}.everyMs; {@link RunQueue.others} is the average over
+ * the last second less this process's own runnable threads (the reader, and the computing thread while the device
+ * computes): the load of everything else, within a second, where the 1-minute load average takes a minute.
  */
-export function runQueueContention(cores: number, read = readProcsRunning): Contention | undefined {
-  if (read() === undefined) return undefined;
-  const samples: number[] = [];
-  let busy = false;
-  const timer = setInterval(() => {
-    const n = read();
-    if (n === undefined) return;
-    samples.push(Math.max(0, n - 1 - (busy ? 1 : 0)));
-    if (samples.length > RUN_QUEUE.overMs / RUN_QUEUE.everyMs) samples.shift();
-  }, RUN_QUEUE.everyMs);
-  timer.unref();
+export class RunQueue {
+  private readonly samples: number[] = [];
+  private busy = false;
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(private readonly read: () => number | undefined) {
+    this.timer = setInterval(() => {
+      const n = this.read();
+      if (n === undefined) return;
+      this.samples.push(Math.max(0, n - 1 - (this.busy ? 1 : 0)));
+      if (this.samples.length > RUN_QUEUE.overMs / RUN_QUEUE.everyMs) this.samples.shift();
+    }, RUN_QUEUE.everyMs);
+    this.timer.unref();
+  }
+
+  /** Starts sampling; undefined on a host without /proc/stat. */
+  static start(read: () => number | undefined = readProcsRunning): RunQueue | undefined {
+    return read() === undefined ? undefined : new RunQueue(read);
+  }
+
+  /** Marks the device computing (its computing thread is then runnable, and not load) or not. */
+  computing(on: boolean): void {
+    this.busy = on;
+  }
+
+  /** Runnable threads of other processes, averaged over the last second (0 before any sample). */
+  others(): number {
+    if (this.samples.length === 0) return 0;
+    return this.samples.reduce((a, b) => a + b, 0) / this.samples.length;
+  }
+
+  /** Stops sampling. */
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/**
+ * Contention from this host's run queue: a computation sees the paper's Fig. 17 slowdown, max(1, (others + 1) /
+ * cores), from {@link RunQueue.others}. This does not depend on how long this host's own computation lasts (a 1 ms
+ * head on this host is a 360 ms head on an emulated Raspberry Pi 3, and CFS lets a short burst that just woke run
+ * before the busy processes, so timing it would see no load).
+ */
+export function runQueueContention(queue: RunQueue, cores: number): Contention {
   return {
-    factor() {
-      if (samples.length === 0) return 1;
-      const others = samples.reduce((a, b) => a + b, 0) / samples.length;
-      return Math.max(1, (others + 1) / cores);
-    },
-    computing(on) {
-      busy = on;
-    },
-    stop() {
-      clearInterval(timer);
-    },
+    factor: () => Math.max(1, (queue.others() + 1) / cores),
+    computing: (on) => queue.computing(on),
+    stop: () => queue.stop(),
   };
 }
 

@@ -148,7 +148,8 @@ export const SIGNIFICANT_MS = 20;
  *   {@link CHANGE_RATIO} in the same direction, the window restarts from them, so the fit follows within three
  *   transfers (two when both are off by more than {@link STRONG_RATIO}, one when it is off by more than
  *   {@link EXTREME_RATIO} and lasted a quarter of a second or more: a link that changed by far), while single
- *   outliers (a retransmission, a busy broker) still move nothing.
+ *   outliers (a retransmission, a busy broker) still move nothing. The window restarts after the first off sample,
+ *   which was likely under way when the link changed.
  * - Lower bounds: a PUBLISH waiting for its PUBACK longer than the fit predicts is evidence, though unfinished: the
  *   fit's per-byte cost is raised until it predicts at least that wait. It does not count toward a change (the
  *   bound still grows); the PUBACK, when it comes, does.
@@ -162,6 +163,8 @@ export class LinkEstimator {
   private streak: { dir: number; from: number; ratios: number[] } = { dir: 0, from: 0, ratios: [] };
   private change: string | undefined;
   private prior: LinkModel | undefined;
+  /** The transfer under way when the link became slower: a lower bound until the fit is determined again. */
+  private straddler: TransferSample | undefined;
   private determined = false;
 
   constructor(
@@ -182,7 +185,12 @@ export class LinkEstimator {
   update(e: LinkEvidence): FittedLink | undefined {
     for (const s of e.samples) this.add(s);
     let fit = this.refit();
-    for (const c of e.censored ?? []) {
+    if (this.determined) this.straddler = undefined;
+    // With nothing left after a change, the old fit stands in (raised by the bounds) until samples come.
+    if (!fit && this.prior)
+      fit = { link: this.prior, bandwidthBps: bps(this.prior.betaMsPerByte), samples: 0, source: 'fitted' };
+    const bounds = this.straddler ? [...(e.censored ?? []), this.straddler] : (e.censored ?? []);
+    for (const c of bounds) {
       if (!fit) break;
       const predicted = transferMs(fit.link, c.bytes);
       const waited = c.seconds * 1000;
@@ -236,7 +244,12 @@ export class LinkEstimator {
     this.change =
       `the uplink became ${dir > 0 ? 'slower' : 'faster'}: ${this.streak.ratios.length} transfers in a row took ` +
       `${r.toFixed(2)}x the fitted time (last ${measured.toFixed(0)} ms vs ${predicted.toFixed(0)} ms predicted)`;
-    this.window = this.window.slice(Math.max(0, Math.min(this.streak.from, this.window.length - 1)));
+    // The window restarts after the first off sample: that transfer was likely under way when the link changed, so
+    // it is part old link, part new. It shows the change but measures neither; for a slower link it is still a lower
+    // bound, kept until the samples after it pin the link down.
+    const first = this.window[this.streak.from];
+    this.straddler = dir > 0 ? first : undefined;
+    this.window = this.window.slice(this.streak.from + 1);
     // The old fit is kept only as the prior of what the new samples cannot tell (the set-up, for equal sizes).
     this.prior = this.fit?.link;
     this.fit = undefined;

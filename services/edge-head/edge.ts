@@ -16,6 +16,7 @@ import {
   type DeviceEmulation,
   emulatedProfile,
   profiledSpan,
+  RunQueue,
   runQueueContention,
 } from '../../common/device/emulation.ts';
 import { errorMessage } from '../../common/errors.ts';
@@ -83,6 +84,7 @@ export class EdgeHead {
   private readonly stretch: ComputeStretch;
   private readonly load: LoadMeter;
   private readonly telemetry: TelemetryRecorder;
+  private readonly runQueue: RunQueue | undefined;
   private readonly uplink: UplinkMeter;
   private probing: Promise<void> | undefined;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
@@ -125,18 +127,24 @@ export class EdgeHead {
     this.channel.onErrorReply = (code) => metrics.errorReply(code);
     this.conn.onHandlerError = () => metrics.handlerError();
     this.window = new Semaphore(opts.window);
+    // The run queue: the other processes' load within a second, for the telemetry and emulated contention.
+    this.runQueue = RunQueue.start();
+    const contended = this.runQueue && opts.emulation?.contention;
     this.stretch = new ComputeStretch(
       opts.emulation?.factor ?? 1,
       clock,
       undefined,
-      opts.emulation?.contention ? runQueueContention(cpus().length) : undefined,
+      contended ? runQueueContention(this.runQueue!, cpus().length) : undefined,
     );
     this.load = new LoadMeter(logger);
+    // An emulated device without contention has its CPU to itself: the host's load is not its load.
+    const isolated = opts.emulation !== undefined && !opts.emulation.contention;
     this.telemetry = new TelemetryRecorder(
       this.load,
       this.uplink,
       clock.now,
-      opts.emulation !== undefined && !opts.emulation.contention,
+      isolated,
+      isolated ? undefined : this.runQueue,
     );
     const { deadlineFactor: factor = 3, deadlineMinMs: minMs = 250, resultTimeoutMs: maxMs } = opts;
     this.deadlines = { factor, minMs, maxMs };
@@ -281,10 +289,15 @@ export class EdgeHead {
     const head = await this.compute.run(async () => {
       const session =
         cut.index === 0 ? undefined : await this.session(`head:${cut.index}`, cut.index, 'head');
-      return this.stretch.run(
-        async () => (session ? runWire(session, frame.inputs) : frame.inputs),
-        profiledSpan(this.profile, 0, cut.index),
-      );
+      this.runQueue?.computing(true);
+      try {
+        return await this.stretch.run(
+          async () => (session ? runWire(session, frame.inputs) : frame.inputs),
+          profiledSpan(this.profile, 0, cut.index),
+        );
+      } finally {
+        this.runQueue?.computing(false);
+      }
     });
     times.headStart = head.start;
     times.headEnd = head.start + head.ms;
@@ -502,7 +515,7 @@ export class EdgeHead {
     this.stopProbe.abort();
     await Promise.allSettled([...this.running, this.probing]);
     this.load.stop();
-    this.stretch.contention?.stop();
+    this.runQueue?.stop();
     if (this.started) await this.conn.stop();
     for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);
     this.sessions.clear();

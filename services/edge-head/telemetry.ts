@@ -6,6 +6,7 @@
  */
 import { cpus, loadavg } from 'node:os';
 import { OSUtils } from 'node-os-utils';
+import type { RunQueue } from '../../common/device/emulation.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { median } from '../../common/stats.ts';
@@ -54,7 +55,10 @@ export class LoadMeter {
   }
 }
 
-/** Head samples kept per cut: the telemetry reports their median, so it follows a change within a few frames. */
+/**
+ * Head samples kept per cut, from the frames run there since the device last came to that cut: the telemetry reports
+ * their median, so it follows a change within two frames.
+ */
 export const HEAD_SAMPLES = 3;
 
 /** Time constant of the own-load average, as the kernel's 1-minute load average (ms). */
@@ -90,6 +94,7 @@ export class OwnLoad {
 export class TelemetryRecorder {
   private readonly headSamples = new Map<number, number[]>();
   private headCounts = new Map<number, number>();
+  private lastCut: number | undefined;
   private late: NonNullable<DeviceTelemetry['late']> = [];
   private readonly own: OwnLoad;
 
@@ -102,12 +107,17 @@ export class TelemetryRecorder {
      * average and CPU use, which the broker, workers and tests make, are not reported as the device's.
      */
     private readonly isolated = false,
+    /** The host's run queue, for the other processes' load within a second (absent: not reported). */
+    private readonly runQueue?: RunQueue | undefined,
   ) {
     this.own = new OwnLoad(now);
   }
 
   /** Records a head latency at a cut (the last {@link HEAD_SAMPLES} per cut are kept). */
   head(cut: number, ms: number): void {
+    // Heads at a cut the device left and came back to are of another time: they start over.
+    if (this.lastCut !== cut) this.headSamples.delete(cut);
+    this.lastCut = cut;
     const list = this.headSamples.get(cut) ?? [];
     list.push(ms);
     if (list.length > HEAD_SAMPLES) list.shift();
@@ -142,6 +152,11 @@ export class TelemetryRecorder {
       at: now(),
       ...load,
       ownLoad1: own,
+      ...(this.isolated
+        ? { othersRunnable: 0 }
+        : this.runQueue
+          ? { othersRunnable: this.runQueue.others() }
+          : {}),
       headMs,
       headCounts,
       transfers: samples,

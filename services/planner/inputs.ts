@@ -34,10 +34,12 @@ export interface EdgeLoadState extends LoadFactor {
 export const MIN_HEAD_SHARE = 0.02;
 
 /**
- * The run-queue load of everything but the device's own process: the 1-minute load average less the process's own
- * CPU use averaged the same way (telemetry `ownLoad1`; where a device does not report it, the whole load average).
+ * The run-queue load of everything but the device's own process: the runnable threads of other processes over the
+ * last second (telemetry `othersRunnable`), else the 1-minute load average less the process's own CPU use averaged
+ * the same way (`ownLoad1`; where a device reports neither, the whole load average).
  */
 export function othersLoad(t: DeviceTelemetry): number {
+  if (t.othersRunnable !== undefined) return t.othersRunnable;
   return Math.max(0, t.loadavg1 - (t.ownLoad1 ?? 0));
 }
 
@@ -55,7 +57,7 @@ export function loadavgFactor(t: DeviceTelemetry): LoadFactor {
       source: `loadavg ${t.loadavg1.toFixed(2)} on ${t.cores} cores`,
     };
   return {
-    factor: loadFactor(othersLoad(t) + 1, t.cores),
+    factor: loadFactor(Math.max(0, t.loadavg1 - t.ownLoad1) + 1, t.cores),
     source: `loadavg ${t.loadavg1.toFixed(2)} less own ${t.ownLoad1.toFixed(2)}, plus one head, on ${t.cores} cores`,
   };
 }

@@ -143,6 +143,9 @@ interface DeviceAcc {
   out: PlannerEvent[];
 }
 
+/** An edge load factor that moved by this fraction since the plan in force is a change, not noise: no hold. */
+export const LOAD_STEP = 0.5;
+
 /** The evidence a plan rests on. */
 interface Basis {
   bandwidthBps: number | undefined;
@@ -271,7 +274,12 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     const changed =
       link.change !== undefined && link.change !== acc.actedOnChange && link.determined === true;
     if (changed) next.actedOnChange = link.change;
-    const hysteresis = changed ? { ...opts.hysteresis, holdMs: 0 } : opts.hysteresis;
+    // So is an edge load that moved by half or more since the plan in force was decided (it is the median of
+    // several heads already, or the other processes' load held against).
+    const loadMoved =
+      acc.basis !== undefined &&
+      Math.abs(edgeLoad.factor - acc.basis.edgeLoad) >= LOAD_STEP * acc.basis.edgeLoad;
+    const hysteresis = changed || loadMoved ? { ...opts.hysteresis, holdMs: 0 } : opts.hysteresis;
     return { result, d: decide(state, result, now, hysteresis) };
   };
   const { result, d } = opts.measure ? opts.measure(replan) : replan();

@@ -14,6 +14,7 @@ import {
   emulatedProfile,
   modelNames,
   profiledSpan,
+  RunQueue,
   resolveEmulation,
   runQueueContention,
 } from '../../common/device/emulation.ts';
@@ -230,7 +231,8 @@ export class TailWorker {
     });
     if (!emulation) return measured;
     emulation.contention = this.opts.emulateContention ?? false;
-    const sched = emulation.contention ? runQueueContention(cpus().length) : undefined;
+    const queue = emulation.contention ? RunQueue.start() : undefined;
+    const sched = queue ? runQueueContention(queue, cpus().length) : undefined;
     this.emulated.set(id, {
       hostProfile: measured,
       stretch: new ComputeStretch(emulation.factor, this.clock, undefined, sched),

@@ -1,7 +1,8 @@
 /**
  * Test helper: small hand-made profiles (schemas/profile.ts) for planner tests.
  */
-import type { DeviceTelemetry } from '../../schemas/messages.ts';
+import { Subject } from 'rxjs';
+import type { DeviceTelemetry, WorkerTelemetry } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
 
 /** A profile with the given per-layer ms and D_k (k = 0..N; the last is the output size). */
@@ -58,5 +59,32 @@ export function deviceTelemetry(device: string, at: number, kbps: number, loadav
     transfers,
     framesInFlight: 0,
     fallbacks: 0,
+  };
+}
+
+/**
+ * A search of three layers; D_0..D_3 (D_3 is the output, sent back after an offload). T(D) = 1 ms per 1000-byte
+ * packet + 0.01 ms per byte, so the result's way back is T(10) = 1.1 ms.
+ */
+export const THREE_LAYERS = {
+  edgeMs: [10, 20, 30],
+  serverMs: [1, 2, 3],
+  cuts: [
+    { index: 0, bytes: 1000 },
+    { index: 1, bytes: 500 },
+    { index: 2, bytes: 2000 },
+    { index: 3, bytes: 10 },
+  ],
+  link: { alphaMs: 1, mtu: 1000, betaMsPerByte: 0.01 },
+};
+
+/** The planner streams' sources as subjects a test drives. */
+export function plannerSubjects() {
+  return {
+    deviceProfiles: new Subject<{ device: string; profile: Profile }>(),
+    deviceTelemetry: new Subject<DeviceTelemetry>(),
+    workerProfiles: new Subject<{ worker: string; profile: Profile }>(),
+    workerTelemetry: new Subject<WorkerTelemetry>(),
+    workerStatus: new Subject<{ worker: string; online: boolean }>(),
   };
 }
