@@ -59,6 +59,7 @@ test('grants are derived from the topic map: each role publishes what it owns, b
   t.deepEqual(device.publish, [
     topics.request.build({ device: 'robot-1' }),
     topics.deviceTelemetry.build({ device: 'robot-1' }),
+    topics.deviceProbe.build({ device: 'robot-1' }),
     topics.deviceProfile.build({ device: 'robot-1' }),
     topics.deviceStatus.build({ device: 'robot-1' }),
   ]);

@@ -76,7 +76,7 @@ const cases: [title: string, args: string[], env: Record<string, string>, line: 
     'planner: PLAN_OBJECTIVE',
     ['planner'],
     { PLAN_OBJECTIVE: 'fastest', MQTT_URL: NOWHERE },
-    /^PLAN_OBJECTIVE="fastest" is not allowed: expected latency or throughput/,
+    /^PLAN_OBJECTIVE="fastest" is not allowed: expected auto, latency, throughput or energy/,
   ],
   [
     'planner: EDGE_LOAD',

@@ -21,7 +21,9 @@ import { createSession } from '../common/runtime.ts';
 import { decodeMessage, tensorElements } from '../schemas/codec.ts';
 import { DeviceTelemetrySchema, PlanSchema, StatusSchema } from '../schemas/messages.ts';
 import { parseDeviceProfile } from '../schemas/profile.ts';
+import { topics } from '../schemas/topics.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
+import { publishPacketBytes } from '../services/edge-head/uplink.ts';
 import { connectClient } from './helpers/broker.ts';
 import { edgecut } from './helpers/cli.ts';
 
@@ -307,7 +309,8 @@ robotTest(
     t.like(states[0], { state: 'online', role: 'device', id: 'robot-1' });
     t.like(states.at(-1), { state: 'offline', role: 'device', id: 'robot-1' });
     t.is(typeof states.at(-1)?.at, 'number');
-    // Its declared profile (retained, for the planner) and its telemetry with one transfer sample per frame.
+    // Its declared profile (retained, for the planner) and its telemetry with one upload sample per frame: the
+    // request's packet bytes (payload, topic and MQTT header, as edgecut's edge counts them) and a time.
     const profile = parseDeviceProfile(JSON.parse(on('profile')[0]!.payload.toString()), 'robot profile');
     t.like(profile, { kind: 'declared', device: { id: 'robot-1' }, model: { id: modelId }, wholeMs: 250 });
     const telemetry = DeviceTelemetrySchema.parse(JSON.parse(on('telemetry').at(-1)!.payload.toString()));
@@ -317,8 +320,12 @@ robotTest(
       lines.map(
         (l) =>
           requests.find((r) => r.msg.kind === 'request' && r.msg.value.requestId === l.requestId)!.m.payload
-            .length,
+            .length + publishPacketBytes(topics.request.build({ device: 'robot-1' }), 0),
       ),
+    );
+    t.true(
+      telemetry.transfers.every((s) => s.seconds > 0 && s.seconds < 60),
+      'each upload took a time',
     );
 
     // An Error reply stops the robot with status 1 and one line naming the worker, the code and the problem.

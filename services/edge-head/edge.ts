@@ -512,8 +512,9 @@ export class EdgeHead {
   private async shutdown(): Promise<void> {
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = undefined;
+    // A probe is not waited for: with the broker gone its PUBACK never comes (the connection's end drops it).
     this.stopProbe.abort();
-    await Promise.allSettled([...this.running, this.probing]);
+    await Promise.allSettled([...this.running]);
     this.load.stop();
     this.runQueue?.stop();
     if (this.started) await this.conn.stop();
