@@ -236,3 +236,28 @@ test('energy: a plan for a device of a preset with power figures carries its jou
     /energy objective needs the device's power figures/,
   );
 });
+
+test('frames that missed their deadline are evidence: the plan leaves the slow server at once, and tries it again later', (t) => {
+  const events = simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+    at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+    at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+    for (let s = 1; s <= 40; s++) {
+      const base = telemetry(s * 1000, 10_000);
+      // At 5 s the device reports a frame at cut 2 that got no answer within 500 ms (the plan predicted ~2 ms).
+      at(s * 1000, () =>
+        deviceTelemetry.next(s === 5 ? { ...base, late: [{ cut: 2, bytes: 1000, waitedMs: 500 }] } : base),
+      );
+    }
+  }, 45_000);
+  const plans = events.flatMap(([time, e]) => (e.kind === 'plan' ? [[time, e.plan] as const] : []));
+  t.deepEqual(
+    plans.map(([time, p]) => [time, p.cut.index]),
+    [
+      [0, 2],
+      [5000, 3],
+      // The evidence is held for LATE_HOLD_MS after the last late frame; then offloading is tried again.
+      [35_000, 2],
+    ],
+  );
+  t.regex(plans[1]![1].reason, /got no answer within 500 ms/);
+});

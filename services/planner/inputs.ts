@@ -10,6 +10,7 @@
  * tails on the least-loaded worker, which the shared subscription's least-in-flight strategy will pick.
  */
 import { loadFactor } from '../../common/load.ts';
+import { type LinkModel, transferMs } from '../../common/plan/link.ts';
 import type { FittedLink } from '../../common/plan/link-fit.ts';
 import type { EdgePower, Objective, SearchInput } from '../../common/plan/search.ts';
 import type { DeviceTelemetry, WorkerTelemetry } from '../../schemas/messages.ts';
@@ -131,6 +132,52 @@ function weightedMedian<T extends { ratio: number; weight: number }>(items: read
     if (acc >= total / 2) return i;
   }
   return sorted[sorted.length - 1]!;
+}
+
+/** What frames that missed their deadline say about the server side, held for a while. */
+export interface LateEvidence extends LoadFactor {
+  /** When the last late frame was reported (the planner's clock). */
+  at: number;
+}
+
+/** How long late frames are held as evidence after the last one (ms): then offloading is tried again. */
+export const LATE_HOLD_MS = 30_000;
+
+/**
+ * Frames that missed their deadline are evidence, never silence: at least `waitedMs` passed between sending the
+ * request and giving up, so the server side (queue, tail, the result's way back) took at least that less the uplink
+ * the link fit predicts. The factor is what the server's predicted time must be multiplied by to meet that bound
+ * (the largest over the late frames of one telemetry message); it is held {@link LATE_HOLD_MS} after the last late
+ * frame, so the plan that avoids the slow server stays until the evidence is old, and then offloading is tried
+ * again.
+ */
+export function nextLateEvidence(
+  late: DeviceTelemetry['late'],
+  profile: Profile,
+  serverMs: readonly number[],
+  link: LinkModel,
+  prev: LateEvidence | undefined,
+  now: number,
+): LateEvidence | undefined {
+  let best: LateEvidence | undefined;
+  const n = profile.layers.length;
+  const outBytes = profile.cuts.find((c) => c.index === n)?.bytes ?? 0;
+  for (const l of late ?? []) {
+    if (!(l.cut >= 0 && l.cut < n)) continue;
+    const server = serverMs.slice(l.cut).reduce((a, b) => a + b, 0);
+    const uplink = transferMs(link, l.bytes) + transferMs(link, outBytes);
+    if (!(server > 0) || !(l.waitedMs > uplink + server)) continue;
+    const factor = (l.waitedMs - uplink) / server;
+    if (!best || factor > best.factor)
+      best = {
+        factor,
+        at: now,
+        source: `a frame at cut ${l.cut} got no answer within ${l.waitedMs.toFixed(0)} ms, where ${(uplink + server).toFixed(0)} ms was predicted`,
+      };
+  }
+  if (best)
+    return prev && now - prev.at < LATE_HOLD_MS && prev.factor > best.factor ? { ...prev, at: now } : best;
+  return prev && now - prev.at < LATE_HOLD_MS ? prev : undefined;
 }
 
 /** The server load factor from the online workers' queues. */

@@ -33,7 +33,9 @@ import { profileFromDeclaration } from './declared.ts';
 import {
   type EdgeLoadMode,
   type EdgeLoadState,
+  type LateEvidence,
   nextEdgeLoad,
+  nextLateEvidence,
   serverLayers,
   serverLoadFactor,
   toSearchInput,
@@ -136,6 +138,8 @@ interface DeviceAcc {
   edgeLoad?: EdgeLoadState;
   /** The telemetry message the edge load was last updated from. */
   edgeLoadFrom?: DeviceTelemetry;
+  /** Late frames' evidence about the server side, while it is held. */
+  late?: LateEvidence;
   /** What the plan in force was decided on, to name what changed at the next switch. */
   basis?: Basis;
   /** The last link change the hysteresis was skipped for (each change skips it once). */
@@ -151,6 +155,9 @@ interface Basis {
   bandwidthBps: number | undefined;
   edgeLoad: number;
   serverLoad: number;
+  /** Where the load factors come from, in words. */
+  edgeSource?: string;
+  serverSource?: string;
   change?: string | undefined;
 }
 
@@ -169,9 +176,11 @@ function evidenceChange(before: Basis | undefined, now: Basis): string {
     parts.push(`uplink ${formatBps(before.bandwidthBps)} -> ${formatBps(now.bandwidthBps)}`);
   if (now.change && now.change !== before.change) parts.push(now.change);
   if (rel(before.edgeLoad, now.edgeLoad) > 0.1)
-    parts.push(`edge load ${before.edgeLoad.toFixed(2)} -> ${now.edgeLoad.toFixed(2)}`);
+    parts.push(`edge load ${before.edgeLoad.toFixed(2)} -> ${now.edgeLoad.toFixed(2)} (${now.edgeSource})`);
   if (rel(before.serverLoad, now.serverLoad) > 0.1)
-    parts.push(`server load ${before.serverLoad.toFixed(2)} -> ${now.serverLoad.toFixed(2)}`);
+    parts.push(
+      `server load ${before.serverLoad.toFixed(2)} -> ${now.serverLoad.toFixed(2)} (${now.serverSource})`,
+    );
   return parts.length ? ` (evidence: ${parts.join('; ')})` : '';
 }
 
@@ -224,12 +233,23 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   const fresh = [...workers.telemetry.values()].filter(
     (t) => !workers.offline.has(t.worker) && now - t.at <= opts.staleMs,
   );
-  if (i.telemetry !== acc.edgeLoadFrom || !acc.edgeLoad) {
+  const freshTelemetry = i.telemetry !== acc.edgeLoadFrom || !acc.edgeLoad;
+  if (freshTelemetry) {
     next.edgeLoad = nextEdgeLoad(opts.edgeLoadMode, profile, i.telemetry, acc.edgeLoad, now);
     next.edgeLoadFrom = i.telemetry;
   }
   const edgeLoad = next.edgeLoad!;
-  const serverLoad = serverLoadFactor(fresh);
+  if (i.link)
+    next.late = nextLateEvidence(
+      freshTelemetry ? i.telemetry?.late : undefined,
+      profile,
+      serverMs,
+      i.link.link,
+      acc.late,
+      now,
+    );
+  const queues = serverLoadFactor(fresh);
+  const serverLoad = next.late && next.late.factor > queues.factor ? next.late : queues;
   // No uplink knowledge and none configured: the safe start, everything on the device until the link is measured.
   const safe = i.link === undefined;
   const link: FittedLink = i.link ?? {
@@ -274,11 +294,13 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     const changed =
       link.change !== undefined && link.change !== acc.actedOnChange && link.determined === true;
     if (changed) next.actedOnChange = link.change;
-    // So is an edge load that moved by half or more since the plan in force was decided (it is the median of
-    // several heads already, or the other processes' load held against).
+    // So is an edge or server load that moved by half or more since the plan in force was decided (the edge's is
+    // the median of several heads already; the server's comes from its queues or from frames that missed their
+    // deadline).
+    const moved = (before: number, after: number) => Math.abs(after - before) >= LOAD_STEP * before;
     const loadMoved =
       acc.basis !== undefined &&
-      Math.abs(edgeLoad.factor - acc.basis.edgeLoad) >= LOAD_STEP * acc.basis.edgeLoad;
+      (moved(acc.basis.edgeLoad, edgeLoad.factor) || moved(acc.basis.serverLoad, serverLoad.factor));
     const hysteresis = changed || loadMoved ? { ...opts.hysteresis, holdMs: 0 } : opts.hysteresis;
     return { result, d: decide(state, result, now, hysteresis) };
   };
@@ -288,6 +310,8 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     bandwidthBps: safe ? undefined : link.bandwidthBps,
     edgeLoad: edgeLoad.factor,
     serverLoad: serverLoad.factor,
+    edgeSource: edgeLoad.source,
+    serverSource: serverLoad.source,
     change: link.change,
   };
   if (d.switchTo) {
