@@ -186,7 +186,7 @@ test('measured: heads shorter than MIN_HEAD_SHARE of the model are ignored', (t)
     3000,
   );
   t.is(held.factor, 1.5);
-  t.regex(held.source, /^held/);
+  t.regex(held.source, /^measured 1\.50 at cut 3/, 'the measurement at cut 3 stands');
   // Beside a long head, the short one does not count at all.
   const both = nextEdgeLoad(
     'measured',

@@ -31,6 +31,12 @@ export interface EdgeLoadState extends LoadFactor {
   measured?: { factor: number; cut: number; othersLoad: number; at: number };
 }
 
+/**
+ * For this long after the last measured head (ms) the measurement stands as it is: the device is between two heads.
+ * Later no head runs (full offload, frames paused), and the held factor follows the other processes' load.
+ */
+export const HELD_AS_MEASURED_MS = 5000;
+
 /** Cuts whose profiled head is below this share of the whole model are too short to measure load by. */
 export const MIN_HEAD_SHARE = 0.02;
 
@@ -69,8 +75,9 @@ export function loadavgFactor(t: DeviceTelemetry): LoadFactor {
  * `measured`: like with like. For every cut at which heads ran since the last telemetry, the measured head latency
  * (median of the most recent frames) is divided by the profile's head latency at that same cut; the factor is the
  * median of those ratios weighted by the profiled head time (short heads, whose times are mostly noise, count
- * little; heads under {@link MIN_HEAD_SHARE} of the model not at all). When no head ran (full offload, or frames
- * paused), the last measured factor is held, scaled only by how the load of the other processes changed since
+ * little; heads under {@link MIN_HEAD_SHARE} of the model not at all). Between two heads the last measurement stands
+ * ({@link HELD_AS_MEASURED_MS}); when no head ran for longer (full offload, or frames paused), the last measured
+ * factor is held, scaled only by how the load of the other processes changed since
  * (Fig. 17's rule applied to both), so the factor does not decay to idle merely because no head ran. Before any
  * head was measured it is 1: the profile as the device measured it at start.
  */
@@ -110,6 +117,13 @@ export function nextEdgeLoad(
   const held = prev?.measured;
   // Before any head: the profile as the device measured it at start, under the load it had then.
   if (!held) return { factor: 1, source: 'no head measured yet: the profile as measured' };
+  // Between two heads (a head may take longer than a telemetry period) the last measurement stands as it is.
+  if (now - held.at < HELD_AS_MEASURED_MS)
+    return {
+      factor: held.factor,
+      source: `measured ${held.factor.toFixed(2)} at cut ${held.cut} ${((now - held.at) / 1000).toFixed(0)} s ago`,
+      measured: held,
+    };
   const scale = (others: number) => loadFactor(others + 1, t.cores);
   const factor = Math.max(0.25, (held.factor * scale(othersLoad(t))) / scale(held.othersLoad));
   return {
