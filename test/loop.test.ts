@@ -35,25 +35,42 @@ interface Setup {
   layers: number;
   source: string[];
   modelsDir: string;
+  /** The edge's profile of the model on this host, measured once for every run. */
+  profile: string;
 }
 
 /** The model and frames: the real SqueezeNet on fish.png, or the zoo's SqueezeNet 1.0 on synthetic frames. */
 async function setup(t: ExecutionContext): Promise<Setup | undefined> {
-  if (present) {
-    const layers = (await ModelHandle.fromFile(REAL)).layers;
-    const source = ['--source', `image:${FISH}`, '--preprocess', '{"channels":"BGR"}'];
-    return { model: REAL, layers, source, modelsDir: join(SHARED, 'models') };
-  }
-  if (process.env.CI === 'true') {
+  if (!present && process.env.CI === 'true') {
     t.fail(`CI must provide ../shared next to the repo; missing ${REAL} or ${FISH}`);
     return undefined;
   }
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-loop-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const profile = join(dir, 'edge-profile.json');
+  const measure = (model: string) =>
+    run(process.execPath, [
+      EDGECUT_BIN,
+      'profile',
+      model,
+      '--runs',
+      '10',
+      '--check-cuts',
+      '0',
+      '--out',
+      profile,
+    ]);
+  if (present) {
+    const layers = (await ModelHandle.fromFile(REAL)).layers;
+    const source = ['--source', `image:${FISH}`, '--preprocess', '{"channels":"BGR"}'];
+    await measure(REAL);
+    return { model: REAL, layers, source, modelsDir: join(SHARED, 'models'), profile };
+  }
   const model = join(dir, 'squeezenet1.0.onnx');
   await run(process.execPath, [EDGECUT_BIN, 'zoo', 'build', 'squeezenet1.0', '--out', model]);
+  await measure(model);
   const layers = (await ModelHandle.fromFile(model)).layers;
-  return { model, layers, source: ['--source', 'synthetic'], modelsDir: dir };
+  return { model, layers, source: ['--source', 'synthetic'], modelsDir: dir, profile };
 }
 
 /** One live run of the paper's scenario with the given planner and edge settings. */
@@ -71,8 +88,8 @@ function scenario(s: Setup, frames: number, planner: string[], edge: string[]): 
       String(frames),
       '--device-id',
       'robot',
-      '--profile-runs',
-      '5',
+      '--profile',
+      s.profile,
       ...edge,
     ],
     planner,
