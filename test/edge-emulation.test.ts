@@ -421,7 +421,7 @@ test.serial('uplink shaping changes the measured transfer time by the expected r
 });
 
 test.serial(
-  'the same head repeated 20 times at factor 10 varies little (coefficient of variation <= 15% under test load; 10% is the idle benchmark's target)',
+  'the same head repeated 20 times at factor 10 varies little (coefficient of variation <= 15% under test load; the idle benchmark targets 10%)',
   async (t) => {
     const broker = await startBroker(t);
     const model = await heavyModel();
@@ -447,8 +447,8 @@ test.serial(
         `real head: median ${median(real).toFixed(2)} ms (p90 ${quantile(real, 0.9).toFixed(2)}), CV ${(cv(real) * 100).toFixed(1)}%`,
     );
     // The target, 10% on an idle host, is the benchmark's (npm run bench -- emulation: about 1%); other test files
-  // load the CPU here, so a real run can outlast its emulated time now and then.
-  t.true(cv(heads) <= 0.15, `CV ${(cv(heads) * 100).toFixed(2)}%`);
+    // load the CPU here, so a real run can outlast its emulated time now and then.
+    t.true(cv(heads) <= 0.15, `CV ${(cv(heads) * 100).toFixed(2)}%`);
   },
 );
 
