@@ -77,15 +77,19 @@ export const DeviceTelemetrySchema = z.object({
    * Uplink samples since the last telemetry: packet bytes of a QoS 1 PUBLISH and seconds from when it could start
    * on the link to its PUBACK (services/edge-head/uplink.ts).
    */
-  transfers: z.array(z.object({ bytes: z.number(), seconds: z.number() })),
+  transfers: z.array(z.object({ bytes: z.number(), seconds: z.number() })).max(1024),
   /** Lower bounds: the PUBLISH on the link now has waited this long for its PUBACK (a slow or dead link). */
-  censored: z.array(z.object({ bytes: z.number(), seconds: z.number() })).optional(),
+  censored: z
+    .array(z.object({ bytes: z.number(), seconds: z.number() }))
+    .max(64)
+    .optional(),
   /**
    * Frames offloaded since the last telemetry that missed their deadline: at least `waitedMs` passed between
    * sending the request and giving up, a lower bound on transfer + server time.
    */
   late: z
     .array(z.object({ cut: z.number().int().min(0), bytes: z.number(), waitedMs: z.number() }))
+    .max(64)
     .optional(),
   /**
    * Runnable threads of other processes, averaged over the last second (Linux `procs_running` less the device's

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { loadFactor } from '../common/load.ts';
-import type { DeviceTelemetry } from '../schemas/messages.ts';
+import { type DeviceTelemetry, DeviceTelemetrySchema, parseJson } from '../schemas/messages.ts';
 import { type EdgeLoadState, MIN_HEAD_SHARE, nextEdgeLoad } from '../services/planner/inputs.ts';
 import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
 
@@ -252,3 +252,26 @@ test('loadavg: the device itself counted once; without ownLoad1 the paper rule l
     1,
   );
 });
+
+test('telemetry from a device is bounded: at most 64 lower bounds and late frames, 1024 uplink samples', (t) => {
+  const base = { ...telemetry(0, {}, {}) };
+  const late = Array.from({ length: 65 }, () => ({ cut: 1, bytes: 1, waitedMs: 1 }));
+  const r = DeviceTelemetrySchema.safeParse({ ...base, late });
+  t.false(r.success);
+  t.regex(
+    parseError(() => parseJson(DeviceTelemetrySchema, 'device telemetry', JSON.stringify({ ...base, late }))),
+    /late/,
+  );
+  t.true(DeviceTelemetrySchema.safeParse({ ...base, late: late.slice(1) }).success);
+  const transfers = Array.from({ length: 1025 }, () => ({ bytes: 1, seconds: 0 }));
+  t.false(DeviceTelemetrySchema.safeParse({ ...base, transfers }).success);
+});
+
+function parseError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    return String((err as Error).message);
+  }
+  return '';
+}
