@@ -39,8 +39,6 @@ export class UplinkMeter {
   private lastAckAt = Number.NEGATIVE_INFINITY;
   private readonly outstanding = new Set<Outstanding>();
   private samples: TransferSample[] = [];
-  /** When the last sample was taken (ms, the clock's), or -Infinity. */
-  lastSampleAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly clock: Clock) {}
 
@@ -59,7 +57,6 @@ export class UplinkMeter {
         if (!live) return;
         this.samples.push({ bytes, seconds: Math.max(0, at - start) / 1000 });
         if (this.samples.length > MAX_SAMPLES) this.samples.shift();
-        this.lastSampleAt = at;
       },
       () => this.outstanding.delete(entry),
     );
