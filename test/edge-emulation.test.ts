@@ -14,6 +14,7 @@ import {
   modelNames,
   parseDeviceSpec,
   profiledSpan,
+  RUN_QUEUE,
   RunQueue,
   resolveEmulation,
   runQueueContention,
@@ -32,6 +33,7 @@ import { EdgeHead, type EdgeOptions, type FrameReport } from '../services/edge-h
 import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
+import { waitFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
 
@@ -178,22 +180,33 @@ test('the compute stretch: contention (a busy run queue) slows the emulated devi
 
 test('run-queue contention: the other processes runnable, averaged, as Fig. 17 slows a head', async (t) => {
   let running = 1; // only the reader itself
-  const queue = RunQueue.start(() => running);
+  const queue = RunQueue.start(() => running, false);
   if (!queue) return t.fail('a reader was given');
   const c = runQueueContention(queue, 2);
   t.teardown(() => c.stop());
-  await new Promise((r) => setTimeout(r, 250));
+  const second = () => {
+    for (let i = 0; i < RUN_QUEUE.overMs / RUN_QUEUE.everyMs; i++) queue.sample();
+  };
+  t.is(c.factor(), 1, 'no sample yet: no slowdown');
+  second();
   t.is(c.factor(), 1, 'idle: no slowdown');
   // Four busy processes besides the reader on two cores: (4 + 1) / 2.
   running = 5;
-  await new Promise((r) => setTimeout(r, 1300));
+  queue.sample();
+  t.true(queue.others() > 0 && queue.others() < 1, 'one sample of the last second moves the average a little');
+  second();
   t.is(queue.others(), 4);
   t.true(Math.abs(c.factor() - 2.5) < 0.01, `${c.factor()}`);
   // The device's own computing thread is not load.
   c.computing(true);
   running = 2;
-  await new Promise((r) => setTimeout(r, 1300));
+  second();
   t.is(c.factor(), 1);
+  // Timed sampling reads the real run queue on its own.
+  const timed = RunQueue.start(() => 3);
+  t.teardown(() => timed?.stop());
+  await waitFor(() => timed?.others() === 2, 'the timed run queue to see 2 others');
+  t.is(timed?.others(), 2);
   t.is(
     RunQueue.start(() => undefined),
     undefined,

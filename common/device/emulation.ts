@@ -209,21 +209,31 @@ export const RUN_QUEUE = { everyMs: 50, overMs: 1000 } as const;
 export class RunQueue {
   private readonly samples: number[] = [];
   private busy = false;
-  private readonly timer: NodeJS.Timeout;
+  private readonly timer: NodeJS.Timeout | undefined;
 
-  private constructor(private readonly read: () => number | undefined) {
-    this.timer = setInterval(() => {
-      const n = this.read();
-      if (n === undefined) return;
-      this.samples.push(Math.max(0, n - 1 - (this.busy ? 1 : 0)));
-      if (this.samples.length > RUN_QUEUE.overMs / RUN_QUEUE.everyMs) this.samples.shift();
-    }, RUN_QUEUE.everyMs);
+  private constructor(
+    private readonly read: () => number | undefined,
+    timed: boolean,
+  ) {
+    if (!timed) return;
+    this.timer = setInterval(() => this.sample(), RUN_QUEUE.everyMs);
     this.timer.unref();
   }
 
-  /** Starts sampling; undefined on a host without /proc/stat. */
-  static start(read: () => number | undefined = readProcsRunning): RunQueue | undefined {
-    return read() === undefined ? undefined : new RunQueue(read);
+  /**
+   * Starts sampling every {@link RUN_QUEUE}.everyMs; undefined on a host without /proc/stat. With `timed: false`
+   * nothing samples but {@link RunQueue.sample} (tests drive it).
+   */
+  static start(read: () => number | undefined = readProcsRunning, timed = true): RunQueue | undefined {
+    return read() === undefined ? undefined : new RunQueue(read, timed);
+  }
+
+  /** Reads the run queue once into the last second's window. */
+  sample(): void {
+    const n = this.read();
+    if (n === undefined) return;
+    this.samples.push(Math.max(0, n - 1 - (this.busy ? 1 : 0)));
+    if (this.samples.length > RUN_QUEUE.overMs / RUN_QUEUE.everyMs) this.samples.shift();
   }
 
   /** Marks the device computing (its computing thread is then runnable, and not load) or not. */
@@ -239,7 +249,7 @@ export class RunQueue {
 
   /** Stops sampling. */
   stop(): void {
-    clearInterval(this.timer);
+    if (this.timer) clearInterval(this.timer);
   }
 }
 
