@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   pipeline: () => import('./pipeline.ts'),
   loop: () => import('./loop.ts'),
   emulation: () => import('./emulation.ts'),
+  paper: () => import('./paper/run.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -37,8 +37,8 @@ export interface PlanLine {
 export interface ScenarioOptions {
   /** `edgecut edge` arguments (model, source, emulation, window...); `--report json` and the broker are added. */
   edge: string[];
-  /** `edgecut planner` arguments. */
-  planner?: string[];
+  /** `edgecut planner` arguments; `false` runs no planner (the caller publishes plans, e.g. in `drive`). */
+  planner?: string[] | false;
   /** `edgecut tail` arguments of each worker (one entry per worker); the models directory must be among them. */
   tails: string[][];
   /** Environment of every service. */
@@ -55,6 +55,11 @@ export interface ScenarioOptions {
   onServices?: (procs: { broker: ServiceProcess; planner: ServiceProcess; tails: ServiceProcess[] }) => void;
   /** Called with the broker's URL once it is up (e.g. to watch topics). */
   onBroker?: (url: string) => void;
+  /**
+   * Drives a running scenario (publishes plans, waits for frames): called once the edge is up, with the broker's
+   * URL; when it resolves the edge is stopped and the scenario ends, when it rejects the scenario fails.
+   */
+  drive?: (ctx: { url: string; edge: ServiceProcess }) => Promise<void>;
   /** Gives up after this long (ms). Default 10 minutes. */
   timeoutMs?: number;
 }
@@ -95,20 +100,23 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         env,
       }),
     );
-    const planner = startService('planner', ['planner', ...(o.planner ?? [])], {
-      ...quiet,
-      ...base,
-      env: { ...env, LOG_LEVEL: 'info' },
-      onStderr: (line) => {
-        const p = parsePlanLog(line);
-        if (!p) return;
-        plans.push(p);
-        o.onPlan?.(p);
-      },
-    });
-    procs.push(...tails, planner);
-    await Promise.all([...tails.map((t) => t.ready), planner.ready]);
-    o.onServices?.({ broker, planner, tails });
+    const planner =
+      o.planner === false
+        ? undefined
+        : startService('planner', ['planner', ...(o.planner ?? [])], {
+            ...quiet,
+            ...base,
+            env: { ...env, LOG_LEVEL: 'info' },
+            onStderr: (line) => {
+              const p = parsePlanLog(line);
+              if (!p) return;
+              plans.push(p);
+              o.onPlan?.(p);
+            },
+          });
+    procs.push(...tails, ...(planner ? [planner] : []));
+    await Promise.all([...tails.map((t) => t.ready), planner?.ready]);
+    if (planner) o.onServices?.({ broker, planner, tails });
     const edge = startService('edge', ['edge', ...o.edge, '--report', 'json'], {
       ...base,
       env: { ...env, LOG_LEVEL: 'warn' },
@@ -131,8 +139,25 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     );
     const timeoutMs = o.timeoutMs ?? 600_000;
     let timer: NodeJS.Timeout | undefined;
+    let driven: Promise<number> | undefined;
+    if (o.drive) {
+      const drive = o.drive;
+      const done = edge.ready.then(() => drive({ url, edge }));
+      done.catch(() => undefined); // reported through the race below, or moot once the edge has exited
+      let stopping = false;
+      driven = Promise.race([
+        done.then(() => {
+          stopping = true;
+          return edge.stop(10_000);
+        }),
+        edge.exited.then((code) => {
+          if (stopping) return code;
+          throw new Error(`the edge exited (code ${code}) while the scenario was driven`);
+        }),
+      ]);
+    }
     const exitCode = await Promise.race([
-      edge.exited,
+      driven ?? edge.exited,
       new Promise<number>((_, reject) => {
         timer = setTimeout(
           () => reject(new Error(`scenario did not finish within ${timeoutMs} ms (${frames.length} frames)`)),

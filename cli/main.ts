@@ -255,6 +255,34 @@ device
     devicePresetsCommand(o);
   });
 
+const bench = program.command('bench').description('benchmarks that run the real services');
+bench
+  .command('paper')
+  .description(
+    "measure the paper's scenarios live (emulated devices and links): edge only, full offload, the auto planner and an oracle; writes docs/results.md",
+  )
+  .option('--quick', 'a reduced grid (one model, one configuration, one uplink)')
+  .option('--jobs <n>', 'scenarios measured at once', undefined)
+  .option('--out <file>', 'results file, read to resume and written after every scenario')
+  .option('--doc <dir>', 'where results.md and its charts go')
+  .option('--fresh', 'measure everything again instead of resuming')
+  .option('--render-only', 'render the doc from the results file without measuring')
+  .option('--only <id>', 'only scenarios whose id (model|edge|tail|uplink) contains this, or robot, or steps')
+  .action(
+    async (o: {
+      quick?: boolean;
+      jobs?: string;
+      out?: string;
+      doc?: string;
+      fresh?: boolean;
+      renderOnly?: boolean;
+      only?: string;
+    }) => {
+      const { paperOptions, runPaper } = await import('../bench/paper/run.ts');
+      await runPaper(paperOptions({ ...o, docDir: o.doc }));
+    },
+  );
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

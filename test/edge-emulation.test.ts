@@ -193,7 +193,10 @@ test('run-queue contention: the other processes runnable, averaged, as Fig. 17 s
   // Four busy processes besides the reader on two cores: (4 + 1) / 2.
   running = 5;
   queue.sample();
-  t.true(queue.others() > 0 && queue.others() < 1, 'one sample of the last second moves the average a little');
+  t.true(
+    queue.others() > 0 && queue.others() < 1,
+    'one sample of the last second moves the average a little',
+  );
   second();
   t.is(queue.others(), 4);
   t.true(Math.abs(c.factor() - 2.5) < 0.01, `${c.factor()}`);

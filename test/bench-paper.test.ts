@@ -1,0 +1,85 @@
+/**
+ * `edgecut bench paper`: the quick grid runs the real services end to end and renders a doc with the structure of
+ * docs/results.md; docs/results.md and its charts are exactly what docs/results.json renders to; bad flags get one
+ * line.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { docStructure, renderResultsDoc } from '../bench/paper/doc.ts';
+import { readResults } from '../bench/paper/results.ts';
+import { edgecut } from './helpers/cli.ts';
+
+const run = promisify(execFile);
+
+test('npm run bench -- paper --quick measures every contender live and renders the structure of docs/results.md', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-bench-paper-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const out = join(dir, 'results.json');
+  const { stdout, stderr } = await run(
+    'npm',
+    ['run', '--silent', 'bench', '--', 'paper', '--quick', '--out', out, '--doc', dir],
+    { timeout: 240_000 },
+  );
+  t.regex(stdout, /wrote .*results\.md and \d+ charts/);
+  t.regex(stderr, /squeezenet1\.0\|rpi3b-ncs\|host\|10mbps done \(100%/);
+  const r = await readResults(out);
+  if (!r) return t.fail('no results file');
+  t.is(r.grid, 'quick');
+  t.is(r.edgeOnly.length, 1);
+  const edge = r.edgeOnly[0]!.run;
+  t.true(edge.frames >= 2 && edge.fps > 0 && edge.offloaded === 0, JSON.stringify(edge));
+  // The emulated NCS runs SqueezeNet in 48 ms (the paper's Table III): about 20 fps one frame at a time.
+  t.true(edge.medianMs > 40 && edge.medianMs < 120, `edge only median ${edge.medianMs} ms`);
+  t.is(r.scenarios.length, 1);
+  const s = r.scenarios[0]!;
+  t.is(s.fullOffload.cut, 0);
+  t.is(s.fullOffload.offloaded, s.fullOffload.frames);
+  // Full offload sends the 588 KiB input at 10 Mbit/s: at least 470 ms per frame.
+  t.true(s.fullOffload.medianMs > 470, `full offload ${s.fullOffload.medianMs} ms`);
+  t.is(s.oracle.measured[0]!.cut, 0);
+  t.true(s.oracle.measured.length >= 2, 'the oracle measured cuts besides full offload');
+  t.true(s.oracle.bestFps >= Math.max(edge.fps, ...s.oracle.measured.map((m) => m.fps)) - 1e-9);
+  t.true(s.oracle.pruned > 0, 'cuts whose lower bound cannot win were not measured');
+  for (const a of [s.autoSequential, s.autoPipelined]) {
+    t.is(a.lost, 0);
+    t.is(a.warmup, 10);
+    t.true(a.frames >= 3 && a.fps > 0);
+    t.true(a.plans.length >= 1, 'the planner published a plan');
+  }
+  t.is(s.autoSequential.window, 1);
+  t.is(s.autoPipelined.window, 2);
+  // The same structure as the committed doc (which the full grid rendered).
+  const doc = await readFile(join(dir, 'results.md'), 'utf8');
+  const committed = await readFile('docs/results.md', 'utf8');
+  t.deepEqual(docStructure(doc), docStructure(committed));
+});
+
+test('docs/results.md and its charts are what docs/results.json renders to (npm run bench -- paper --render-only)', async (t) => {
+  const r = await readResults('docs/results.json');
+  if (!r) return t.fail('docs/results.json is missing: run npm run bench -- paper');
+  t.is(r.grid, 'full');
+  const doc = await renderResultsDoc(r, { chartsDir: 'results' });
+  t.is(await readFile('docs/results.md', 'utf8'), doc.markdown, 'run npm run bench -- paper --render-only');
+  for (const c of doc.charts) t.is(await readFile(join('docs/results', c.file), 'utf8'), c.svg, c.file);
+});
+
+test('edgecut bench paper: bad flags and a missing results file get one line', async (t) => {
+  const jobs = await edgecut(['bench', 'paper', '--jobs', '0']);
+  t.is(jobs.code, 2);
+  t.is(jobs.stderr.trim(), 'edgecut: --jobs 0 is not allowed: expected a whole number >= 1');
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-bench-paper-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const none = await edgecut(['bench', 'paper', '--render-only', '--out', join(dir, 'none.json')]);
+  t.is(none.code, 2);
+  t.regex(
+    none.stderr.trim(),
+    /^edgecut: no results in .*none\.json: run the benchmark without --render-only first$/,
+  );
+  const help = await edgecut(['bench', 'paper', '--help']);
+  for (const flag of ['--quick', '--jobs', '--out', '--doc', '--fresh', '--render-only', '--only'])
+    t.true(help.stdout.includes(flag), flag);
+});
