@@ -74,6 +74,11 @@ export const DeviceTelemetrySchema = z.object({
   /** Heads run at each cut since the last telemetry (absent from older devices: then every cut counts as fresh). */
   headCounts: z.record(z.string(), z.number().int().min(0)).optional(),
   /**
+   * Per cut of `headMs`: the other processes' runnable threads averaged over those heads (the median over the same
+   * frames), so the planner can carry a head measured under one load over to the load now (`othersRunnable`).
+   */
+  headOthers: z.record(z.string(), z.number().min(0)).optional(),
+  /**
    * Uplink samples since the last telemetry: packet bytes of a QoS 1 PUBLISH and seconds from when it could start
    * on the link to its PUBACK (services/edge-head/uplink.ts).
    */

@@ -538,3 +538,23 @@ test('a tail worker refuses to emulate a device faster than this host, in one li
   );
   await t.throwsAsync(() => worker.start(), { instanceOf: UserError, message: /faster than this host/ });
 });
+
+test('run queue: the other processes averaged since a mark (over one head), the last second without a sample since', (t) => {
+  let running = 1;
+  const queue = RunQueue.start(() => running, false);
+  if (!queue) return t.fail('a reader was given');
+  t.teardown(() => queue.stop());
+  queue.sample();
+  const mark = queue.mark();
+  t.is(queue.othersSince(mark), 0, 'no sample since: the last second');
+  running = 5;
+  queue.sample();
+  running = 3;
+  queue.sample();
+  t.is(queue.othersSince(mark), 3, '(4 + 2) / 2');
+  // The device's own computing thread is not counted.
+  queue.computing(true);
+  const during = queue.mark();
+  queue.sample();
+  t.is(queue.othersSince(during), 1);
+});

@@ -7,7 +7,12 @@
 import test from 'ava';
 import { loadFactor } from '../common/load.ts';
 import { type DeviceTelemetry, DeviceTelemetrySchema, parseJson } from '../schemas/messages.ts';
-import { type EdgeLoadState, MIN_HEAD_SHARE, nextEdgeLoad } from '../services/planner/inputs.ts';
+import {
+  type EdgeLoadState,
+  MIN_HEAD_SHARE,
+  nextEdgeLoad,
+  persistentOthers,
+} from '../services/planner/inputs.ts';
 import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
 
 // Six layers, 200 ms in all; the first is a 1 ms input normalisation (0.5% of the model, below MIN_HEAD_SHARE).
@@ -123,11 +128,20 @@ test('measured: with no fresh head the last factor is held, scaled by the change
   );
   t.is(none.factor, 2);
   // Other processes take 2 run-queue slots on 2 cores: Fig. 17 says (2 + 1) / 2 = 1.5 vs max(1, 1 / 2) = 1 before.
+  // One report is not yet a change (a burst of another process moves one report); the second one is.
+  const first = nextEdgeLoad(
+    'measured',
+    profile,
+    telemetry(61_500, {}, {}, { loadavg1: 2.1, ownLoad1: 0.1 }),
+    none,
+    61_500,
+  );
+  t.is(first.factor, 2);
   const busy = nextEdgeLoad(
     'measured',
     profile,
     telemetry(62_000, {}, {}, { loadavg1: 2.1, ownLoad1: 0.1 }),
-    none,
+    first,
     62_000,
   );
   const scale = loadFactor(2 + 1, 2) / loadFactor(0 + 1, 2);
@@ -143,12 +157,20 @@ test('measured: with no fresh head the last factor is held, scaled by the change
     63_000,
   );
   t.true(Math.abs(again.factor - 3) < 1e-9, `${again.factor}`);
-  // The others gone again: back to 2.
+  // The others gone again (two reports): back to 2.
+  const going = nextEdgeLoad(
+    'measured',
+    profile,
+    telemetry(63_500, {}, {}, { loadavg1: 0.1, ownLoad1: 0.1 }),
+    again,
+    63_500,
+  );
+  t.true(Math.abs(going.factor - 3) < 1e-9, `${going.factor}`);
   const calm = nextEdgeLoad(
     'measured',
     profile,
     telemetry(64_000, {}, {}, { loadavg1: 0.1, ownLoad1: 0.1 }),
-    again,
+    going,
     64_000,
   );
   t.true(Math.abs(calm.factor - 2) < 1e-9, `${calm.factor}`);
@@ -275,3 +297,70 @@ function parseError(fn: () => unknown): string {
   }
   return '';
 }
+
+test('measured: a head measured under another load than now is carried over to now (headOthers vs othersRunnable)', (t) => {
+  const under = (at: number, ratio: number, during: number, now: number) => ({
+    ...telemetry(at, { 4: ratio * head(4) }, { 4: 1 }),
+    headOthers: { 4: during },
+    othersRunnable: now,
+  });
+  // The head ran idle (1x); four busy processes came on as it ended, seen in this report and the one before:
+  // (4 + 1) / 2 = 2.5 now, not 1.
+  const before = { factor: 1, source: 'x', others: 4, othersLevel: 0 };
+  const on = nextEdgeLoad('measured', profile, under(1000, 1, 0, 4), before, 1000);
+  t.true(Math.abs(on.factor - 2.5) < 1e-9, `${on.factor}`);
+  t.regex(on.source, /carried from the other processes' load during it 0\.00 to now 4\.00/);
+  // Seen in one report only (a burst): the head as measured.
+  const burst = nextEdgeLoad('measured', profile, under(1000, 1, 0, 4), { ...before, others: 0 }, 1000);
+  t.is(burst.factor, 1);
+  t.notRegex(burst.source, /carried/);
+  // Half the head under the load (2 on average: 1.5x by Fig. 17, measured 1.5x): 2.5 now.
+  const half = nextEdgeLoad('measured', profile, under(2000, 1.5, 2, 4), on, 2000);
+  t.true(Math.abs(half.factor - 2.5) < 1e-9, `${half.factor}`);
+  // Measured loaded (2.5x under 4 others); the load went as it ended (two reports): 1 now.
+  const off = nextEdgeLoad(
+    'measured',
+    profile,
+    under(3000, 2.5, 4, 0),
+    { ...half, others: 0, othersLevel: 4 },
+    3000,
+  );
+  t.true(Math.abs(off.factor - 1) < 1e-9, `${off.factor}`);
+  // Under the same load as now (the level at 4 again): the measurement as it is, and no word of carrying.
+  const same = nextEdgeLoad('measured', profile, under(4000, 2.5, 4, 4), { ...off, othersLevel: 4 }, 4000);
+  t.true(Math.abs(same.factor - 2.5) < 1e-9);
+  t.notRegex(same.source, /carried/);
+});
+
+test('measured: between two heads the held factor follows the other processes within two reports, not after HELD_AS_MEASURED_MS', (t) => {
+  const measured = nextEdgeLoad(
+    'measured',
+    profile,
+    { ...telemetry(1000, { 4: head(4) }, { 4: 1 }), othersRunnable: 0, headOthers: { 4: 0 } },
+    undefined,
+    1000,
+  );
+  t.is(measured.factor, 1);
+  // One and two seconds later, no head finished yet, four busy processes runnable: 2.5 from the second report.
+  const report = (at: number, others: number) => ({
+    ...telemetry(at, { 4: head(4) }, { 4: 0 }),
+    othersRunnable: others,
+  });
+  const first = nextEdgeLoad('measured', profile, report(2000, 4), measured, 2000);
+  t.is(first.factor, 1);
+  const loaded = nextEdgeLoad('measured', profile, report(3000, 5), first, 3000);
+  t.true(Math.abs(loaded.factor - 2.5) < 1e-9, `the nearer of 4 and 5: ${loaded.factor}`);
+  t.regex(loaded.source, /scaled by the other processes' load 0\.00 -> 4\.00/);
+  // Unchanged load between heads: the measurement stands, named as such.
+  const calm = nextEdgeLoad('measured', profile, report(2000, 0), measured, 2000);
+  t.is(calm.factor, 1);
+  t.regex(calm.source, /^measured 1\.00 at cut 4 1 s ago$/);
+});
+
+test('persistentOthers: a change counts when two reports agree on its direction', (t) => {
+  t.is(persistentOthers(4, undefined, 0), 4, 'no report before: as reported');
+  t.is(persistentOthers(4, 0, 0), 0);
+  t.is(persistentOthers(4, 6, 0), 4);
+  t.is(persistentOthers(1, 2, 4), 2);
+  t.is(persistentOthers(5, 1, 4), 4, 'opposite directions: no change');
+});

@@ -173,10 +173,43 @@ test('probe burst at 1 Mbit/s: 4, 8, 16 KiB, stopping at the first probe of at l
   t.is(PROBE.targetMs, 100);
 });
 
-test('probe burst on a fast link goes up to 64 KiB', async (t) => {
+test('probe burst on a fast link goes up to 1 MiB; at 10 Mbit/s it stops at 128 KiB', async (t) => {
   const clock = new FakeClock();
   const sizes = await probeBurst(fakeSend(clock, 100e6), clock.now);
-  t.deepEqual(sizes, [4096, 8192, 16_384, 32_768, 65_536]);
+  t.deepEqual(
+    sizes,
+    [4, 8, 16, 32, 64, 128, 256, 512, 1024].map((k) => k * 1024),
+  );
+  // 128 KiB at 10 Mbit/s: 105 ms.
+  t.deepEqual(
+    await probeBurst(fakeSend(clock, 10e6), clock.now),
+    [4, 8, 16, 32, 64, 128].map((k) => k * 1024),
+  );
+});
+
+test('a probe that stalled (far slower than twice the one before) is sent again, once', async (t) => {
+  const clock = new FakeClock();
+  const link = fakeSend(clock, 100e6);
+  let n = 0;
+  // The 128 KiB probe stalls for 250 ms once (a busy broker): sent again, and the burst goes on to 1 MiB.
+  const stallOnce = async (bytes: number) => {
+    if (bytes === 131_072 && n++ === 0) clock.t += 250;
+    await link(bytes);
+  };
+  const sizes = await probeBurst(stallOnce, clock.now);
+  t.deepEqual(
+    sizes,
+    [4, 8, 16, 32, 64, 128, 128, 256, 512, 1024].map((k) => k * 1024),
+  );
+  // Stalling every time: sent twice, then the burst ends.
+  const always = async (bytes: number) => {
+    if (bytes === 131_072) clock.t += 250;
+    await link(bytes);
+  };
+  t.deepEqual(
+    await probeBurst(always, clock.now),
+    [4, 8, 16, 32, 64, 128, 128].map((k) => k * 1024),
+  );
 });
 
 test('probe burst on a very slow link still sends two probes', async (t) => {

@@ -209,6 +209,8 @@ export const RUN_QUEUE = { everyMs: 50, overMs: 1000 } as const;
 export class RunQueue {
   private readonly samples: number[] = [];
   private busy = false;
+  private sum = 0;
+  private count = 0;
   private readonly timer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -232,8 +234,25 @@ export class RunQueue {
   sample(): void {
     const n = this.read();
     if (n === undefined) return;
-    this.samples.push(Math.max(0, n - 1 - (this.busy ? 1 : 0)));
+    const others = Math.max(0, n - 1 - (this.busy ? 1 : 0));
+    this.samples.push(others);
     if (this.samples.length > RUN_QUEUE.overMs / RUN_QUEUE.everyMs) this.samples.shift();
+    this.sum += others;
+    this.count++;
+  }
+
+  /** A mark to average the other processes' load from (see {@link RunQueue.othersSince}). */
+  mark(): { sum: number; count: number } {
+    return { sum: this.sum, count: this.count };
+  }
+
+  /**
+   * The other processes' runnable threads averaged over the samples since `mark` (e.g. over one head); the last
+   * second's average when no sample was taken since.
+   */
+  othersSince(mark: { sum: number; count: number }): number {
+    const n = this.count - mark.count;
+    return n > 0 ? (this.sum - mark.sum) / n : this.others();
   }
 
   /** Marks the device computing (its computing thread is then runnable, and not load) or not. */

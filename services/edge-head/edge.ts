@@ -67,6 +67,9 @@ export interface EdgeOptions {
 
 export type { FrameReport } from './frame-report.ts';
 
+/** Telemetry waits for a probe burst to end for at most this long (ms). */
+const PROBE_HOLD_MS = 2000;
+
 /** How long offloading pauses after an upload slower than its deadline, unless a new plan comes first (ms). */
 export const SLOW_UPLINK_PAUSE_MS = 5000;
 
@@ -196,6 +199,10 @@ export class EdgeHead {
     this.telemetryTimer = setInterval(() => {
       if (this.idleLink() && this.clock.now() - this.lastProbeAt >= (this.opts.probeMs ?? 15_000))
         this.probe();
+      // A probe burst is one piece of evidence: its samples go out together when it ends (a part of it, only
+      // the small probes, fits a fast link by the fixed cost of a message), unless it takes long (a slow or
+      // dead link, whose lower bounds the planner needs now).
+      if (this.probing && this.clock.now() - this.lastProbeAt < PROBE_HOLD_MS) return;
       void this.publishTelemetry();
     }, this.opts.telemetryMs);
     this.telemetryTimer.unref();
@@ -218,7 +225,10 @@ export class EdgeHead {
       this.clock.now,
       this.stopProbe.signal,
     )
-      .then((sizes) => this.logger.debug({ sizes }, 'uplink probed'))
+      .then((sizes) => {
+        this.logger.debug({ sizes }, 'uplink probed');
+        void this.publishTelemetry();
+      })
       .catch((err: unknown) => this.logger.debug({ err: errorMessage(err) }, 'uplink probe failed'))
       .finally(() => {
         this.probing = undefined;
@@ -286,22 +296,25 @@ export class EdgeHead {
     const requestId = randomUUID();
     const times = { ...emptyTimes(), captured: frame.capturedAt };
     // Loading a session (once per cut) is set-up, not inference: it is neither timed nor stretched.
+    let othersDuring: number | undefined;
     const head = await this.compute.run(async () => {
       const session =
         cut.index === 0 ? undefined : await this.session(`head:${cut.index}`, cut.index, 'head');
       this.runQueue?.computing(true);
+      const mark = this.runQueue?.mark();
       try {
         return await this.stretch.run(
           async () => (session ? runWire(session, frame.inputs) : frame.inputs),
           profiledSpan(this.profile, 0, cut.index),
         );
       } finally {
+        if (mark) othersDuring = this.runQueue!.othersSince(mark);
         this.runQueue?.computing(false);
       }
     });
     times.headStart = head.start;
     times.headEnd = head.start + head.ms;
-    this.telemetry.head(cut.index, head.ms);
+    this.telemetry.head(cut.index, head.ms, othersDuring);
     const base: ReportBase = {
       index: frame.index,
       requestId,

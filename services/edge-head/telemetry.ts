@@ -93,6 +93,7 @@ export class OwnLoad {
 /** Collects what the device's telemetry reports between two periods. */
 export class TelemetryRecorder {
   private readonly headSamples = new Map<number, number[]>();
+  private readonly headOthers = new Map<number, number[]>();
   private headCounts = new Map<number, number>();
   private lastCut: number | undefined;
   private late: NonNullable<DeviceTelemetry['late']> = [];
@@ -113,16 +114,27 @@ export class TelemetryRecorder {
     this.own = new OwnLoad(now);
   }
 
-  /** Records a head latency at a cut (the last {@link HEAD_SAMPLES} per cut are kept). */
-  head(cut: number, ms: number): void {
+  /**
+   * Records a head latency at a cut (the last {@link HEAD_SAMPLES} per cut are kept), with the other processes'
+   * runnable threads averaged over the head when the run queue is read.
+   */
+  head(cut: number, ms: number, othersDuring?: number): void {
     // Heads at a cut the device left and came back to are of another time: they start over.
-    if (this.lastCut !== cut) this.headSamples.delete(cut);
+    if (this.lastCut !== cut) {
+      this.headSamples.delete(cut);
+      this.headOthers.delete(cut);
+    }
     this.lastCut = cut;
     const list = this.headSamples.get(cut) ?? [];
     list.push(ms);
     if (list.length > HEAD_SAMPLES) list.shift();
     this.headSamples.set(cut, list);
     this.headCounts.set(cut, (this.headCounts.get(cut) ?? 0) + 1);
+    if (othersDuring === undefined || this.isolated) return;
+    const others = this.headOthers.get(cut) ?? [];
+    others.push(othersDuring);
+    if (others.length > HEAD_SAMPLES) others.shift();
+    this.headOthers.set(cut, others);
   }
 
   /** Records a frame that missed its deadline (the last 64 are kept until the next telemetry). */
@@ -143,6 +155,8 @@ export class TelemetryRecorder {
       : host;
     const headMs: Record<string, number> = {};
     for (const [cut, list] of this.headSamples) headMs[String(cut)] = median(list);
+    const headOthers: Record<string, number> = {};
+    for (const [cut, list] of this.headOthers) headOthers[String(cut)] = median(list);
     const headCounts = Object.fromEntries([...this.headCounts].map(([k, n]) => [String(k), n]));
     this.headCounts = new Map();
     const { samples, censored } = this.uplink.take();
@@ -158,6 +172,7 @@ export class TelemetryRecorder {
           ? { othersRunnable: this.runQueue.others() }
           : {}),
       headMs,
+      ...(this.headOthers.size > 0 ? { headOthers } : {}),
       headCounts,
       transfers: samples,
       ...(censored.length > 0 ? { censored } : {}),

@@ -110,12 +110,26 @@ export class UplinkMeter {
   }
 }
 
-/** Probe sizes: start here, double while a probe takes less than the target, at most the maximum. */
-export const PROBE = { firstBytes: 4096, maxBytes: 64 * 1024, targetMs: 100, minProbes: 2 } as const;
+/**
+ * Probe sizes: start here, double while a probe takes less than the target, at most the maximum. The maximum is
+ * large enough for a fast link's probe to be timed by its bytes, not by the fixed cost of a message (at 100 Mbit/s
+ * 64 KiB takes 5 ms, about a broker round trip on a busy host, and fits to a link tens of times too slow; 1 MiB
+ * takes 84 ms). A slow link stops long before it: 16 KiB at 1 Mbit/s.
+ */
+export const PROBE = {
+  firstBytes: 4096,
+  maxBytes: 1024 * 1024,
+  targetMs: 100,
+  minProbes: 2,
+  /** A probe slower than stallRatio x twice the previous one, plus stallMs, stalled: it is sent again, once. */
+  stallRatio: 4,
+  stallMs: 20,
+} as const;
 
 /**
  * Sends one probe burst through `send` (which resolves at the PUBACK): sizes 4 KiB, 8 KiB, ... until a probe takes
- * at least {@link PROBE}.targetMs (after at least two) or the maximum size is reached. Returns the sizes sent.
+ * at least {@link PROBE}.targetMs (after at least two) or the maximum size is reached; a probe that stalled is sent
+ * again once. Returns the sizes sent.
  */
 export async function probeBurst(
   send: (bytes: number) => Promise<void>,
@@ -123,12 +137,24 @@ export async function probeBurst(
   signal?: AbortSignal,
 ): Promise<number[]> {
   const sent: number[] = [];
+  let previousMs: number | undefined;
+  let retried = false;
   for (let bytes = PROBE.firstBytes; bytes <= PROBE.maxBytes; bytes *= 2) {
     if (signal?.aborted) break;
     const t0 = now();
     await send(bytes);
     sent.push(bytes);
-    if (sent.length >= PROBE.minProbes && now() - t0 >= PROBE.targetMs) break;
+    const ms = now() - t0;
+    if (sent.length >= PROBE.minProbes && ms >= PROBE.targetMs) {
+      // A stall (a busy broker or host), not the link: twice the bytes took far more than twice the time. The
+      // same size once more, so that one hiccup neither ends the burst nor is its largest, most weighty sample.
+      const stalled = previousMs !== undefined && ms > PROBE.stallRatio * 2 * previousMs + PROBE.stallMs;
+      if (!stalled || retried) break;
+      retried = true;
+      bytes /= 2;
+      continue;
+    }
+    previousMs = ms;
   }
   return sent;
 }

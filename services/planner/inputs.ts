@@ -29,11 +29,28 @@ export interface LoadFactor {
 export interface EdgeLoadState extends LoadFactor {
   /** A factor measured from heads, kept while no head runs. */
   measured?: { factor: number; cut: number; othersLoad: number; at: number };
+  /** The other processes' load as the last telemetry reported it. */
+  others?: number;
+  /** The other processes' load the factor was carried to: it moves once two reports agree (persistentOthers). */
+  othersLevel?: number;
 }
 
 /**
- * For this long after the last measured head (ms) the measurement stands as it is: the device is between two heads.
- * Later no head runs (full offload, frames paused), and the held factor follows the other processes' load.
+ * The other processes' load level after a report: `now` when it and the previous report both moved away from the
+ * level in the same direction (the nearer of the two), else the level as it was. A one-second burst of another
+ * process moves one report, not two, so it does not move the plan.
+ */
+export function persistentOthers(now: number, previous: number | undefined, reference: number): number {
+  if (previous === undefined) return now;
+  if (now > reference && previous > reference) return Math.min(now, previous);
+  if (now < reference && previous < reference) return Math.max(now, previous);
+  return reference;
+}
+
+/**
+ * For this long after the last measured head (ms) the device is taken to be between two heads (the reason names the
+ * measurement); later no head runs (full offload, frames paused) and the reason says the factor is held. Either way
+ * the held factor follows the other processes' load.
  */
 export const HELD_AS_MEASURED_MS = 5000;
 
@@ -75,11 +92,13 @@ export function loadavgFactor(t: DeviceTelemetry): LoadFactor {
  * `measured`: like with like. For every cut at which heads ran since the last telemetry, the measured head latency
  * (median of the most recent frames) is divided by the profile's head latency at that same cut; the factor is the
  * median of those ratios weighted by the profiled head time (short heads, whose times are mostly noise, count
- * little; heads under {@link MIN_HEAD_SHARE} of the model not at all). Between two heads the last measurement stands
- * ({@link HELD_AS_MEASURED_MS}); when no head ran for longer (full offload, or frames paused), the last measured
- * factor is held, scaled only by how the load of the other processes changed since
- * (Fig. 17's rule applied to both), so the factor does not decay to idle merely because no head ran. Before any
- * head was measured it is 1: the profile as the device measured it at start.
+ * little; heads under {@link MIN_HEAD_SHARE} of the model not at all). A head measured while the other processes'
+ * load was another than now (`headOthers` vs `othersRunnable`: the load came or went during it) is carried over to
+ * now by Fig. 17's rule applied to both, so load switched on shows in the next telemetry, not only after two loaded
+ * heads. Between two heads, and when no head runs (full offload, or frames paused), the last measured factor is
+ * held, scaled the same way by how the other processes' load changed since, so the factor neither decays to idle
+ * merely because no head ran nor waits for a head to see new load. Before any head was measured it is 1: the
+ * profile as the device measured it at start.
  */
 export function nextEdgeLoad(
   mode: EdgeLoadMode,
@@ -93,47 +112,75 @@ export function nextEdgeLoad(
   const avg = loadavgFactor(t);
   if (mode === 'loadavg') return avg;
   const whole = profile.layers.reduce((s, l) => s + l.ms, 0);
-  const ratios: Array<{ ratio: number; weight: number; cut: number; measured: number; profiled: number }> =
-    [];
+  const ratios: Array<{
+    ratio: number;
+    weight: number;
+    cut: number;
+    measured: number;
+    profiled: number;
+    during: number | undefined;
+  }> = [];
   let profiled = 0;
   let k = 0;
   const fresh = (cut: string) => (t.headCounts ? (t.headCounts[cut] ?? 0) > 0 : true);
+  const scale = (others: number) => loadFactor(others + 1, t.cores);
+  const reported = othersLoad(t);
+  const level =
+    prev?.othersLevel === undefined ? reported : persistentOthers(reported, prev.others, prev.othersLevel);
+  const others = { others: reported, othersLevel: level };
   for (const [cut, measured] of Object.entries(t.headMs).sort((a, b) => Number(a[0]) - Number(b[0]))) {
     const c = Number(cut);
     if (!fresh(cut) || !Number.isInteger(c) || c <= 0 || c > profile.layers.length) continue;
     for (; k < c; k++) profiled += profile.layers[k]!.ms;
     if (!(profiled > MIN_HEAD_SHARE * whole) || !(measured > 0)) continue;
-    ratios.push({ ratio: measured / profiled, weight: profiled, cut: c, measured, profiled });
+    // A head measured under another load than now (the load came or went while it ran) is carried over to now.
+    const during = t.headOthers?.[cut];
+    ratios.push({
+      ratio: (measured / profiled) * (during === undefined ? 1 : scale(level) / scale(during)),
+      weight: profiled,
+      cut: c,
+      measured,
+      profiled,
+      during,
+    });
   }
   if (ratios.length > 0) {
     const m = weightedMedian(ratios);
     const factor = Math.max(0.25, m.ratio);
+    const carried =
+      m.during !== undefined && scale(m.during) !== scale(level)
+        ? `, carried from the other processes' load during it ${m.during.toFixed(2)} to now ${level.toFixed(2)}`
+        : '';
     return {
       factor,
-      source: `measured head ${m.measured.toFixed(1)} ms vs profiled ${m.profiled.toFixed(1)} ms at cut ${m.cut}${ratios.length > 1 ? ` (weighted median over ${ratios.length} cuts)` : ''}`,
-      measured: { factor, cut: m.cut, othersLoad: othersLoad(t), at: now },
+      source: `measured head ${m.measured.toFixed(1)} ms vs profiled ${m.profiled.toFixed(1)} ms at cut ${m.cut}${carried}${ratios.length > 1 ? ` (weighted median over ${ratios.length} cuts)` : ''}`,
+      measured: { factor, cut: m.cut, othersLoad: m.during === undefined ? reported : level, at: now },
+      ...others,
     };
   }
   const held = prev?.measured;
   // Before any head: the profile as the device measured it at start, under the load it had then.
-  if (!held) return { factor: 1, source: 'no head measured yet: the profile as measured' };
-  // Between two heads (a head may take longer than a telemetry period) the last measurement stands as it is.
-  if (now - held.at < HELD_AS_MEASURED_MS)
+  if (!held) return { factor: 1, source: 'no head measured yet: the profile as measured', ...others };
+  // Between two heads (a head may take longer than a telemetry period) and when none runs, the last measurement
+  // is held, scaled only by how the other processes' load changed since.
+  const factor = Math.max(0.25, (held.factor * scale(level)) / scale(held.othersLoad));
+  const ago = `${((now - held.at) / 1000).toFixed(0)} s ago`;
+  if (factor === held.factor && now - held.at < HELD_AS_MEASURED_MS)
     return {
-      factor: held.factor,
-      source: `measured ${held.factor.toFixed(2)} at cut ${held.cut} ${((now - held.at) / 1000).toFixed(0)} s ago`,
+      factor,
+      source: `measured ${held.factor.toFixed(2)} at cut ${held.cut} ${ago}`,
       measured: held,
+      ...others,
     };
-  const scale = (others: number) => loadFactor(others + 1, t.cores);
-  const factor = Math.max(0.25, (held.factor * scale(othersLoad(t))) / scale(held.othersLoad));
   return {
     factor,
     source:
-      `held: measured ${held.factor.toFixed(2)} at cut ${held.cut} ${((now - held.at) / 1000).toFixed(0)} s ago` +
+      `held: measured ${held.factor.toFixed(2)} at cut ${held.cut} ${ago}` +
       (factor !== held.factor
-        ? `, scaled by the other processes' load ${held.othersLoad.toFixed(2)} -> ${othersLoad(t).toFixed(2)}`
+        ? `, scaled by the other processes' load ${held.othersLoad.toFixed(2)} -> ${level.toFixed(2)}`
         : ', the other processes’ load unchanged'),
     measured: held,
+    ...others,
   };
 }
 
