@@ -60,6 +60,9 @@ async function main(): Promise<void> {
     "corrected by the table's measured overstatement otherwise. The link has no per-packet set-up (alpha = 0), as",
     "the paper's bandwidth emulation; models are the zoo's (real architectures and shapes, random weights).",
     '',
+    'These are predictions. [results.md](results.md) measures the same scenarios live (`npx edgecut bench paper`):',
+    'frames per second of every contender, and the best cut found by measuring the cuts.',
+    '',
   ];
   for (const name of MODELS) {
     const handle = await loadModelRef(name);

@@ -56,6 +56,17 @@ test('npm run bench -- paper --quick measures every contender live and renders t
   const doc = await readFile(join(dir, 'results.md'), 'utf8');
   const committed = await readFile('docs/results.md', 'utf8');
   t.deepEqual(docStructure(doc), docStructure(committed));
+  // Run again on the same results file: everything is measured already, so it resumes with nothing to do.
+  const again = await run(
+    'npm',
+    ['run', '--silent', 'bench', '--', 'paper', '--quick', '--out', out, '--doc', dir],
+    {
+      timeout: 60_000,
+    },
+  );
+  t.notRegex(again.stderr, /done \(/, 'nothing measured again');
+  t.deepEqual(await readResults(out), r);
+  t.is(await readFile(join(dir, 'results.md'), 'utf8'), doc);
 });
 
 test('docs/results.md and its charts are what docs/results.json renders to (npm run bench -- paper --render-only)', async (t) => {
