@@ -187,7 +187,7 @@ test('probe burst on a fast link goes up to 1 MiB; at 10 Mbit/s it stops at 128 
   );
 });
 
-test('a probe that stalled (far slower than twice the one before) is sent again, once', async (t) => {
+test('a probe that stalled (far slower than twice the one before) is sent again, at most twice a burst', async (t) => {
   const clock = new FakeClock();
   const link = fakeSend(clock, 100e6);
   let n = 0;
@@ -196,20 +196,21 @@ test('a probe that stalled (far slower than twice the one before) is sent again,
     if (bytes === 131_072 && n++ === 0) clock.t += 250;
     await link(bytes);
   };
-  const sizes = await probeBurst(stallOnce, clock.now);
-  t.deepEqual(
-    sizes,
-    [4, 8, 16, 32, 64, 128, 128, 256, 512, 1024].map((k) => k * 1024),
-  );
-  // Stalling every time: sent twice, then the burst ends.
+  const kib = (sizes: number[]) => sizes.map((k) => k * 1024);
+  t.deepEqual(await probeBurst(stallOnce, clock.now), kib([4, 8, 16, 32, 64, 128, 128, 256, 512, 1024]));
+  // Stalling every time: sent three times, then the burst ends.
   const always = async (bytes: number) => {
     if (bytes === 131_072) clock.t += 250;
     await link(bytes);
   };
-  t.deepEqual(
-    await probeBurst(always, clock.now),
-    [4, 8, 16, 32, 64, 128, 128].map((k) => k * 1024),
-  );
+  t.deepEqual(await probeBurst(always, clock.now), kib([4, 8, 16, 32, 64, 128, 128, 128]));
+  // A small probe that stalls past 100 ms on a fast link (16 KiB, where 8 KiB took 1 ms) does not end the burst.
+  let once = 0;
+  const small = async (bytes: number) => {
+    if (bytes === 16_384 && once++ === 0) clock.t += 100;
+    await link(bytes);
+  };
+  t.deepEqual(await probeBurst(small, clock.now), kib([4, 8, 16, 16, 32, 64, 128, 256, 512, 1024]));
 });
 
 test('probe burst on a very slow link still sends two probes', async (t) => {

@@ -121,15 +121,17 @@ export const PROBE = {
   maxBytes: 1024 * 1024,
   targetMs: 100,
   minProbes: 2,
-  /** A probe slower than stallRatio x twice the previous one, plus stallMs, stalled: it is sent again, once. */
-  stallRatio: 4,
-  stallMs: 20,
+  /** A probe slower than stallRatio x the previous one (half its size), plus stallMs, stalled: it is sent again. */
+  stallRatio: 3,
+  stallMs: 10,
+  /** Stalled probes sent again per burst, at most. */
+  maxRetries: 2,
 } as const;
 
 /**
  * Sends one probe burst through `send` (which resolves at the PUBACK): sizes 4 KiB, 8 KiB, ... until a probe takes
  * at least {@link PROBE}.targetMs (after at least two) or the maximum size is reached; a probe that stalled is sent
- * again once. Returns the sizes sent.
+ * again (at most {@link PROBE}.maxRetries per burst). Returns the sizes sent.
  */
 export async function probeBurst(
   send: (bytes: number) => Promise<void>,
@@ -138,7 +140,7 @@ export async function probeBurst(
 ): Promise<number[]> {
   const sent: number[] = [];
   let previousMs: number | undefined;
-  let retried = false;
+  let retries = 0;
   for (let bytes = PROBE.firstBytes; bytes <= PROBE.maxBytes; bytes *= 2) {
     if (signal?.aborted) break;
     const t0 = now();
@@ -146,11 +148,12 @@ export async function probeBurst(
     sent.push(bytes);
     const ms = now() - t0;
     if (sent.length >= PROBE.minProbes && ms >= PROBE.targetMs) {
-      // A stall (a busy broker or host), not the link: twice the bytes took far more than twice the time. The
-      // same size once more, so that one hiccup neither ends the burst nor is its largest, most weighty sample.
-      const stalled = previousMs !== undefined && ms > PROBE.stallRatio * 2 * previousMs + PROBE.stallMs;
-      if (!stalled || retried) break;
-      retried = true;
+      // On the link, twice the bytes take at most about twice the time. A jump beyond that is a stall (a busy
+      // broker or host): the same size again, so that a hiccup neither ends the burst nor becomes its largest,
+      // weightiest sample.
+      const stalled = previousMs !== undefined && ms > PROBE.stallRatio * previousMs + PROBE.stallMs;
+      if (!stalled || retries >= PROBE.maxRetries) break;
+      retries++;
       bytes /= 2;
       continue;
     }
