@@ -719,13 +719,22 @@ const HOW_MEASURED = [
     "paper's.",
   '- Edge only is measured once per model and edge device; neither the link nor a server takes part.',
   '- Full offload sends the input and runs the whole model on the tail (cut 0).',
-  '- Auto is the planner from a cold start with no bandwidth given, one frame at a time (sequential, the ' +
-    "paper's way) and with frames in flight (pipelined).",
-  '- The oracle measures cuts in order of predicted time, with one warm-up frame each, and skips a cut only when ' +
-    "its lower bound (device time + transfer at the link's rate) is above the best measured, so a skipped cut " +
-    'cannot win. Oracle best is the best measured cut, edge only included.',
+  '- Auto is the planner with its defaults from a cold start with no bandwidth given, one frame at a time ' +
+    "(sequential, the paper's way: window 1) and with two frames in flight (pipelined: the edge's default window, " +
+    "for which the planner's default objective is throughput). Its first 10 frames are the cold start; the frames " +
+    'after them are measured (sequential: 3 to 10, about 15 s; pipelined: 4 to 20, about 20 s).',
+  '- The oracle runs the same services without a planner and publishes each cut itself, in order of the time ' +
+    "predicted from the device's and the worker's published profiles and the link's rate. It skips a cut only " +
+    "when the cut's lower bound, 0.97 x its device time (the emulation holds the device for exactly its profiled " +
+    "time) plus its bytes at the link's rate, is above the best frame time measured so far: such a cut cannot " +
+    'win. Frames per cut: 2 warm-up and 3 measured under 1 s per frame, 1 and 2 under 5 s, 0 and 2 under 15 s, ' +
+    'else 1. Oracle best is the best measured cut, edge only included.',
   '- Regret = oracle best fps / auto (sequential) fps - 1; speedup = auto (sequential) fps / edge-only fps.',
-  '- fps = frames / (last answer - first capture), over the frames after the warm-up.',
+  '- fps: for a fixed cut, frames / (last answer - first capture); for the auto runs, frames / (last answer - ' +
+    'the answer before the first measured frame), the steady rate with frames in flight.',
+  '- Three scenarios of Config I run at once: their edge devices are 80-180x slower than this host and their ' +
+    "tails 3-17x, so they mostly wait on emulated time. Config II's, whose edge is only 3-5x slower and whose tail " +
+    'is this host, run alone.',
 ].join('\n');
 
 /**
