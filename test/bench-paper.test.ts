@@ -55,7 +55,13 @@ test('npm run bench -- paper --quick measures every contender live and renders t
   // The same structure as the committed doc (which the full grid rendered).
   const doc = await readFile(join(dir, 'results.md'), 'utf8');
   const committed = await readFile('docs/results.md', 'utf8');
-  t.deepEqual(docStructure(doc), docStructure(committed));
+  // Its sections are the committed doc's, and its tables are among the committed doc's (the quick grid runs
+  // neither the robot experiment nor the step response, whose tables it lacks).
+  const quick = docStructure(doc);
+  const full = docStructure(committed);
+  const headings = (xs: string[]) => xs.filter((x) => x.startsWith('#'));
+  t.deepEqual(headings(quick), headings(full));
+  for (const table of quick.filter((x) => x.startsWith('|'))) t.true(full.includes(table), table);
   // Run again on the same results file: everything is measured already, so it resumes with nothing to do.
   const again = await run(
     'npm',
