@@ -222,3 +222,19 @@ test('estimator: a lower bound above the prediction raises the per-byte cost to 
   t.is(bounded.link.setupMs, plain.link.setupMs);
   t.is(bounded.link.alphaMs, plain.link.alphaMs);
 });
+
+test('right after a change nothing is determined: the old window does not pin the new link down', (t) => {
+  const at = (bps: number, bytes: number) => ({ bytes, seconds: (bytes * 8) / bps + 0.002 });
+  const e = new LinkEstimator(64, base);
+  const before = e.update({ samples: [at(100e6, 4096), at(100e6, 65_536), at(100e6, 1 << 20)] });
+  t.true(before?.determined);
+  // 100 -> 1 Mbit/s: one 588 KiB transfer took 4.8 s where the fit said 50 ms: a change, not yet determined.
+  const after = e.update({ samples: [at(1e6, 602_112)] });
+  t.regex(after?.change ?? '', /became slower/);
+  t.false(after?.determined);
+  // The transfer under way when the link changed stays a lower bound: the fit predicts at least its 4.8 s.
+  t.true(transferMs(after!.link, 602_112) >= 4800, `${transferMs(after!.link, 602_112)}`);
+  // Two sizes 4x apart on the new link pin it down.
+  const pinned = e.update({ samples: [at(1e6, 4096), at(1e6, 32_768)] });
+  t.true(pinned?.determined);
+});

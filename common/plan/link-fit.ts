@@ -253,6 +253,8 @@ export class LinkEstimator {
     // The old fit is kept only as the prior of what the new samples cannot tell (the set-up, for equal sizes).
     this.prior = this.fit?.link;
     this.fit = undefined;
+    // Nothing pins the new link down yet (the old window's verdict does not carry over).
+    this.determined = false;
     this.streak = { dir: 0, from: 0, ratios: [] };
   }
 
