@@ -636,10 +636,35 @@ async function stepRecordSection(
       ['step', 'at (s)', 'to new plan (s)', 'plan changes', 'frames until right', 'fallbacks', 'final cut'],
       rows,
     ),
+    ...slowSteps(rec),
     '',
     `![${title}](${chartsDir}/${file})`,
   ].join('\n');
   return [text, { file, svg }];
+}
+
+/** Why a step took longer than the target to a new plan, from the frames around it. */
+function slowSteps(rec: StepRecord): string[] {
+  const out: string[] = [];
+  for (const st of rec.steps.slice(1)) {
+    if (st.toPlanMs === null || st.toPlanMs <= PLAN_WITHIN_MS) continue;
+    const inFlight = rec.frames.find((f) => f.atMs - f.totalMs < st.atMs && f.atMs > st.atMs);
+    const after = rec.frames.filter((f) => f.atMs > st.atMs && f.atMs <= st.atMs + st.toPlanMs!);
+    const local = after.filter((f) => f.fallback).length;
+    out.push(
+      `- ${st.step}: the new plan came ${seconds(st.toPlanMs)} s after the step` +
+        (inFlight && /bit\/s/.test(st.step)
+          ? `; the frame in flight at the step (cut ${inFlight.cut}) was answered ${seconds(inFlight.atMs - st.atMs)} s after it. ` +
+            'Until its upload is acknowledged, the evidence of the change (that PUBACK, and the telemetry queued ' +
+            'behind the upload on the same MQTT connection) cannot reach the planner'
+          : '') +
+        (inFlight && !/bit\/s/.test(st.step)
+          ? `; the frame in flight at the step (cut ${inFlight.cut}) was answered ${seconds(inFlight.atMs - st.atMs)} s after it, and a head is what measures the load`
+          : '') +
+        `. Meanwhile ${after.length} frames were answered, ${local} of them by the device itself.`,
+    );
+  }
+  return out.length ? ['', ...out] : [];
 }
 
 /** Unique chart file names for the step records. */
