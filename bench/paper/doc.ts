@@ -659,7 +659,7 @@ function slowSteps(rec: StepRecord): string[] {
             'behind the upload on the same MQTT connection) cannot reach the planner'
           : '') +
         (inFlight && !/bit\/s/.test(st.step)
-          ? `; the frame in flight at the step (cut ${inFlight.cut}) was answered ${seconds(inFlight.atMs - st.atMs)} s after it, and a head is what measures the load`
+          ? `; the frame in flight at the step (cut ${inFlight.cut}) was answered ${seconds(inFlight.atMs - st.atMs)} s after it`
           : '') +
         `. Meanwhile ${after.length} frames were answered, ${local} of them by the device itself.`,
     );
