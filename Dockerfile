@@ -20,6 +20,8 @@ COPY --from=build /app/broker ./broker
 COPY --from=build /app/services ./services
 COPY --from=build /app/schemas ./schemas
 COPY --from=build /app/data ./data
+# `edgecut bench paper` measures the paper's scenarios with the real services, on the gateway itself.
+COPY --from=build /app/bench ./bench
 COPY --from=build /app/tsconfig.json ./
 # Every service answers GET /healthz on its METRICS_PORT (compose.yaml sets one per service).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["node", "bin/edgecut.js", "health"]
