@@ -297,7 +297,9 @@ export async function autoRun(
   const start = r.edgeReadyAt;
   const before = frames[o.warmup - 1];
   const run: AutoRun = {
-    ...contender(frames.slice(o.warmup), total - r.frames.length, before?.at),
+    // One frame at a time, fps as for a fixed cut (frames / (last answer - first capture)); with frames in flight,
+    // the steady rate between answers.
+    ...contender(frames.slice(o.warmup), total - r.frames.length, o.window > 1 ? before?.at : undefined),
     window: o.window,
     warmup: o.warmup,
     plans: r.plans.map((p: PlanLine) => ({ cut: p.cut, atMs: Math.max(0, p.at - start), reason: p.reason })),
