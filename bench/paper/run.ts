@@ -218,6 +218,9 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
     for (const c of configs) {
       const id = `${m.name}|${c.edge}`;
       if (results.edgeOnly.some((e) => e.id === id)) continue;
+      // With --only, edge only where a chosen scenario needs it.
+      if (o.only && !c.tails.some((tail) => uplinks.some((u) => `${id}|${tail}|${u}`.includes(o.only!))))
+        continue;
       edgeJobs.push({
         id: `edge only: ${m.name} on ${c.edge}`,
         weight: ((c.edge === 'rpi3b' ? RPI_MS[m.name]! : 300) * 8) / 1000 + 20,
