@@ -4,7 +4,7 @@
  * line.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -96,6 +96,20 @@ test('edgecut bench paper: bad flags and a missing results file get one line', a
     none.stderr.trim(),
     /^edgecut: no results in .*none\.json: run the benchmark without --render-only first$/,
   );
+  // A results file that is not one: one line naming it and what is wrong; nothing is measured over it.
+  const bad = join(dir, 'bad.json');
+  await writeFile(bad, '{"version": 2}');
+  const wrong = await edgecut(['bench', 'paper', '--out', bad]);
+  t.is(wrong.code, 2);
+  t.regex(
+    wrong.stderr.trim(),
+    /^edgecut: .*bad\.json is not an edgecut bench paper results file: version: .+$/,
+  );
+  await writeFile(bad, 'not json');
+  const garbage = await edgecut(['bench', 'paper', '--render-only', '--out', bad]);
+  t.is(garbage.code, 2);
+  t.regex(garbage.stderr.trim(), /^edgecut: .*bad\.json is not an edgecut bench paper results file: /);
+  t.is(garbage.stderr.trim().split('\n').length, 1);
   const help = await edgecut(['bench', 'paper', '--help']);
   for (const flag of ['--quick', '--jobs', '--out', '--doc', '--fresh', '--render-only', '--only'])
     t.true(help.stdout.includes(flag), flag);

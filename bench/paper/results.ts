@@ -5,6 +5,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { UserError } from '../../common/errors.ts';
 
 /** Frames of one contender: throughput and latency. */
 export const ContenderSchema = z.object({
@@ -193,9 +194,15 @@ export async function readResults(path: string): Promise<PaperResults | undefine
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  const parsed = PaperResultsSchema.safeParse(JSON.parse(text));
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${path} is not an edgecut bench paper results file: ${(e as Error).message}`);
+  }
+  const parsed = PaperResultsSchema.safeParse(json);
   if (!parsed.success)
-    throw new Error(
+    throw new UserError(
       `${path} is not an edgecut bench paper results file: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
     );
   return parsed.data;

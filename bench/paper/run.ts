@@ -156,7 +156,11 @@ export async function runPaper(o: PaperOptions): Promise<void> {
   const cache = join(ROOT, '.cache/bench-paper');
   await mkdir(dirname(o.out), { recursive: true });
   let results = o.fresh ? undefined : await readResults(o.out);
-  if (results && results.grid !== (o.quick ? 'quick' : 'full')) results = undefined;
+  const grid = o.quick ? 'quick' : 'full';
+  if (results && results.grid !== grid)
+    throw new UserError(
+      `${o.out} holds the ${results.grid} grid, not the ${grid} one: run with${results.grid === 'quick' ? '' : 'out'} --quick to resume it, or --fresh to measure the ${grid} grid over it`,
+    );
   if (!o.renderOnly) {
     const bench = await hostBench().catch(() => undefined);
     results ??= {
