@@ -73,6 +73,14 @@ test('npm run bench -- paper --quick measures every contender live and renders t
   t.notRegex(again.stderr, /done \(/, 'nothing measured again');
   t.deepEqual(await readResults(out), r);
   t.is(await readFile(join(dir, 'results.md'), 'utf8'), doc);
+  // Without --quick the file is of the other grid: refused in one line, not measured over.
+  const other = await edgecut(['bench', 'paper', '--render-only', '--out', out, '--doc', dir]);
+  t.is(other.code, 2);
+  t.regex(
+    other.stderr.trim(),
+    /holds the quick grid, not the full one: run with --quick to resume it, or --fresh/,
+  );
+  t.deepEqual(await readResults(out), r);
 });
 
 test('docs/results.md and its charts are what docs/results.json renders to (npm run bench -- paper --render-only)', async (t) => {
