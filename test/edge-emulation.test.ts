@@ -3,10 +3,11 @@
  * expected amount (real broker, real worker); the device's compute stretched by a factor stretches head and local
  * tail times by it, and the published profile is the emulated device's.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import { parseConfig } from '../common/config.ts';
 import {
   ComputeStretch,
   type DeviceEmulation,
@@ -31,6 +32,7 @@ import { type Profile, parseProfile } from '../schemas/profile.ts';
 import { topics } from '../schemas/topics.ts';
 import { EdgeHead, type EdgeOptions, type FrameReport } from '../services/edge-head/edge.ts';
 import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
+import { resolveTail, tailSettings } from '../services/server-tail/config.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
 import { waitFor } from './helpers/edge.ts';
@@ -557,4 +559,56 @@ test('run queue: the other processes averaged since a mark (over one head), the 
   const during = queue.mark();
   queue.sample();
   t.is(queue.othersSince(during), 1);
+});
+
+test('a tail worker given a directory of profiles (TAIL_PROFILES) publishes the one naming its model, scaled, instead of measuring', async (t) => {
+  const broker = await startBroker(t);
+  const model = await heavyModel();
+  const { model: other } = await demoModelDir(t);
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-tail-given-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'models'));
+  await mkdir(join(dir, 'profiles'));
+  await writeFile(join(dir, 'models', 'heavy.onnx'), model.bytes);
+  const given = await profileModel(model, { runs: 1, warmup: 0, checkCuts: 0 });
+  // A recognisable profile: every layer 2 ms. Beside it, another model's profile and a file that is not one.
+  const fixed = { ...given, layers: given.layers.map((l) => ({ ...l, ms: 2, p90: 2 })) };
+  await writeFile(
+    join(dir, 'profiles', 'a-other.json'),
+    JSON.stringify(await profileModel(other, { runs: 1, warmup: 0, checkCuts: 0 })),
+  );
+  await writeFile(join(dir, 'profiles', 'b-junk.json'), '{"not": "a profile"}');
+  await writeFile(join(dir, 'profiles', 'c-heavy.json'), JSON.stringify(fixed));
+  const client = await connectClient(t, broker.url);
+  const profiles = await collect(
+    client,
+    topics.workerProfile.build({ worker: 'tail-given', model: model.id }),
+  );
+  const resolved = resolveTail(
+    parseConfig(tailSettings, {
+      MQTT_URL: broker.url,
+      WORKER_ID: 'tail-given',
+      MODELS_DIR: join(dir, 'models'),
+      PROFILE_RUNS: '3',
+      EMULATE_DEVICE: '4',
+      TAIL_PROFILES: join(dir, 'profiles'),
+    }),
+  );
+  t.is(resolved.profilesDir, join(dir, 'profiles'));
+  const worker = new TailWorker(
+    tailOptions({ ...resolved, emulateDevice: { kind: 'factor', factor: 4 } }),
+    silentLogger,
+  );
+  await worker.start();
+  t.teardown(() => worker.stop());
+  const published = parseProfile(JSON.parse((await profiles.next()).payload.toString()), 'worker profile');
+  t.regex(published.device.description, /^EMULATED 4x slower/);
+  t.is(published.device.id, 'tail-given');
+  for (const l of published.layers) t.is(l.ms, 8, 'the given 2 ms, x 4');
+  // A directory that is not there is refused at start, in one line.
+  const err = t.throws(() => resolveTail(parseConfig(tailSettings, { TAIL_PROFILES: join(dir, 'nowhere') })));
+  t.is(
+    err?.message,
+    `TAIL_PROFILES=${join(dir, 'nowhere')} is not allowed: expected measure or a directory of profile JSON files`,
+  );
 });

@@ -775,37 +775,48 @@ function intro(r: PaperResults): string {
   ].join('\n');
 }
 
-const HOW_MEASURED = [
-  '## How it was measured',
-  '',
-  '- Every scenario runs real processes: an embedded broker, the planner, the tail worker(s) and the edge, ' +
-    'exchanging frames over MQTT as in a deployment.',
-  "- Devices are emulated from profiles: the edge's emulated time is a factor times the profiled time on this " +
-    "host. The factor comes from the paper's Table III measured whole-model times for rpi3b and rpi3b-ncs, and " +
-    'from the GFLOPs ratio for iphone6, xeon-e3-1246 and jetson-tx2 (Config I tails).',
-  '- The uplink is a token bucket at the given rate in the edge.',
-  "- Config II's tail is this host, unemulated: the paper's Xeon servers are faster than it, and emulation can " +
-    "only slow a device down. Config II's offloading is therefore measured against a slower server than the " +
-    "paper's.",
-  '- Edge only is measured once per model and edge device; neither the link nor a server takes part.',
-  '- Full offload sends the input and runs the whole model on the tail (cut 0).',
-  '- Auto is the planner with its defaults from a cold start with no bandwidth given, one frame at a time ' +
-    "(sequential, the paper's way: window 1) and with two frames in flight (pipelined: the edge's default window, " +
-    "for which the planner's default objective is throughput). Its first 10 frames are the cold start; the frames " +
-    'after them are measured (sequential: 3 to 10, about 15 s; pipelined: 4 to 20, about 20 s).',
-  '- The oracle runs the same services without a planner and publishes each cut itself, in order of the time ' +
-    "predicted from the device's and the worker's published profiles and the link's rate. It skips a cut only " +
-    "when the cut's lower bound, 0.97 x its device time (the emulation holds the device for exactly its profiled " +
-    "time) plus its bytes at the link's rate, is above the best frame time measured so far: such a cut cannot " +
-    'win. Frames per cut: 2 warm-up and 3 measured under 1 s per frame, 1 and 2 under 5 s, 0 and 2 under 15 s, ' +
-    'else 1. Oracle best is the best measured cut, edge only included.',
-  '- Regret = oracle best fps / auto (sequential) fps - 1; speedup = auto (sequential) fps / edge-only fps.',
-  '- fps: for a fixed cut, frames / (last answer - first capture); for the auto runs, frames / (last answer - ' +
-    'the answer before the first measured frame), the steady rate with frames in flight.',
-  '- Three scenarios of Config I run at once: their edge devices are 80-180x slower than this host and their ' +
-    "tails 3-17x, so they mostly wait on emulated time. Config II's, whose edge is only 3-5x slower and whose tail " +
-    'is this host, run alone.',
-].join('\n');
+function howMeasured(r: PaperResults): string {
+  return [
+    '## How it was measured',
+    '',
+    '- Every scenario runs real processes: an embedded broker, the planner, the tail worker(s) and the edge, ' +
+      'exchanging frames over MQTT as in a deployment.',
+    "- Devices are emulated from profiles: the edge's emulated time is a factor times the profiled time on this " +
+      "host. The factor comes from the paper's Table III measured whole-model times for rpi3b and rpi3b-ncs, and " +
+      'from the GFLOPs ratio for iphone6, xeon-e3-1246 and jetson-tx2 (Config I tails).',
+    r.profiles === 'reference'
+      ? '- Every run of a model emulates its devices from one profile of this host, measured once before the grid ' +
+        '(`edgecut profile`, 10 runs per layer) and given to the edges (`--profile`) and the tail workers ' +
+        '(`--profiles`): the oracle and the auto runs of a scenario hold their devices for the same times.'
+      : '- Every run profiled this host anew at start (its edge and its tail worker), while other scenarios ran: the ' +
+        "per-layer shares of a model's time then differ between runs (the whole model's time does not), which shows " +
+        "where auto ran the oracle's best cut and still measured slower or faster than the oracle did. (A grid " +
+        'measured anew gives every run one reference profile per model; this one predates that.)',
+    '- The uplink is a token bucket at the given rate in the edge.',
+    "- Config II's tail is this host, unemulated: the paper's Xeon servers are faster than it, and emulation can " +
+      "only slow a device down. Config II's offloading is therefore measured against a slower server than the " +
+      "paper's.",
+    '- Edge only is measured once per model and edge device; neither the link nor a server takes part.',
+    '- Full offload sends the input and runs the whole model on the tail (cut 0).',
+    '- Auto is the planner with its defaults from a cold start with no bandwidth given, one frame at a time ' +
+      "(sequential, the paper's way: window 1) and with two frames in flight (pipelined: the edge's default window, " +
+      "for which the planner's default objective is throughput). Its first 10 frames are the cold start; the frames " +
+      'after them are measured (sequential: 3 to 10, about 15 s; pipelined: 4 to 20, about 20 s).',
+    '- The oracle runs the same services without a planner and publishes each cut itself, in order of the time ' +
+      "predicted from the device's and the worker's published profiles and the link's rate. It skips a cut only " +
+      "when the cut's lower bound, 0.97 x its device time (the emulation holds the device for exactly its profiled " +
+      "time) plus its bytes at the link's rate, is above the best frame time measured so far: such a cut cannot " +
+      'win. Frames per cut: 2 warm-up and 3 measured under 1 s per frame, 1 and 2 under 5 s, 0 and 2 under 15 s, ' +
+      'else 1. Oracle best is the best measured cut, edge only included.',
+    '- Regret = oracle best fps / auto (sequential) fps - 1; speedup = auto (sequential) fps / edge-only fps.',
+    '- fps: for a fixed cut and for auto (sequential), frames / (last answer - first capture); for auto ' +
+      '(pipelined), frames / (last answer - the answer before the first measured frame), the steady rate with ' +
+      'frames in flight.',
+    '- Several scenarios of Config I run at once (`--jobs`): their edge devices are 80-180x slower than this host and their ' +
+      "tails 3-17x, so they mostly wait on emulated time. Config II's, whose edge is only 3-5x slower and whose tail " +
+      'is this host, run alone.',
+  ].join('\n');
+}
 
 /**
  * Renders docs/results.md and its charts from a results file. `charts[].file` is a name inside
@@ -816,7 +827,7 @@ export async function renderResultsDoc(r: PaperResults, opts: ResultsDocOptions)
   const [scenarios, scenarioCharts] = await scenariosSection(r, ds, opts.chartsDir);
   const [robot, robotCharts] = await robotSection(r, opts.chartsDir);
   const [steps, stepCharts] = await stepSection(r, opts.chartsDir);
-  const markdown = [intro(r), summarySection(r, ds), scenarios, robot, steps, HOW_MEASURED].join('\n\n');
+  const markdown = [intro(r), summarySection(r, ds), scenarios, robot, steps, howMeasured(r)].join('\n\n');
   return { markdown: `${markdown}\n`, charts: [...scenarioCharts, ...robotCharts, ...stepCharts] };
 }
 

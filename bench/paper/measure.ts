@@ -3,6 +3,7 @@
  * driven by plans the benchmark publishes itself (no planner: the oracle, full offload), and the auto planner from a
  * cold start. Frames are the edge's own reports.
  */
+import { dirname } from 'node:path';
 import mqtt from 'mqtt';
 import { median } from '../../common/stats.ts';
 import { type Plan, PlanSchema } from '../../schemas/messages.ts';
@@ -24,6 +25,8 @@ export interface BenchModel {
   dir: string;
   /** `edgecut edge` source arguments. */
   source: string[];
+  /** A reference profile of this host for the model (edge `--profile`), in a directory of its own (tail `--profiles`). */
+  profile?: string;
 }
 
 /** What runs where. */
@@ -77,8 +80,7 @@ function edgeArgs(s: Setup, extra: string[]): string[] {
     s.uplink,
     '--device-id',
     DEVICE,
-    '--profile-runs',
-    '5',
+    ...(s.model.profile ? ['--profile', s.model.profile] : ['--profile-runs', '5']),
     ...(s.edgeExtra ?? []),
     ...extra,
   ];
@@ -91,6 +93,7 @@ function tailArgs(s: Setup): string[][] {
       s.model.dir,
       '--profile-runs',
       '5',
+      ...(s.model.profile ? ['--profiles', dirname(s.model.profile)] : []),
       ...(s.tail === 'host' ? [] : ['--emulate-device', s.tail]),
     ],
   ];

@@ -171,6 +171,12 @@ export const PaperResultsSchema = z.object({
   version: z.literal(1),
   /** `full` (the doc's grid) or `quick` (the test suite's). */
   grid: z.enum(['full', 'quick']),
+  /**
+   * Where the emulated devices' per-layer times come from: `reference`, one profile of this host per model measured
+   * before the grid and given to every run (the oracle and the auto runs of a scenario then hold their devices for
+   * the same times); `per-run`, each run's edge and tail profiled this host at start.
+   */
+  profiles: z.enum(['reference', 'per-run']).default('per-run'),
   host: z.object({
     cpu: z.string(),
     cores: z.number().int().min(1),

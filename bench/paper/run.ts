@@ -4,13 +4,15 @@
  * win; then the robot experiment of section III-C and the step response. Writes the results file after every
  * scenario (an interrupted run resumes from it) and renders docs/results.md with its charts.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import cliProgress from 'cli-progress';
+import { EDGECUT_BIN } from '../../cli/processes.ts';
 import { hostBench } from '../../common/device/host.ts';
 import { UserError } from '../../common/errors.ts';
 import { type ZooName, zooModelPath } from '../../common/model/zoo/index.ts';
@@ -35,6 +37,7 @@ import {
   writeResults,
 } from './results.ts';
 
+const exec = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SHARED = resolve(ROOT, '../shared');
 
@@ -136,6 +139,27 @@ async function prepareModel(name: string, cache: string): Promise<BenchModel> {
   return { name, label: LABELS[name]!, path, dir, source: ['--source', 'synthetic'] };
 }
 
+/**
+ * This host's profile of a model, measured once (`edgecut profile`, 10 runs per layer) and kept: the edges and the
+ * tail workers of every run emulate their devices from it, so the runs of a scenario differ only by what happens
+ * live, not by how busy the host was while each of them profiled at start.
+ */
+async function referenceProfile(m: BenchModel, cache: string): Promise<string> {
+  const file = join(cache, 'profiles', m.name, `${m.name}.json`);
+  if (existsSync(file)) return file;
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await exec(
+    process.execPath,
+    [EDGECUT_BIN, 'profile', m.path, '--runs', '10', '--check-cuts', '0', '--out', tmp],
+    {
+      maxBuffer: 64 << 20,
+    },
+  );
+  await rename(tmp, file);
+  return file;
+}
+
 /** One unit of work of the grid. */
 interface Job {
   id: string;
@@ -173,6 +197,7 @@ export async function runPaper(o: PaperOptions): Promise<void> {
         node: process.version,
         onnxruntime: await onnxruntimeVersion(),
       },
+      profiles: 'reference',
       edgeOnly: [],
       scenarios: [],
       robot: null,
@@ -206,7 +231,13 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
   if (!o.quick && existsSync(join(SHARED, 'models/squeezenet1.0-fp16.onnx')))
     modelNames.push('shared-squeezenet');
   const models = new Map<string, BenchModel>();
-  for (const m of modelNames) models.set(m, await prepareModel(m, cache));
+  for (const m of modelNames) {
+    const model = await prepareModel(m, cache);
+    // One profile per model, measured here before anything else runs, for every run (a file that resumes keeps
+    // what it was measured with).
+    if (results.profiles === 'reference') model.profile = await referenceProfile(model, cache);
+    models.set(m, model);
+  }
   const configs = o.quick ? [{ config: 'II' as const, edge: 'rpi3b-ncs', tails: ['host'] }] : CONFIGS;
   const uplinks = o.quick ? ['10mbps'] : UPLINKS;
 

@@ -1,6 +1,7 @@
 /**
  * Settings of the server-tail worker.
  */
+import { statSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
@@ -72,6 +73,13 @@ export const tailSettings = {
     default: '10',
     doc: 'timed runs per layer when profiling each model at start (published for the planner); 0 = no profiles',
   }),
+  profiles: setting({
+    env: 'TAIL_PROFILES',
+    flag: 'profiles',
+    schema: schemas.path,
+    default: 'measure',
+    doc: 'measure (profile each model at start) or a directory of profiles measured beforehand (edgecut profile MODEL --out FILE): a model whose content hash one names gets that profile, so every run emulates the same device',
+  }),
   telemetryMs: setting({
     env: 'TELEMETRY_MS',
     flag: 'telemetry-ms',
@@ -93,8 +101,14 @@ export function resolveTail(cfg: TailConfig) {
     throw new ConfigError(
       'EMULATE_DEVICE needs PROFILE_RUNS >= 1: the emulated tail time comes from this host’s profile of each model',
     );
+  const profilesDir = cfg.profiles === 'measure' ? undefined : cfg.profiles;
+  if (profilesDir !== undefined && !statSync(profilesDir, { throwIfNoEntry: false })?.isDirectory())
+    throw new ConfigError(
+      `TAIL_PROFILES=${profilesDir} is not allowed: expected measure or a directory of profile JSON files`,
+    );
   return {
     ...cfg,
+    ...(profilesDir !== undefined ? { profilesDir } : {}),
     presetList: presets,
     workerId:
       cfg.workerId === 'auto'

@@ -4,7 +4,9 @@
  * request gets an Error reply naming the problem, and the worker goes on with the next one. For experiments it can
  * play a server slower than this host (EMULATE_DEVICE, common/device/emulation.ts), as the edge can.
  */
+import { readdir } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import {
@@ -25,6 +27,7 @@ import type { Logger } from '../../common/log.ts';
 import { ModelDirectory } from '../../common/model-directory.ts';
 import type { ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
+import { readProfileFile } from '../../common/profile/io.ts';
 import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
 import { createSession, runWire } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
@@ -38,7 +41,7 @@ import {
   WireFormatError,
 } from '../../schemas/codec.ts';
 import type { WorkerTelemetry } from '../../schemas/messages.ts';
-import type { Profile } from '../../schemas/profile.ts';
+import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
 import { LruCache } from './lru.ts';
 import { TailMetrics } from './metrics.ts';
@@ -58,6 +61,12 @@ export interface TailWorkerOptions {
   telemetryMs: number;
   /** Timed runs per layer when profiling each model at start; 0 publishes no profiles. */
   profileRuns: number;
+  /**
+   * A directory of profiles measured beforehand (`edgecut profile MODEL --out DIR/NAME.json`): a model whose content
+   * hash one of them names is given that profile instead of being profiled at start (so that every run of an
+   * experiment emulates the same device). Absent: every model is profiled.
+   */
+  profilesDir?: string;
   /** How often the models directory is rescanned for new models to profile (default 5 s). */
   modelWatchMs?: number;
   username?: string | undefined;
@@ -183,6 +192,25 @@ export class TailWorker {
     }
   }
 
+  /** The profile of PROFILES_DIR that names this model's content hash, or undefined (then it is measured). */
+  private async givenProfile(id: string, model: ModelHandle): Promise<Profile | undefined> {
+    const dir = this.opts.profilesDir;
+    if (!dir) return undefined;
+    for (const file of (await readdir(dir)).filter((f) => f.endsWith('.json')).sort()) {
+      try {
+        const p = await readProfileFile(join(dir, file), model.analysis.nodes);
+        if (p.model.id !== id) continue;
+        this.logger.info({ model: model.name, profile: join(dir, file) }, 'profile given, not measured');
+        return { ...p, device: { ...p.device, id: this.opts.workerId } };
+      } catch (err) {
+        // A profile of another model does not parse against this one's layers; only a matching id counts.
+        if (!(err instanceof ProfileError)) throw err;
+      }
+    }
+    this.logger.info({ model: model.name, dir }, 'no given profile for this model: measuring it');
+    return undefined;
+  }
+
   /** Profiles every model of the directory on this worker and publishes each profile, retained (P^c). */
   private async publishProfiles(): Promise<void> {
     for (const id of this.models.ids()) {
@@ -192,13 +220,16 @@ export class TailWorker {
       try {
         const model = await this.models.get(id);
         if (!model) continue;
-        const measured = await profileModel(model, {
-          runs: this.opts.profileRuns,
-          warmup: 2,
-          threads: this.opts.threads,
-          checkCuts: 0,
-          device: { ...hostDevice(), id: this.opts.workerId },
-        });
+        const given = await this.givenProfile(id, model);
+        const measured =
+          given ??
+          (await profileModel(model, {
+            runs: this.opts.profileRuns,
+            warmup: 2,
+            threads: this.opts.threads,
+            checkCuts: 0,
+            device: { ...hostDevice(), id: this.opts.workerId },
+          }));
         if (this.stopping) return;
         const profile = await this.emulate(id, model, measured);
         await this.conn.publish(
