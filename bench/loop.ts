@@ -148,6 +148,33 @@ type StepName = 'cold' | 'uplink' | 'load';
 
 const TITLES: Record<StepName, string> = { cold: 'cold start', uplink: 'uplink step', load: 'device load' };
 
+/**
+ * Starts `n` busy processes standing in for a robot's navigation and video, at nice 19: they load the device's run
+ * queue (which the emulation turns into Fig. 17's slowdown) without taking CPU from the broker and the workers,
+ * which in a deployment run elsewhere. Returns what stops them (idempotent; also at this process's exit).
+ */
+export function busyProcesses(n: number): () => void {
+  const hogs = Array.from({ length: n }, () =>
+    spawn('nice', ['-n', '19', process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }),
+  );
+  const stop = () => {
+    for (const h of hogs) h.kill('SIGKILL');
+    process.off('exit', stop);
+  };
+  process.once('exit', stop);
+  return stop;
+}
+
+function stepDone(name: StepName, r: ScenarioResult, steps: Step[], frames: number, t0: number): StepRun {
+  return {
+    rows: analyse(TITLES[name], r, steps, Date.now()),
+    lost: frames - r.frames.length,
+    result: r,
+    steps,
+    t0,
+  };
+}
+
 /** Runs one scenario of the loop benchmark. */
 async function stepRun(name: StepName, m: Model, quick: boolean): Promise<StepRun> {
   const tails = [['--models-dir', m.dir, '--profile-runs', '5']];
@@ -164,13 +191,7 @@ async function stepRun(name: StepName, m: Model, quick: boolean): Promise<StepRu
     process.stderr.write('cold start, 1 Mbit/s\n');
     const r = await runScenario({ edge: edgeArgs(m, frames, '1mbps'), tails, ...track });
     const steps = [{ name: 'start', atMs: 0 }];
-    return {
-      rows: analyse(TITLES.cold, r, steps, Date.now()),
-      lost: frames - r.frames.length,
-      result: r,
-      steps,
-      t0,
-    };
+    return stepDone('cold', r, steps, frames, t0);
   }
   if (name === 'uplink') {
     // A camera at 4 fps: at 100 Mbit/s the loop keeps up, at 1 Mbit/s frames are taken as the pipeline frees.
@@ -186,17 +207,11 @@ async function stepRun(name: StepName, m: Model, quick: boolean): Promise<StepRu
       { name: '-> 1 Mbit/s', atMs: 20_000 },
       { name: '-> 10 Mbit/s', atMs: 45_000 },
     ];
-    return {
-      rows: analyse(TITLES.uplink, r, steps, Date.now()),
-      lost: frames - r.frames.length,
-      result: r,
-      steps,
-      t0,
-    };
+    return stepDone('uplink', r, steps, frames, t0);
   }
   // Load on the device: busy processes (two per core, standing in for navigation and video) from 25 s to 55 s.
   const frames = 40;
-  const busy: Array<ReturnType<typeof spawn>> = [];
+  let stopBusy: () => void = () => {};
   const timers: NodeJS.Timeout[] = [];
   const n = 2 * cpus().length;
   process.stderr.write(`load on the device (${n} busy processes) from 25 s to 55 s, 1 Mbit/s\n`);
@@ -209,16 +224,9 @@ async function stepRun(name: StepName, m: Model, quick: boolean): Promise<StepRu
         t0 = at;
         timers.push(
           setTimeout(() => {
-            for (let i = 0; i < n; i++)
-              // At nice 19: they load the device's run queue (which the emulation turns into Fig. 17's slowdown)
-              // without taking CPU from the broker and the worker, which in a deployment run elsewhere.
-              busy.push(
-                spawn('nice', ['-n', '19', process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }),
-              );
+            stopBusy = busyProcesses(n);
           }, 25_000),
-          setTimeout(() => {
-            for (const b of busy) b.kill('SIGKILL');
-          }, 55_000),
+          setTimeout(() => stopBusy(), 55_000),
         );
       },
     });
@@ -227,16 +235,10 @@ async function stepRun(name: StepName, m: Model, quick: boolean): Promise<StepRu
       { name: 'load on', atMs: 25_000 },
       { name: 'load off', atMs: 55_000 },
     ];
-    return {
-      rows: analyse(TITLES.load, r, steps, Date.now()),
-      lost: frames - r.frames.length,
-      result: r,
-      steps,
-      t0,
-    };
+    return stepDone('load', r, steps, frames, t0);
   } finally {
     for (const t of timers) clearTimeout(t);
-    for (const b of busy) b.kill('SIGKILL');
+    stopBusy();
   }
 }
 

@@ -4,7 +4,7 @@
  * win; then the robot experiment of section III-C and the step response. Writes the results file after every
  * scenario (an interrupted run resumes from it) and renders docs/results.md with its charts.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -17,7 +17,7 @@ import { hostBench } from '../../common/device/host.ts';
 import { UserError } from '../../common/errors.ts';
 import { type ZooName, zooModelPath } from '../../common/model/zoo/index.ts';
 import { parseRate } from '../../common/plan/link.ts';
-import { stepScenarios } from '../loop.ts';
+import { busyProcesses, stepScenarios } from '../loop.ts';
 import {
   autoRun,
   type BenchModel,
@@ -432,13 +432,7 @@ async function measureScenario(
 async function robotExperiment(model: BenchModel): Promise<NonNullable<PaperResults['robot']>> {
   const busy = 7; // (7 + 1) / 2 cores = 4: the paper's robot ran about 4x slower under its load (20 -> 5 fps)
   const s: Setup = { model, edge: 'rpi3b-ncs', tail: 'host', uplink: '100mbps', uplinkBps: 100e6 };
-  const hogs = Array.from({ length: busy }, () =>
-    spawn('nice', ['-n', '19', process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }),
-  );
-  const kill = () => {
-    for (const h of hogs) h.kill('SIGKILL');
-  };
-  process.once('exit', kill);
+  const kill = busyProcesses(busy);
   try {
     // The 1-minute load average needs about a minute to see the load.
     await new Promise((r) => setTimeout(r, 60_000));
@@ -476,7 +470,6 @@ async function robotExperiment(model: BenchModel): Promise<NonNullable<PaperResu
     };
   } finally {
     kill();
-    process.off('exit', kill);
   }
 }
 
