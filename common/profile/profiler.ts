@@ -82,6 +82,9 @@ export const PRODUCTION_OPTIMIZATION = 'all-minus-nchwc';
 /** The most a check cut's measured and profiled head latencies may differ (relative to the measured one). */
 export const CHECK_TOLERANCE = 0.15;
 
+/** The smallest head time the check tells apart from zero: one microsecond, below any layer this profiles. */
+const CLOCK_STEP_MS = 0.001;
+
 /** Options of {@link profileModel}. */
 export interface ProfileOptions {
   /** Timed runs per measurement (default 20). */
@@ -445,7 +448,9 @@ export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {
     // What handing this cut's tensors to JavaScript costs beyond handing over the model's outputs (which the whole
     // model, and so the profile, pays too): a cost of the cut's size, not of layers 1..k.
     const handoffMs = Math.max(0, median(times[3 + 2 * j]!) - outputHandoff);
-    const measuredMs = Math.max(headMs - handoffMs, Number.MIN_VALUE);
+    // A head faster than the clock can tell apart from its hand-off (a tiny model on a fast host) is taken as one
+    // clock step, so the error stays a finite number.
+    const measuredMs = Math.max(headMs - handoffMs, CLOCK_STEP_MS);
     const profiledMs = prefix[k]!;
     return {
       index: k,
