@@ -267,7 +267,10 @@ bench
   .option('--doc <dir>', 'where results.md and its charts go')
   .option('--fresh', 'measure everything again instead of resuming')
   .option('--render-only', 'render the doc from the results file without measuring')
-  .option('--only <id>', 'only scenarios whose id (model|edge|tail|uplink) contains this, or robot, or steps')
+  .option(
+    '--only <id>',
+    'only scenarios whose id (model|edge|tail|uplink) contains this, or robot, or steps (measured again)',
+  )
   .action(
     async (o: {
       quick?: boolean;

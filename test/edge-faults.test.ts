@@ -366,3 +366,81 @@ test('frames in flight when the connection drops fall back at once, not at their
   }
   t.true(ms < 1000, `answered ${ms.toFixed(0)} ms after the drop`);
 });
+
+test('a frame keeps the deadline of the plan it started under, when a new plan comes while its head runs', async (t) => {
+  const broker = await startBroker(t);
+  const { model } = await demoModelDir(t);
+  const client = await connectClient(t, broker.url);
+  const device = 'robot-midframe';
+  // Heads take 400 x their profiled time, long enough for a plan to come in between.
+  const edge = await edgeFor(t, model, {
+    mqttUrl: broker.url,
+    deviceId: device,
+    resultTimeoutMs: 5000,
+    deadlineFactor: 4,
+    deadlineMinMs: 100,
+    emulation: { factor: 400, description: '400x slower', gflops: null, rule: 'x' },
+  });
+  // Plan 1 at cut 5: 4 x (40 + 35) = 300 ms. Plan 2 at cut 3: 4 x (600 + 400), capped at 5000 ms.
+  await publishPlan(client, planFor(model, device, 5, predicted(40, 35)));
+  t.true(await edge.waitForPlan(5000));
+  const reports: FrameReport[] = [];
+  const running = edge.run(frames(model, 1), (r) => reports.push(r));
+  await new Promise((r) => setTimeout(r, 30));
+  await publishPlan(client, { ...planFor(model, device, 3, predicted(600, 400)), seq: 2 });
+  await running;
+  t.is(reports.length, 1);
+  t.is(reports[0]!.cut.index, 5, 'the frame ran the head of the plan it started under');
+  t.is(reports[0]!.deadlineMs, 300, 'and waited as that plan predicted, not as the new one');
+  t.is(reports[0]!.fallback, 'no result within the deadline of 300 ms');
+});
+
+test('an upload slower than its deadline is followed at once by a probe burst, reported with it', async (t) => {
+  const broker = await startBroker(t);
+  const { model } = await demoModelDir(t);
+  const client = await connectClient(t, broker.url);
+  const device = 'robot-slow-upload';
+  const probes: number[] = [];
+  const telemetry: Array<{ transfers: Array<{ bytes: number; seconds: number }> }> = [];
+  client.on('message', (topic, payload) => {
+    if (topic === topics.deviceProbe.build({ device })) probes.push(Date.now());
+    if (topic === topics.deviceTelemetry.build({ device }))
+      telemetry.push(DeviceTelemetrySchema.parse(JSON.parse(payload.toString())));
+  });
+  await client.subscribeAsync(
+    [topics.deviceProbe.build({ device }), topics.deviceTelemetry.build({ device })],
+    {
+      qos: 1,
+    },
+  );
+  // 200 kbit/s: the demo model's input takes far longer than the 100 ms deadline. The periodic probe is off in
+  // effect (once at start only).
+  const edge = await edgeFor(t, model, {
+    mqttUrl: broker.url,
+    deviceId: device,
+    resultTimeoutMs: 5000,
+    deadlineFactor: 1,
+    deadlineMinMs: 100,
+    uplink: { rateBps: 200_000, setupMs: 0 },
+    probeMs: 3_600_000,
+  });
+  await waitFor(() => telemetry.some((m) => m.transfers.length >= 2), 'the start-up probe to be reported');
+  const before = probes.length;
+  await publishPlan(client, planFor(model, device, 0, predicted(20, 10)));
+  t.true(await edge.waitForPlan(5000));
+  const reports: FrameReport[] = [];
+  await edge.run(frames(model, 1), (r) => reports.push(r));
+  t.regex(reports[0]!.fallback ?? '', /no result within the deadline/);
+  const request = reports[0]!.requestBytes;
+  await waitFor(() => probes.length >= before + 2, 'a probe burst after the slow upload');
+  // One telemetry message carries the slow upload and the burst after it (sizes as PUBLISH packets: 4 KiB, 8 KiB
+  // and their headers).
+  const probe = (s: { bytes: number }) => s.bytes > 4096 && s.bytes < 4096 + 256;
+  await waitFor(
+    () => telemetry.some((m) => m.transfers.some((s) => s.bytes >= request) && m.transfers.some(probe)),
+    'telemetry with the slow upload and the probes',
+  );
+  const m = telemetry.find((x) => x.transfers.some((s) => s.bytes >= request))!;
+  const slow = m.transfers.find((s) => s.bytes >= request)!;
+  t.true(slow.seconds * 1000 > 100, `the upload took ${(slow.seconds * 1000).toFixed(0)} ms`);
+});

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { loadFactor } from '../common/load.ts';
 import { type DeviceTelemetry, DeviceTelemetrySchema, parseJson } from '../schemas/messages.ts';
+import { medianHead } from '../services/edge-head/telemetry.ts';
 import {
   type EdgeLoadState,
   MIN_HEAD_SHARE,
@@ -363,4 +364,35 @@ test('persistentOthers: a change counts when two reports agree on its direction'
   t.is(persistentOthers(4, 6, 0), 4);
   t.is(persistentOthers(1, 2, 4), 2);
   t.is(persistentOthers(5, 1, 4), 4, 'opposite directions: no change');
+});
+
+test('telemetry: the median head is reported with the load during that same head, not the median of the loads', (t) => {
+  // The load came on: two heads before it (1150 ms under 0.4 others), one after (2900 ms under 4.1). The median head
+  // is one of before, so the load reported with it is of before too (carried to now, the planner sees the load).
+  // The load gone: the median head is a loaded one, reported with its load.
+  t.deepEqual(
+    medianHead([
+      { ms: 1150, others: 0.4 },
+      { ms: 1160, others: 0 },
+      { ms: 2900, others: 4.1 },
+    ]),
+    { ms: 1160, others: 0 },
+  );
+  t.deepEqual(
+    medianHead([
+      { ms: 2900, others: 4.1 },
+      { ms: 2950, others: 4.3 },
+      { ms: 1200, others: 0.2 },
+    ]),
+    { ms: 2900, others: 4.1 },
+  );
+  // An even count averages the two middle heads and their loads; a head without a load reports none.
+  t.deepEqual(
+    medianHead([
+      { ms: 100, others: 1 },
+      { ms: 300, others: 3 },
+    ]),
+    { ms: 200, others: 2 },
+  );
+  t.deepEqual(medianHead([{ ms: 100 }, { ms: 300, others: 3 }, { ms: 200 }]), { ms: 200 });
 });

@@ -154,6 +154,32 @@ test('a short burst of slow transfers does not flap the cut', (t) => {
   t.deepEqual(cuts, [2]);
 });
 
+test('one slow upload confirmed by the probe burst after it moves the plan at once; a stall the probe clears does not', (t) => {
+  const sample = (bytes: number, kbps: number) => ({ bytes, seconds: (bytes * 8) / (kbps * 1000) });
+  const run = (probeKbps: number) =>
+    simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+      at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+      at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+      at(1000, () => deviceTelemetry.next(telemetry(1000, 10_000)));
+      // A request of 100 kB took 8 s (100 kbit/s), then the device's probe burst, doubling from 4 KiB until a
+      // probe takes 100 ms: 4 to 16 KiB at 100 kbit/s, 4 to 128 KiB at 10 Mbit/s.
+      const burst = [4096, 8192, 16384, 32768, 65536, 131072].filter((_, i) => i < 3 || probeKbps > 1000);
+      at(9000, () =>
+        deviceTelemetry.next({
+          ...telemetry(9000, 10_000),
+          transfers: [sample(100_000, 100), ...burst.map((b) => sample(b, probeKbps))],
+        }),
+      );
+    }, 20_000)
+      .filter(([, e]) => e.kind === 'plan')
+      .map(([time, e]) => [time, (e as { plan: { cut: { index: number } } }).plan.cut.index]);
+  t.deepEqual(run(100), [
+    [0, 2],
+    [9000, 3],
+  ]);
+  t.deepEqual(run(10_000), [[0, 2]]);
+});
+
 test('edge load (loadavg, Fig. 17) moves the plan earlier; the plan records the mode', (t) => {
   const events = simulate(({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
     at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));

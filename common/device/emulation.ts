@@ -189,7 +189,7 @@ export interface Stretched<T> {
 
 /** Source of the contention an emulated device sees: a factor >= 1 at the time of asking. */
 export interface Contention {
-  /** The slowdown a computation starting now would see for want of a CPU (>= 1). */
+  /** The slowdown a computation running now sees for want of a CPU (>= 1). */
   factor(): number;
   /** Marks the device computing (its own thread is then among the runnable ones) or not. */
   computing(on: boolean): void;
@@ -197,8 +197,14 @@ export interface Contention {
   stop(): void;
 }
 
-/** How often the run queue is sampled, and over how long the samples are averaged (ms). */
-export const RUN_QUEUE = { everyMs: 50, overMs: 1000 } as const;
+/**
+ * How often the run queue is sampled, over how long the samples are averaged for the telemetry (ms), and over how
+ * long for the slowdown an emulated computation sees at a moment.
+ */
+export const RUN_QUEUE = { everyMs: 50, overMs: 1000, recentMs: 200 } as const;
+
+/** An emulated computation under contention re-reads the slowdown at least this often (ms). */
+const CONTENTION_STEP_MS = 50;
 
 /**
  * This host's run queue as the device sees it: Linux's `procs_running` (/proc/stat: threads runnable right now,
@@ -266,6 +272,13 @@ export class RunQueue {
     return this.samples.reduce((a, b) => a + b, 0) / this.samples.length;
   }
 
+  /** Runnable threads of other processes, averaged over the last {@link RUN_QUEUE}.recentMs (0 before any sample). */
+  recent(): number {
+    const last = this.samples.slice(-Math.max(1, RUN_QUEUE.recentMs / RUN_QUEUE.everyMs));
+    if (last.length === 0) return 0;
+    return last.reduce((a, b) => a + b, 0) / last.length;
+  }
+
   /** Stops sampling. */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
@@ -274,13 +287,13 @@ export class RunQueue {
 
 /**
  * Contention from this host's run queue: a computation sees the paper's Fig. 17 slowdown, max(1, (others + 1) /
- * cores), from {@link RunQueue.others}. This does not depend on how long this host's own computation lasts (a 1 ms
+ * cores), from {@link RunQueue.recent}, re-read as it runs. This does not depend on how long this host's own computation lasts (a 1 ms
  * head on this host is a 360 ms head on an emulated Raspberry Pi 3, and CFS lets a short burst that just woke run
  * before the busy processes, so timing it would see no load).
  */
 export function runQueueContention(queue: RunQueue, cores: number): Contention {
   return {
-    factor: () => Math.max(1, (queue.others() + 1) / cores),
+    factor: () => Math.max(1, (queue.recent() + 1) / cores),
     computing: (on) => queue.computing(on),
     stop: () => queue.stop(),
   };
@@ -300,7 +313,8 @@ export function readProcsRunning(): number | undefined {
  * Holds the device busy for the emulated device's time of each computation.
  *
  * With this host's profiled time of the computation given (the sum of the profile's layers it runs), the emulated
- * time is factor x profiled x contention. So the emulated time does not multiply host noise (a 1 ms hiccup of a 2 ms
+ * time is factor x profiled, each moment of it slowed by the contention of that moment (so a head during which the
+ * load came or went is slowed only for the part that ran under it). So the emulated time does not multiply host noise (a 1 ms hiccup of a 2 ms
  * head would otherwise cost an emulated Raspberry Pi 3 300 ms on a fast host, and onnxruntime's fixed cost per run
  * would make short heads look several times slower than the profile says). Contention is 1 unless a
  * {@link Contention} is given (`EMULATE_CONTENTION=on`): on one host the broker, the workers and the planner compete
@@ -331,21 +345,36 @@ export class ComputeStretch {
       const realMs = this.clock.now() - start;
       return { value, start, ms: realMs, realMs };
     }
-    const slowdown = this.contention?.factor() ?? 1;
-    this.contention?.computing(true);
+    const contention = this.contention;
+    contention?.computing(true);
     const start = this.clock.now();
     let value: T;
     try {
       value = await fn();
     } finally {
-      this.contention?.computing(false);
+      contention?.computing(false);
     }
     const realMs = this.clock.now() - start;
-    const target = profiledMs !== undefined ? profiledMs * this.factor * slowdown : realMs * this.factor;
-    const until = start + Math.max(realMs, target);
-    // Timers truncate to whole milliseconds and may fire a little early; wait again until the time has come.
-    for (let left = until - this.clock.now(); left > 0; left = until - this.clock.now())
-      await this.sleep(Math.ceil(left));
+    // The work to do, in the emulated device's uncontended milliseconds.
+    const work = profiledMs !== undefined ? profiledMs * this.factor : realMs * this.factor;
+    if (!contention) {
+      const until = start + Math.max(realMs, work);
+      // Timers truncate to whole milliseconds and may fire a little early; wait again until the time has come.
+      for (let left = until - this.clock.now(); left > 0; left = until - this.clock.now())
+        await this.sleep(Math.ceil(left));
+      return { value, start, ms: this.clock.now() - start, realMs };
+    }
+    // Under contention the device progresses at 1 / slowdown of the moment, as a CPU shared with busy processes
+    // does: load that comes or goes during a long head slows only the part of it that ran under the load.
+    let done = realMs / contention.factor();
+    let last = this.clock.now();
+    while (done < work) {
+      const slowdown = contention.factor();
+      await this.sleep(Math.min(CONTENTION_STEP_MS, Math.max(1, Math.ceil((work - done) * slowdown))));
+      const now = this.clock.now();
+      done += (now - last) / slowdown;
+      last = now;
+    }
     return { value, start, ms: this.clock.now() - start, realMs };
   }
 }

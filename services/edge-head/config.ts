@@ -186,7 +186,7 @@ export const edgeSettings = {
     flag: 'probe-ms',
     schema: schemas.count,
     default: '15000',
-    doc: 'while the plan offloads nothing, time a short burst of probe messages this often (ms) so the planner knows the uplink; 0 = never (no probe at start either)',
+    doc: 'while the plan offloads nothing, time a short burst of probe messages this often (ms) so the planner knows the uplink (also at start and after an upload slower than its deadline); 0 = never',
   }),
   profile: setting({
     env: 'EDGE_PROFILE',

@@ -4,7 +4,8 @@
  * frame's head runs while earlier frames are on the wire or in a tail. When a worker answers with an error or not
  * at all before the deadline, or the broker is unreachable, the device runs the tail itself: no frame is lost
  * (faults.ts). The device times what it sends (uplink.ts) and probes its link while it offloads nothing, so the planner
- * knows the link before it ever offloads. For experiments the uplink and the device's speed can be emulated
+ * knows the link before it ever offloads, and after an upload slower than its deadline, so a slower link is confirmed
+ * (or a stall told apart from it) at once. For experiments the uplink and the device's speed can be emulated
  * (common/shaping.ts, common/device/emulation.ts).
  */
 import { randomUUID } from 'node:crypto';
@@ -294,7 +295,10 @@ export class EdgeHead {
 
   /** Processes one frame end to end. */
   async process(frame: Frame): Promise<FrameReport> {
-    const cut = this.cutInForce();
+    // The plan in force when the frame starts: its head, deadline and pause all follow this plan, also when a new one
+    // comes while the frame runs.
+    const plan = this.plan;
+    const cut = this.cutOf(plan);
     const requestId = randomUUID();
     const times = { ...emptyTimes(), captured: frame.capturedAt };
     // Loading a session (once per cut) is set-up, not inference: it is neither timed nor stretched.
@@ -336,7 +340,7 @@ export class EdgeHead {
             totalMs: this.clock.now() - frame.capturedAt,
             outputs: head.value,
           }
-        : await this.offload(frame, head.value, times, base);
+        : await this.offload(frame, plan, head.value, times, base);
     if (this.opts.verify) {
       const whole = await this.compute.run(async () =>
         runWire(await this.session('whole', 0, 'whole'), frame.inputs),
@@ -352,12 +356,13 @@ export class EdgeHead {
 
   private async offload(
     frame: Frame,
+    plan: Plan | undefined,
     crossing: WireTensor[],
     times: ReturnType<typeof emptyTimes>,
     base: ReportBase,
   ): Promise<FrameReport> {
     const device = this.opts.deviceId;
-    const deadlineMs = frameDeadline(this.plan, this.deadlines);
+    const deadlineMs = frameDeadline(plan, this.deadlines);
     // The link is far slower than the plan assumed: a request written now would only queue behind the earlier one
     // (or, after an upload that took longer than its deadline, behind the next frames'). The frame runs here, and
     // the planner, which has the same evidence in the telemetry, follows with a new plan.
@@ -392,8 +397,13 @@ export class EdgeHead {
     try {
       result = await this.channel.send(base.requestId, payload, deadlineMs, () => {
         const uploadMs = this.clock.now() - times.sent;
-        if (uploadMs > deadlineMs && this.plan)
-          this.slowUplink = { seq: this.plan.seq, until: this.clock.now() + SLOW_UPLINK_PAUSE_MS, uploadMs };
+        if (uploadMs <= deadlineMs) return;
+        // Offloading pauses while the plan this frame followed is in force (a newer plan has its own deadlines).
+        if (plan && plan.seq === this.plan?.seq)
+          this.slowUplink = { seq: plan.seq, until: this.clock.now() + SLOW_UPLINK_PAUSE_MS, uploadMs };
+        // One slow upload is a link that changed, or a stall: a probe burst on the idle link tells which at once,
+        // and goes out with the slow sample, so the planner acts on both without waiting out its hold.
+        this.probe();
       });
     } catch (err) {
       return this.tailLocally(frame, crossing, sent, err);
@@ -449,8 +459,8 @@ export class EdgeHead {
     };
   }
 
-  private cutInForce(): CutInfo {
-    const index = this.plan?.cut.index ?? this.model.layers;
+  private cutOf(plan: Plan | undefined): CutInfo {
+    const index = plan?.cut.index ?? this.model.layers;
     return this.model.cuts[index]!;
   }
 

@@ -9,7 +9,6 @@ import { OSUtils } from 'node-os-utils';
 import type { RunQueue } from '../../common/device/emulation.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
-import { median } from '../../common/stats.ts';
 import type { DeviceTelemetry } from '../../schemas/messages.ts';
 import type { UplinkMeter } from './uplink.ts';
 
@@ -61,6 +60,27 @@ export class LoadMeter {
  */
 export const HEAD_SAMPLES = 3;
 
+/** One head as measured: its latency, and the other processes' load averaged over it. */
+interface HeadSample {
+  ms: number;
+  others?: number;
+}
+
+/**
+ * The median head of a few, with the other processes' load during that same head (the two middle heads averaged
+ * when the count is even): a latency and the load it ran under must come from the same heads, or a head of before a
+ * load change would be read with the load of after it.
+ */
+export function medianHead(list: readonly HeadSample[]): HeadSample {
+  const sorted = [...list].sort((a, b) => a.ms - b.ms);
+  const hi = sorted[Math.floor(sorted.length / 2)]!;
+  const lo = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  const ms = (lo.ms + hi.ms) / 2;
+  return lo.others !== undefined && hi.others !== undefined
+    ? { ms, others: (lo.others + hi.others) / 2 }
+    : { ms };
+}
+
 /** Time constant of the own-load average, as the kernel's 1-minute load average (ms). */
 const LOAD_TAU_MS = 60_000;
 
@@ -92,8 +112,8 @@ export class OwnLoad {
 
 /** Collects what the device's telemetry reports between two periods. */
 export class TelemetryRecorder {
-  private readonly headSamples = new Map<number, number[]>();
-  private readonly headOthers = new Map<number, number[]>();
+  /** The last heads per cut, each with the other processes' load during it (when the run queue is read). */
+  private readonly heads = new Map<number, HeadSample[]>();
   private headCounts = new Map<number, number>();
   private lastCut: number | undefined;
   private late: NonNullable<DeviceTelemetry['late']> = [];
@@ -120,21 +140,13 @@ export class TelemetryRecorder {
    */
   head(cut: number, ms: number, othersDuring?: number): void {
     // Heads at a cut the device left and came back to are of another time: they start over.
-    if (this.lastCut !== cut) {
-      this.headSamples.delete(cut);
-      this.headOthers.delete(cut);
-    }
+    if (this.lastCut !== cut) this.heads.delete(cut);
     this.lastCut = cut;
-    const list = this.headSamples.get(cut) ?? [];
-    list.push(ms);
+    const list = this.heads.get(cut) ?? [];
+    list.push(othersDuring === undefined || this.isolated ? { ms } : { ms, others: othersDuring });
     if (list.length > HEAD_SAMPLES) list.shift();
-    this.headSamples.set(cut, list);
+    this.heads.set(cut, list);
     this.headCounts.set(cut, (this.headCounts.get(cut) ?? 0) + 1);
-    if (othersDuring === undefined || this.isolated) return;
-    const others = this.headOthers.get(cut) ?? [];
-    others.push(othersDuring);
-    if (others.length > HEAD_SAMPLES) others.shift();
-    this.headOthers.set(cut, others);
   }
 
   /** Records a frame that missed its deadline (the last 64 are kept until the next telemetry). */
@@ -154,9 +166,12 @@ export class TelemetryRecorder {
       ? { cpuPercent: Math.min(100, (own * 100) / host.cores), loadavg1: own, cores: host.cores }
       : host;
     const headMs: Record<string, number> = {};
-    for (const [cut, list] of this.headSamples) headMs[String(cut)] = median(list);
     const headOthers: Record<string, number> = {};
-    for (const [cut, list] of this.headOthers) headOthers[String(cut)] = median(list);
+    for (const [cut, list] of this.heads) {
+      const m = medianHead(list);
+      headMs[String(cut)] = m.ms;
+      if (m.others !== undefined) headOthers[String(cut)] = m.others;
+    }
     const headCounts = Object.fromEntries([...this.headCounts].map(([k, n]) => [String(k), n]));
     this.headCounts = new Map();
     const { samples, censored } = this.uplink.take();
@@ -172,7 +187,7 @@ export class TelemetryRecorder {
           ? { othersRunnable: this.runQueue.others() }
           : {}),
       headMs,
-      ...(this.headOthers.size > 0 ? { headOthers } : {}),
+      ...(Object.keys(headOthers).length > 0 ? { headOthers } : {}),
       headCounts,
       transfers: samples,
       ...(censored.length > 0 ? { censored } : {}),

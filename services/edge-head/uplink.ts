@@ -114,13 +114,15 @@ export class UplinkMeter {
  * Probe sizes: start here, double while a probe takes less than the target, at most the maximum. The maximum is
  * large enough for a fast link's probe to be timed by its bytes, not by the fixed cost of a message (at 100 Mbit/s
  * 64 KiB takes 5 ms, about a broker round trip on a busy host, and fits to a link tens of times too slow; 1 MiB
- * takes 84 ms). A slow link stops long before it: 16 KiB at 1 Mbit/s.
+ * takes 84 ms). A slow link stops long before it: 16 KiB at 1 Mbit/s. At least three probes, so the largest is four
+ * times the smallest: sizes that far apart tell the per-byte cost from the set-up (common/plan/link-fit.ts
+ * DETERMINED_SPREAD), and the planner may act on the burst at once.
  */
 export const PROBE = {
   firstBytes: 4096,
   maxBytes: 1024 * 1024,
   targetMs: 100,
-  minProbes: 2,
+  minProbes: 3,
   /** A probe slower than stallRatio x the previous one (half its size), plus stallMs, stalled: it is sent again. */
   stallRatio: 3,
   stallMs: 10,
@@ -130,7 +132,7 @@ export const PROBE = {
 
 /**
  * Sends one probe burst through `send` (which resolves at the PUBACK): sizes 4 KiB, 8 KiB, ... until a probe takes
- * at least {@link PROBE}.targetMs (after at least two) or the maximum size is reached; a probe that stalled is sent
+ * at least {@link PROBE}.targetMs (after at least three) or the maximum size is reached; a probe that stalled is sent
  * again (at most {@link PROBE}.maxRetries per burst). Returns the sizes sent.
  */
 export async function probeBurst(
