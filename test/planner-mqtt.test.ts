@@ -8,6 +8,7 @@ import { PlanSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
+import { waitFor } from './helpers/edge.ts';
 import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
 
 const telemetry = (device: string, kbps: number, loadavg1: number) =>
@@ -90,4 +91,115 @@ test('bandwidth down moves the retained plan later, edge load up moves it earlie
       (l) => l.msg === 'no plan for device' && l.device === 'r2' && /no profile/.test(l.reason ?? ''),
     ),
   );
+});
+
+test('identity from the topic: telemetry naming another device is refused; a silent device is forgotten', async (t) => {
+  const broker = await startBroker(t);
+  const lines: Array<{ msg: string; device?: string; err?: string; topic?: string }> = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(JSON.parse(String(chunk)));
+      done();
+    },
+  });
+  const planner = new Planner(
+    {
+      mqttUrl: broker.url,
+      plannerId: 'p-identity',
+      cut: 'auto',
+      edgeLoad: 'loadavg',
+      bandwidth: 10e6,
+      holdMs: 300,
+      tickMs: 100,
+      linkWindow: 3,
+      forgetMs: 300,
+    },
+    pino({ level: 'info' }, sink),
+  );
+  await planner.start();
+  t.teardown(() => planner.stop());
+  const robot = await connectClient(t, broker.url);
+  const plans = await collect(robot, topics.plan.build({ device: 'victim' }));
+  const nextPlan = async () => PlanSchema.parse(JSON.parse((await plans.next()).payload.toString()));
+  await robot.publishAsync(
+    topics.workerProfile.build({ worker: 'w1', model: server.model.id }),
+    JSON.stringify(server),
+    { qos: 1, retain: true },
+  );
+  await robot.publishAsync(topics.deviceProfile.build({ device: 'victim' }), JSON.stringify(edge), {
+    qos: 1,
+  });
+  t.is((await nextPlan()).cut.index, 2);
+  // The attacker, on its own topic, names the victim with a load that would move the victim to full offload.
+  await robot.publishAsync(
+    topics.deviceTelemetry.build({ device: 'attacker' }),
+    JSON.stringify(telemetry('victim', 10_000, 40)),
+    { qos: 1 },
+  );
+  // Then the victim's own telemetry (a slower link): the next plan is the one it asks for.
+  const keepAlive = setInterval(
+    () =>
+      void robot.publishAsync(
+        topics.deviceTelemetry.build({ device: 'victim' }),
+        JSON.stringify(telemetry('victim', 100, 0.1)),
+        { qos: 1 },
+      ),
+    100,
+  );
+  t.teardown(() => clearInterval(keepAlive));
+  const next = await nextPlan();
+  t.is(next.cut.index, 3, next.reason);
+  t.like(next.inputs, { edgeLoad: { factor: 1 } });
+  const refused = lines.find((l) => l.msg === 'message handler failed');
+  const topic = topics.deviceTelemetry.build({ device: 'attacker' });
+  t.is(refused?.topic, topic);
+  t.is(
+    refused?.err,
+    `${topic}: refused, the payload names device victim; a device reports on its own topic only`,
+  );
+  // A worker likewise: telemetry on w1's topic naming w2 (an empty queue that would draw the frames) is refused.
+  const w1 = topics.workerTelemetry.build({ worker: 'w1' });
+  await robot.publishAsync(
+    w1,
+    JSON.stringify({
+      worker: 'w2',
+      at: Date.now(),
+      loadavg1: 0,
+      cores: 2,
+      queueDepth: 0,
+      running: 0,
+      concurrency: 1,
+      tailMs: {},
+      served: 0,
+      errors: 0,
+    }),
+    { qos: 1 },
+  );
+  await waitFor(() => lines.some((l) => l.topic === w1), 'the forged worker telemetry to be refused');
+  t.is(
+    lines.find((l) => l.topic === w1)?.err,
+    `${w1}: refused, the payload names worker w2; a worker reports on its own topic only`,
+  );
+  // Nothing of the refused messages is kept.
+  t.false(planner.noPlan.has('attacker'));
+  t.false(planner.noPlan.has('victim'));
+  // A device with telemetry and no profile is held (to say why it has no plan) until it has been silent for
+  // PLAN_FORGET_MS; the victim, reporting every 100 ms, is kept.
+  await robot.publishAsync(
+    topics.deviceTelemetry.build({ device: 'ghost' }),
+    JSON.stringify(telemetry('ghost', 10_000, 0.1)),
+    { qos: 1 },
+  );
+  await waitFor(() => planner.noPlan.has('ghost'), 'the ghost device to be held');
+  await waitFor(
+    () => lines.some((l) => l.msg.startsWith('device forgotten') && l.device === 'ghost'),
+    'the ghost device to be forgotten',
+  );
+  t.false(planner.noPlan.has('ghost'));
+  t.is(planner.devices, 1);
+  t.truthy(planner.plans.get('victim'));
+  // The victim goes silent: it is forgotten too, and its metrics series with it.
+  clearInterval(keepAlive);
+  await waitFor(() => planner.devices === 0, 'the silent victim to be forgotten');
+  t.is(planner.plans.get('victim'), undefined);
 });

@@ -287,3 +287,34 @@ test('frames that missed their deadline are evidence: the plan leaves the slow s
   );
   t.regex(plans[1]![1].reason, /got no answer within 500 ms/);
 });
+
+test('a device silent for forgetMs is forgotten, once; one that keeps reporting is not', (t) => {
+  const events = simulate(
+    ({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+      at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+      at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+      at(0, () => deviceProfiles.next({ device: 'r2', profile: edge }));
+      // r1 reports every second for 50 s, then goes silent; r2 sends nothing after its profile.
+      for (let s = 1; s <= 50; s++) at(s * 1000, () => deviceTelemetry.next(telemetry(s * 1000, 10_000)));
+      // r2 comes back after it was forgotten: planned afresh.
+      at(100_000, () => deviceProfiles.next({ device: 'r2', profile: edge }));
+    },
+    200_000,
+    { ...opts, forgetMs: 60_000 },
+  );
+  const of = (device: string) => events.filter(([, e]) => e.device === device).map(([at, e]) => [at, e.kind]);
+  // r1: last telemetry at 50 s, forgotten 60 s later; r2: silent from 0 s, forgotten at 60 s; back at 100 s.
+  t.deepEqual(of('r1'), [
+    [0, 'plan'],
+    [110_000, 'forgotten'],
+  ]);
+  t.deepEqual(of('r2'), [
+    [0, 'plan'],
+    [60_000, 'forgotten'],
+    [100_000, 'plan'],
+    [160_000, 'forgotten'],
+  ]);
+  // The plan after coming back starts a new sequence: the planner kept nothing of the device.
+  const back = events.find(([at, e]) => at === 100_000 && e.kind === 'plan')![1] as { plan: { seq: number } };
+  t.is(back.plan.seq, 1);
+});

@@ -116,6 +116,13 @@ export const plannerSettings = {
     default: '64',
     doc: 'transfer samples per device in the link fit’s sliding window',
   }),
+  forgetMs: setting({
+    env: 'PLAN_FORGET_MS',
+    flag: 'forget-ms',
+    schema: schemas.positiveInt,
+    default: '600000',
+    doc: 'a device silent this long (no profile, no telemetry) is forgotten, ms: memory is bounded by live devices',
+  }),
   metricsPort: metricsPortSetting,
 };
 

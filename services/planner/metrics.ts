@@ -71,6 +71,12 @@ export class PlannerMetrics {
     this.cut.set({ device }, cut);
   }
 
+  /** Drops a forgotten device's series. */
+  forget(device: string): void {
+    this.plans.remove({ device });
+    this.cut.remove({ device });
+  }
+
   /** Counts an error. */
   error(code: PlannerErrorCode): void {
     this.errors.inc({ code });

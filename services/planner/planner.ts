@@ -5,6 +5,7 @@
  */
 import { Subject, type Subscription } from 'rxjs';
 import { type Clock, systemClock } from '../../common/clock.ts';
+import { UserError } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { Connection } from '../../common/mqtt.ts';
 import type { Objective } from '../../common/plan/search.ts';
@@ -48,6 +49,8 @@ export interface PlannerOptions {
   holdMs?: number;
   tickMs?: number;
   linkWindow?: number;
+  /** A device silent this long (no profile, no telemetry) is forgotten (ms); default 10 minutes. */
+  forgetMs?: number;
   username?: string | undefined;
   password?: string | undefined;
   /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
@@ -77,6 +80,9 @@ export class Planner {
   readonly plans = new Map<string, Plan>();
   /** Why a device has no plan, when it has none. */
   readonly noPlan = new Map<string, string>();
+  /** When each device last sent a profile or telemetry (the planner's clock). */
+  private readonly lastSeen = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly opts: PlannerOptions,
@@ -124,6 +130,7 @@ export class Planner {
         hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
         tickMs: o.tickMs ?? 1000,
         staleMs: 10_000,
+        forgetMs: this.forgetMs,
         measure: (replan) => this.metrics.timeReplan(replan),
       }).subscribe({
         next: (e) => void this.onEvent(e),
@@ -156,17 +163,32 @@ export class Planner {
         void this.fixedPlan(device, profileFromDeclaration(declared, [profile]));
       }
     });
+    // Identities come from the topic, which the broker authorized for the sender, never from the payload.
     await conn.subscribe(
       topics.workerTelemetry.filter(),
-      (_t, payload) => {
-        this.sources.workerTelemetry.next(parseJson(WorkerTelemetrySchema, 'worker telemetry', payload));
+      (topic, payload) => {
+        const worker = topics.workerTelemetry.match(topic)?.worker;
+        if (worker === undefined) return;
+        const t = parseJson(WorkerTelemetrySchema, `telemetry of worker ${worker}`, payload);
+        if (t.worker !== worker)
+          throw new UserError(
+            `${topic}: refused, the payload names worker ${t.worker}; a worker reports on its own topic only`,
+          );
+        this.sources.workerTelemetry.next(t);
       },
       0,
     );
     await conn.subscribe(
       topics.deviceTelemetry.filter(),
-      (_t, payload) => {
-        const t = parseJson(DeviceTelemetrySchema, 'device telemetry', payload);
+      (topic, payload) => {
+        const device = topics.deviceTelemetry.match(topic)?.device;
+        if (device === undefined) return;
+        const t = parseJson(DeviceTelemetrySchema, `telemetry of device ${device}`, payload);
+        if (t.device !== device)
+          throw new UserError(
+            `${topic}: refused, the payload names device ${t.device}; a device reports on its own topic only`,
+          );
+        this.lastSeen.set(device, this.clock.now());
         if (!this.profiled.has(t.device) && !this.noPlan.has(t.device)) {
           const reason = 'the device sends telemetry but has published no profile';
           void this.onEvent({ kind: 'no-plan', device: t.device, reason });
@@ -176,6 +198,10 @@ export class Planner {
       0,
     );
     await conn.subscribe(topics.deviceProfile.filter(), (topic, payload) => this.onProfile(topic, payload));
+    // Devices the planning streams do not hold (telemetry without a profile; every device with a fixed cut) are
+    // forgotten here.
+    this.sweeper = setInterval(() => this.sweep(), Math.min(this.forgetMs, 60_000));
+    this.sweeper.unref();
     this.logger.info({ cut: o.cut, objective: o.objective, edgeLoad: o.edgeLoad }, 'planner ready');
   }
 
@@ -183,7 +209,40 @@ export class Planner {
   async stop(): Promise<void> {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
     await this.conn.stop();
+  }
+
+  /** Devices the planner holds state for. */
+  get devices(): number {
+    return this.lastSeen.size;
+  }
+
+  private get forgetMs(): number {
+    return this.opts.forgetMs ?? 600_000;
+  }
+
+  /** Forgets the devices silent for longer than forgetMs that the planning streams do not hold. */
+  private sweep(): void {
+    const now = this.clock.now();
+    for (const [device, at] of this.lastSeen) {
+      if (now - at < this.forgetMs) continue;
+      // With Algorithm 1, a device with a profile is the streams' to forget (they say so with an event).
+      if (this.subscription && this.profiled.has(device)) continue;
+      this.forget(device, now - at);
+    }
+  }
+
+  /** Drops all the planner holds for a device; its retained plan stays on the broker. */
+  private forget(device: string, silentMs: number): void {
+    if (!this.lastSeen.delete(device)) return;
+    this.profiled.delete(device);
+    this.declared.delete(device);
+    this.plans.delete(device);
+    this.noPlan.delete(device);
+    this.metrics.forget(device);
+    this.logger.info({ device, silentMs }, 'device forgotten: silent for longer than PLAN_FORGET_MS');
   }
 
   private async onProfile(topic: string, payload: Buffer): Promise<void> {
@@ -191,6 +250,7 @@ export class Planner {
     if (device === undefined || payload.length === 0) return;
     const published = parseDeviceProfile(json(payload), `profile of device ${device}`);
     this.profiled.add(device);
+    this.lastSeen.set(device, this.clock.now());
     if (this.opts.cut === 'auto') {
       this.sources.deviceProfiles.next({ device, profile: published });
       return;
@@ -237,6 +297,10 @@ export class Planner {
   }
 
   private async onEvent(e: PlannerEvent): Promise<void> {
+    if (e.kind === 'forgotten') {
+      this.forget(e.device, e.silentMs);
+      return;
+    }
     if (e.kind === 'no-plan') {
       this.noPlan.set(e.device, e.reason);
       this.logger.warn({ device: e.device, reason: e.reason }, 'no plan for device');

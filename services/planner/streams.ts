@@ -20,6 +20,9 @@ import {
   scan,
   shareReplay,
   startWith,
+  switchMap,
+  takeLast,
+  takeUntil,
   timer,
 } from 'rxjs';
 import { type Preset, presetPower } from '../../common/device/presets.ts';
@@ -67,6 +70,11 @@ export interface PlanningOptions {
   presets?: readonly Preset[];
   /** Runs each re-plan (Algorithm 1 and the hysteresis), e.g. timing it for the metrics; default: just runs it. */
   measure?: <T>(replan: () => T) => T;
+  /**
+   * A device that sent neither a profile nor telemetry for this long (ms) is forgotten: its state ends, so memory
+   * is bounded by the devices alive. Default: never.
+   */
+  forgetMs?: number | undefined;
 }
 
 /** The messages the planner listens to, already parsed and checked. */
@@ -81,7 +89,8 @@ export interface PlannerSources {
 /** What the streams produce. */
 export type PlannerEvent =
   | { kind: 'plan'; device: string; plan: Plan }
-  | { kind: 'no-plan'; device: string; reason: string };
+  | { kind: 'no-plan'; device: string; reason: string }
+  | { kind: 'forgotten'; device: string; silentMs: number };
 
 /** The tail workers as the planner knows them. */
 interface Workers {
@@ -375,11 +384,29 @@ export function planEvents(
   scheduler: SchedulerLike = asyncScheduler,
 ): Observable<PlannerEvent> {
   const workers$ = workersState(src);
+  const forgetMs = opts.forgetMs;
+  // Every sign of life of a device: a profile or a telemetry message.
+  const alive$ = merge(
+    src.deviceProfiles.pipe(map((e) => e.device)),
+    src.deviceTelemetry.pipe(map((t) => t.device)),
+  );
+  // A device's group lasts until it has been silent for forgetMs.
+  const silence = (device: string) =>
+    alive$.pipe(
+      filter((d) => d === device),
+      startWith(device),
+      switchMap(() => timer(forgetMs!, scheduler)),
+    );
   // Worker state is kept from the start: a worker's retained profile may arrive before any device's.
   const devices$ = src.deviceProfiles.pipe(
-    groupBy((e) => e.device),
+    groupBy((e) => e.device, forgetMs === undefined ? {} : { duration: (g) => silence(g.key) }),
     mergeMap((group$) => {
       const device = group$.key;
+      // The group ends when the device is forgotten: its state with it, and one event saying so.
+      const ended$ = group$.pipe(takeLast(1));
+      const forgotten$ = ended$.pipe(
+        map((): PlannerEvent => ({ kind: 'forgotten', device, silentMs: forgetMs ?? 0 })),
+      );
       const telemetry$ = src.deviceTelemetry.pipe(
         filter((t) => t.device === device),
         shareReplay({ bufferSize: 1, refCount: true }),
@@ -411,6 +438,8 @@ export function planEvents(
           { decision: {}, seq: 0, out: [] },
         ),
         mergeMap((acc) => acc.out),
+        takeUntil(ended$),
+        (plans$) => merge(plans$, forgotten$),
       );
     }),
   );
