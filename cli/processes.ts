@@ -55,7 +55,14 @@ export function startService(name: string, args: string[], opts: StartOptions = 
   });
   const prefix = opts.prefix ?? `[${name}] `;
   const onStdout = opts.onStdout ?? ((line: string) => process.stdout.write(`${prefix}${line}\n`));
-  const onStderr = opts.onStderr ?? ((line: string) => process.stderr.write(`${prefix}${line}\n`));
+  const toStderr = opts.onStderr ?? ((line: string) => process.stderr.write(`${prefix}${line}\n`));
+  // The last lines it wrote to stderr, to say why it exited when it exits before it is ready.
+  const lastLines: string[] = [];
+  const onStderr = (line: string) => {
+    lastLines.push(line.length > 500 ? `${line.slice(0, 500)}...` : line);
+    if (lastLines.length > 3) lastLines.shift();
+    toStderr(line);
+  };
   const exited = new Promise<number>((resolve) => {
     child.once('exit', (code, signal) =>
       resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 15) : 1)),
@@ -73,7 +80,14 @@ export function startService(name: string, args: string[], opts: StartOptions = 
       }
       onStdout(line);
     });
-    void exited.then((code) => reject(new Error(`${name} exited with code ${code} before it was ready`)));
+    void exited.then((code) =>
+      reject(
+        new Error(
+          `${name} exited with code ${code} before it was ready` +
+            (lastLines.length > 0 ? `; its last output: ${lastLines.join(' | ')}` : ''),
+        ),
+      ),
+    );
   });
   ready.catch(() => undefined);
   createInterface({ input: child.stderr! }).on('line', onStderr);

@@ -84,3 +84,9 @@ test('services stop on SIGTERM after their frames in flight, and say offline', a
   t.is(await planner.stop(), 0);
   t.is(await broker.stop(), 0);
 });
+
+test('a service that exits before it is ready says why: its last output is in the error', async (t) => {
+  const tail = startService('tail', ['tail', '--concurrency', 'many'], { onStderr: () => undefined });
+  const err = await t.throwsAsync(tail.ready);
+  t.regex(err?.message ?? '', /^tail exited with code 2 before it was ready; its last output: .*concurrency/);
+});

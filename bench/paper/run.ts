@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import cliProgress from 'cli-progress';
 import { EDGECUT_BIN } from '../../cli/processes.ts';
 import { hostBench } from '../../common/device/host.ts';
-import { UserError } from '../../common/errors.ts';
+import { errorMessage, UserError } from '../../common/errors.ts';
 import { type ZooName, zooModelPath } from '../../common/model/zoo/index.ts';
 import { parseRate } from '../../common/plan/link.ts';
 import { busyProcesses, stepScenarios } from '../loop.ts';
@@ -483,7 +483,12 @@ async function runJobs(list: Job[], jobs: number, bar: Progress): Promise<void> 
   const worker = async () => {
     for (let j = queue.shift(); j; j = queue.shift()) {
       bar.task(j.id);
-      await j.run();
+      // A run that fails (a process that could not start on a busy host) is tried once more before the grid
+      // stops; what was measured so far is saved, and the next run resumes from it.
+      await j.run().catch((err: unknown) => {
+        process.stderr.write(`bench paper: ${j.id} failed (${errorMessage(err)}); trying once more\n`);
+        return j.run();
+      });
       bar.done(j.weight, j.id);
     }
   };
