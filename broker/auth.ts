@@ -89,13 +89,17 @@ export class AccessControl {
 
   /** Wraps `aedes.publish` so that refused packets are dropped; call once after `Aedes.createBroker`. */
   install(aedes: Aedes): void {
-    if (!this.enabled) return;
     const publish = aedes.publish.bind(aedes) as (p: PublishPacket, c: unknown, done?: unknown) => void;
     (aedes as unknown as { publish: (...args: unknown[]) => void }).publish = (packet, client, done) => {
       const cb = typeof client === 'function' ? client : done;
       if (this.refused.has(packet as object)) (cb as (() => void) | undefined)?.();
       else publish(packet as PublishPacket, client, done);
     };
+  }
+
+  /** Marks a PUBLISH to be acknowledged and dropped (refused by another rule than access, e.g. limits.ts). */
+  drop(packet: PublishPacket): void {
+    this.refused.add(packet);
   }
 
   /** `preConnect`: remembers a CONNECT with an empty client id (aedes assigns a random one). */

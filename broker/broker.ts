@@ -15,6 +15,7 @@ import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
+import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { type GroupStats, type SharedOptions, SharedSubscriptions } from './shared.ts';
 import { loadTls, type TlsSettings } from './tls.ts';
 import { loadUsers } from './users.ts';
@@ -35,6 +36,8 @@ export interface BrokerOptions {
   usersFile?: string | undefined;
   /** MQTT-over-TLS listener; off unless a port is given (tls.ts). */
   tls?: TlsSettings | undefined;
+  /** Resource limits (limits.ts); each unset one has its default. */
+  limits?: Partial<BrokerLimits>;
 }
 
 function listen(server: Server | HttpServer, port: number, host: string): Promise<number> {
@@ -60,6 +63,7 @@ export class EmbeddedBroker {
   private wss: WebSocketServer | undefined;
   private tlsServer: TlsServer | undefined;
   private access: AccessControl | undefined;
+  private limits: Limits | undefined;
   private readonly sockets = new Set<Socket>();
   private tcpPort = 0;
   private webSocketPort: number | undefined;
@@ -102,6 +106,19 @@ export class EmbeddedBroker {
     return this.access?.stats() ?? { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 0 };
   }
 
+  /** Refusals of the resource limits so far, per limit (all zero before start). */
+  limitStats(): Record<LimitName, number> {
+    return (
+      this.limits?.stats() ?? {
+        packet: 0,
+        'pre-connect packet': 0,
+        retained: 0,
+        connections: 0,
+        'connect rate': 0,
+      }
+    );
+  }
+
   /** Checks the users file and TLS files (ConfigError, before any socket opens), creates aedes, opens the listeners. */
   async start(): Promise<void> {
     const { logger } = this.opts;
@@ -110,9 +127,12 @@ export class EmbeddedBroker {
     const tls = await loadTls(this.opts.tls);
     const conformance = new Conformance();
     const access = new AccessControl(users?.users, logger);
+    const limits = new Limits({ ...DEFAULT_LIMITS, ...this.opts.limits }, logger);
+    this.limits = limits;
     let shared: SharedSubscriptions | undefined;
     const aedes = await Aedes.createBroker({
       id: 'edgecut-broker',
+      connectTimeout: limits.limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
         conformance.preConnect(client, packet);
         access.preConnect(client, packet);
@@ -132,6 +152,7 @@ export class EmbeddedBroker {
       authorizePublish: (client, packet, done) => {
         const err = conformance.authorizePublish(packet);
         if (!err) access.authorizePublish(client, packet);
+        if (!err && limits.retained(client, packet)) access.drop(packet);
         done(err);
       },
       authorizeSubscribe: (client, sub, done) => {
@@ -148,8 +169,20 @@ export class EmbeddedBroker {
     shared = new SharedSubscriptions(aedes, { ...this.opts.shared, logger });
     this.shared = shared;
     this.aedes = aedes;
-    const handle = (stream: Parameters<Aedes['handle']>[0], req?: Parameters<Aedes['handle']>[1]): Client => {
+    // Every connection, whatever its listener: admitted per client address, its packets gated by size.
+    const handle = (
+      stream: Parameters<Aedes['handle']>[0],
+      socket: Socket,
+      req?: Parameters<Aedes['handle']>[1],
+    ): Client | undefined => {
+      const address = socket.remoteAddress ?? 'unknown';
+      if (limits.admit(address)) {
+        socket.destroy();
+        return undefined;
+      }
+      socket.once('close', () => limits.release(address));
       const client = aedes.handle(stream, req);
+      limits.gate(client, address);
       shared?.attach(client);
       return client;
     };
@@ -164,7 +197,7 @@ export class EmbeddedBroker {
       socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      handle(socket);
+      handle(socket, socket);
     };
     this.tcp = createServer(accept);
     this.tcpPort = await listen(this.tcp, this.opts.port, host);
@@ -180,10 +213,12 @@ export class EmbeddedBroker {
       this.http = createHttpServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
       });
-      this.wss = new WebSocketServer({ server: this.http });
+      this.wss = new WebSocketServer({ server: this.http, maxPayload: limits.limits.maxPacketBytes + 16 });
       this.wss.on('connection', (ws, req) => {
-        (req.socket as Socket).setNoDelay(true);
-        handle(createWebSocketStream(ws), req);
+        const socket = req.socket as Socket;
+        socket.setNoDelay(true);
+        // A WebSocket message is buffered whole before MQTT sees it: the frame limit bounds it first.
+        handle(createWebSocketStream(ws), socket, req);
       });
       this.webSocketPort = await listen(this.http, this.opts.wsPort, host);
     }

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { type ConfigOf, schemas, setting } from '../common/config.ts';
 import { metricsPortSetting } from '../common/metrics-setting.ts';
 import { commonSettings } from '../common/service-settings.ts';
+import { DEFAULT_LIMITS } from './limits.ts';
 
 /** Settings table of `edgecut broker`. */
 export const brokerSettings = {
@@ -59,6 +60,48 @@ export const brokerSettings = {
     schema: schemas.positiveInt,
     default: '1000',
     doc: 'QoS 1 messages a shared-subscription group holds while none of its members is connected',
+  }),
+  maxPacketBytes: setting({
+    env: 'BROKER_MAX_PACKET_BYTES',
+    flag: 'max-packet-bytes',
+    schema: schemas.positiveInt,
+    default: String(DEFAULT_LIMITS.maxPacketBytes),
+    doc: 'largest MQTT packet a connected client may send, bytes (larger: the connection is closed before the packet is buffered); the default holds the largest tensor crossing a cut of Inception-v3',
+  }),
+  preConnectBytes: setting({
+    env: 'BROKER_PRE_CONNECT_BYTES',
+    flag: 'pre-connect-bytes',
+    schema: schemas.positiveInt,
+    default: String(DEFAULT_LIMITS.preConnectBytes),
+    doc: 'largest packet before the CONNECT is accepted, bytes',
+  }),
+  maxRetainedBytes: setting({
+    env: 'BROKER_MAX_RETAINED_BYTES',
+    flag: 'max-retained-bytes',
+    schema: schemas.positiveInt,
+    default: String(DEFAULT_LIMITS.maxRetainedBytes),
+    doc: 'largest retained payload per topic, bytes (larger: acknowledged and dropped)',
+  }),
+  connectTimeoutMs: setting({
+    env: 'BROKER_CONNECT_TIMEOUT_MS',
+    flag: 'connect-timeout-ms',
+    schema: schemas.positiveInt,
+    default: String(DEFAULT_LIMITS.connectTimeoutMs),
+    doc: 'a socket that sends no CONNECT within this time is closed, ms',
+  }),
+  maxConnectionsPerAddress: setting({
+    env: 'BROKER_MAX_CONNECTIONS_PER_ADDRESS',
+    flag: 'max-connections-per-address',
+    schema: schemas.positiveInt,
+    default: String(DEFAULT_LIMITS.maxConnectionsPerAddress),
+    doc: 'connections open at once from one client address',
+  }),
+  connectsPerSecond: setting({
+    env: 'BROKER_CONNECTS_PER_SECOND',
+    flag: 'connects-per-second',
+    schema: schemas.positiveInt,
+    default: String(DEFAULT_LIMITS.connectsPerSecond),
+    doc: 'new connections per second from one client address (bursts of twice as many pass)',
   }),
   logLevel: commonSettings.logLevel,
   metricsPort: metricsPortSetting,

@@ -19,6 +19,14 @@ export async function runBroker(cfg: BrokerConfig): Promise<void> {
     shared: { maxQueued: cfg.sharedQueue },
     usersFile: cfg.users,
     tls: { port: cfg.tlsPort, certFile: cfg.tlsCert, keyFile: cfg.tlsKey },
+    limits: {
+      maxPacketBytes: cfg.maxPacketBytes,
+      preConnectBytes: cfg.preConnectBytes,
+      maxRetainedBytes: cfg.maxRetainedBytes,
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      maxConnectionsPerAddress: cfg.maxConnectionsPerAddress,
+      connectsPerSecond: cfg.connectsPerSecond,
+    },
   });
   const metrics = new BrokerMetrics(broker);
   const observed = {

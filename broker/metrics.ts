@@ -13,6 +13,7 @@ import type { GroupStats } from './shared.ts';
 export interface BrokerSources {
   sharedStats(): GroupStats[];
   accessStats(): AccessStats;
+  limitStats(): Record<string, number>;
 }
 
 /** Sets a counter's series to totals kept elsewhere (cumulative counts the broker already keeps). */
@@ -97,6 +98,16 @@ export class BrokerMetrics {
           [{ action: 'subscribe' }, a.refusedSubscribes],
         ]);
       },
+    );
+    s.counter(
+      'edgecut_broker_limit_refusals_total',
+      'connections closed or messages dropped by a resource limit (packet, pre-connect packet, retained, connections, connect rate)',
+      ['limit'],
+      (c) =>
+        setTotals(
+          c,
+          Object.entries(broker.limitStats()).map(([limit, n]) => [{ limit }, n]),
+        ),
     );
   }
 

@@ -186,7 +186,7 @@ function catalog(): string {
     ['planner (`edgecut planner`)', new PlannerMetrics().set],
     [
       'broker (`edgecut broker`)',
-      new BrokerMetrics({ sharedStats: () => [], accessStats: () => zeroAccess }).set,
+      new BrokerMetrics({ sharedStats: () => [], accessStats: () => zeroAccess, limitStats: () => ({}) }).set,
     ],
   ];
   return sets.map(([name, set]) => metricsTable(name, set.definitions)).join('\n\n');

@@ -56,8 +56,8 @@ export const tailSettings = {
     env: 'MAX_REQUEST_BYTES',
     flag: 'max-request-bytes',
     schema: schemas.positiveInt,
-    default: String(64 * 1024 * 1024),
-    doc: 'largest request accepted, in bytes',
+    default: String(8 * 1024 * 1024),
+    doc: 'largest request accepted, in bytes (as the embedded broker’s BROKER_MAX_PACKET_BYTES: the largest tensor crossing a cut of Inception-v3, 5.3 MiB, with room)',
   }),
   sessionCache: setting({
     env: 'SESSION_CACHE',
