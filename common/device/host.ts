@@ -3,10 +3,11 @@
  * to scale this host's predictions to a device preset. Without a saved measurement a short one is taken.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { cpus, hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchDevice, type DeviceBench } from './bench.ts';
+import { readProcsRunning } from './emulation.ts';
 
 function cacheDir(): string {
   return process.env.EDGECUT_CACHE_DIR || fileURLToPath(new URL('../../.cache/', import.meta.url));
@@ -25,13 +26,24 @@ export async function saveHostBench(result: DeviceBench): Promise<string> {
   return path;
 }
 
-/** The saved bench result for this host, or a fresh short measurement (saved for next time). */
+/**
+ * The saved bench result for this host, or a fresh short measurement, saved for next time only when the host was
+ * not busy meanwhile (a measurement under load, e.g. while a test suite runs, would make every later emulation and
+ * prediction of this host wrong until the file is deleted).
+ */
 export async function hostBench(threads = 1): Promise<DeviceBench> {
   try {
     return JSON.parse(await readFile(hostBenchPath(threads), 'utf8')) as DeviceBench;
   } catch {
+    const before = readProcsRunning();
     const result = await benchDevice({ threads, seconds: 0.5 });
-    await saveHostBench(result);
+    const after = readProcsRunning();
+    // Runnable threads besides this one, at the start and the end.
+    const others = before === undefined || after === undefined ? 0 : (before + after) / 2 - 1;
+    if (others < BUSY_OTHERS * cpus().length) await saveHostBench(result);
     return result;
   }
 }
+
+/** Other runnable threads per core above which a fresh measurement is used but not saved. */
+const BUSY_OTHERS = 0.5;
