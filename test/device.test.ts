@@ -1,11 +1,13 @@
 /**
  * Device speed, presets and load scaling (paper Fig. 17).
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { benchDevice } from '../common/device/bench.ts';
+import { hostBench, hostBenchPath } from '../common/device/host.ts';
 import { allPresets, BUILTIN_PRESETS, findPreset } from '../common/device/presets.ts';
 import { UserError } from '../common/errors.ts';
 import { loadFactor, scaleByLoad } from '../common/load.ts';
@@ -97,4 +99,23 @@ test('edgecut profile --sweep --quick --out writes the samples the predictors tr
   const sweep = JSON.parse(await readFile(out, 'utf8')) as { samples: Array<{ op: string; ms: number }> };
   t.true(sweep.samples.length >= 20);
   t.true(sweep.samples.every((s) => typeof s.op === 'string' && s.ms >= 0));
+});
+
+test.serial('a host speed measured while the host is busy is used but not saved; an idle one is saved', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-hostbench-'));
+  const saved = process.env.EDGECUT_CACHE_DIR;
+  process.env.EDGECUT_CACHE_DIR = dir;
+  t.teardown(async () => {
+    if (saved === undefined) delete process.env.EDGECUT_CACHE_DIR;
+    else process.env.EDGECUT_CACHE_DIR = saved;
+    await rm(dir, { recursive: true, force: true });
+  });
+  // Two other runnable threads per core: busy.
+  const busy = await hostBench(1, () => 1 + 2 * cpus().length);
+  t.true(busy.gflops > 0);
+  t.false(existsSync(hostBenchPath(1)), 'not saved');
+  // Only the reader runnable: idle, saved, and read back the next time.
+  const idle = await hostBench(1, () => 1);
+  t.true(existsSync(hostBenchPath(1)), 'saved');
+  t.deepEqual(await hostBench(1, () => 1 + 2 * cpus().length), idle);
 });

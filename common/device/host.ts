@@ -31,13 +31,17 @@ export async function saveHostBench(result: DeviceBench): Promise<string> {
  * not busy meanwhile (a measurement under load, e.g. while a test suite runs, would make every later emulation and
  * prediction of this host wrong until the file is deleted).
  */
-export async function hostBench(threads = 1): Promise<DeviceBench> {
+export async function hostBench(
+  threads = 1,
+  /** Threads runnable on this host now (tests inject it). */
+  runnable: () => number | undefined = readProcsRunning,
+): Promise<DeviceBench> {
   try {
     return JSON.parse(await readFile(hostBenchPath(threads), 'utf8')) as DeviceBench;
   } catch {
-    const before = readProcsRunning();
+    const before = runnable();
     const result = await benchDevice({ threads, seconds: 0.5 });
-    const after = readProcsRunning();
+    const after = runnable();
     // Runnable threads besides this one, at the start and the end.
     const others = before === undefined || after === undefined ? 0 : (before + after) / 2 - 1;
     if (others < BUSY_OTHERS * cpus().length) await saveHostBench(result);
