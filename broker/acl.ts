@@ -125,3 +125,10 @@ export function maySubscribe(grants: Grants, filter: string): boolean {
 export function mayRead(grants: Grants, topic: string): boolean {
   return grants.subscribe.some((f) => filterMatches(f, topic)) && inFamily(grants, topic);
 }
+
+/** May a message on this topic name be retained? Not on a topic of the map whose publishers never retain. */
+export function mayRetain(topic: string): boolean {
+  for (const spec of Object.values(topics) as TopicSpec<string>[])
+    if (spec.match(topic) !== undefined) return spec.retained;
+  return true;
+}

@@ -25,7 +25,16 @@
  */
 import type { Aedes, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../common/log.ts';
-import { familyPrefix, type Grants, grantsFor, idFits, mayPublish, mayRead, maySubscribe } from './acl.ts';
+import {
+  familyPrefix,
+  type Grants,
+  grantsFor,
+  idFits,
+  mayPublish,
+  mayRead,
+  mayRetain,
+  maySubscribe,
+} from './acl.ts';
 import { verifyNothing, verifyPassword } from './passwords.ts';
 import { parseSharedFilter } from './topics.ts';
 import type { User } from './users.ts';
@@ -143,11 +152,21 @@ export class AccessControl {
     if (!this.users) return;
     const principal = client ? this.principals.get(client) : undefined;
     if (principal && !principal.grants) return;
-    if (principal && this.publishable(principal, packet.topic)) return;
+    const allowed = principal !== undefined && this.publishable(principal, packet.topic);
+    // A retained message where the topic map says its publishers never retain (requests, telemetry): the broker
+    // would keep it for every later subscriber.
+    const retainRefused = allowed && packet.retain && !mayRetain(packet.topic);
+    if (allowed && !retainRefused) return;
     this.refused.add(packet);
     this.counts.refusedPublishes++;
     const will = client !== null && (client as unknown as { will?: unknown }).will === packet;
-    this.refusal(principal, client, packet.topic, will ? 'last will dropped' : 'publish dropped');
+    this.refusal(
+      principal,
+      client,
+      packet.topic,
+      will ? 'last will dropped' : 'publish dropped',
+      retainRefused ? 'RETAIN set on a topic that is never retained' : undefined,
+    );
   }
 
   /**
@@ -198,6 +217,7 @@ export class AccessControl {
     client: Client | null,
     topic: string,
     what: string,
+    why = 'not allowed for this user',
   ): void {
     const fields = { client: client?.id, user: principal?.user.username, role: principal?.user.role, topic };
     if (principal?.warned.has(topic)) {
@@ -205,6 +225,6 @@ export class AccessControl {
       return;
     }
     if (principal && principal.warned.size < CACHE_LIMIT) principal.warned.add(topic);
-    this.logger.warn(fields, `${what}: not allowed for this user`);
+    this.logger.warn(fields, `${what}: ${why}`);
   }
 }

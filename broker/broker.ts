@@ -183,6 +183,7 @@ export class EmbeddedBroker {
       socket.once('close', () => limits.release(address));
       const client = aedes.handle(stream, req);
       limits.gate(client, address);
+      conformance.attach(client);
       shared?.attach(client);
       return client;
     };

@@ -13,11 +13,17 @@
  *   here. A persistent session keeps aedes' behaviour (its queued messages are bound to aedes' per-QoS path);
  * - [MQTT-3.3.1-1] a message re-sent when a session resumes carries DUP=1 (aedes re-sent it with DUP=0);
  * - [MQTT-4.7.2-1] a persistent session with a `#` or `+/...` filter is not sent messages on `$` topics when it
- *   resumes (aedes queued them for it, and sent them then).
+ *   resumes (aedes queued them for it, and sent them then);
+ * - [MQTT-3.1.2-2] a CONNECT with a protocol level the broker does not support gets CONNACK 0x01 (unacceptable
+ *   protocol level) before the connection is closed (mqtt-packet's parser refused it, and aedes closed the
+ *   connection without a CONNACK); this one wraps the connection's parser, as the packet never reaches a hook.
  */
 import { Readable } from 'node:stream';
 import type { Aedes, AedesPublishPacket, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import { filterMatches, SHARE_PREFIX } from './topics.ts';
+
+/** CONNACK, session present 0, return code 0x01: unacceptable protocol level (MQTT 3.1.1 §3.2.2.3). */
+const CONNACK_UNACCEPTABLE_PROTOCOL = Buffer.from([0x20, 0x02, 0x00, 0x01]);
 
 /** Error whose return code aedes' authenticate path writes into the CONNACK. */
 class RefusedError extends Error {
@@ -40,6 +46,22 @@ export class Conformance {
   private readonly emptyIdDurable = new WeakSet<Client>();
   /** QoS granted per topic filter of each connection (non-shared subscriptions). */
   private readonly granted = new WeakMap<Client, Map<string, number>>();
+
+  /** Wires the per-connection correction ([MQTT-3.1.2-2]); call for each new client. */
+  attach(client: Client): void {
+    const internals = client as unknown as {
+      conn: { write(b: Buffer): boolean };
+      _parser: { packet: { cmd?: string }; _emitError(err: Error): void };
+    };
+    const parser = internals._parser;
+    const emitError = parser._emitError;
+    parser._emitError = function (this: typeof parser, err: Error) {
+      // mqtt-packet 9.x refuses a protocol level other than 3, 4 or 5 with this message.
+      if (this.packet.cmd === 'connect' && err.message === 'Invalid protocol version')
+        internals.conn.write(CONNACK_UNACCEPTABLE_PROTOCOL);
+      return emitError.call(this, err);
+    };
+  }
 
   /** Wires the listeners and the persistence wrapper; call once after `Aedes.createBroker`. */
   install(aedes: Aedes): void {

@@ -198,6 +198,30 @@ test('a robot cannot publish a plan: acknowledged, dropped, the retained plan un
   t.is(broker.accessStats().refusedPublishes, 3);
 });
 
+test('RETAIN on a topic the map never retains (telemetry, requests) is acknowledged and dropped; on its profile it is kept', async (t) => {
+  const { broker, as } = await aclBroker(t);
+  const robot = await as('robot-1');
+  const root = await as('root');
+  const telemetry = topics.deviceTelemetry.build({ device: 'robot-1' });
+  const seen = await collect(root, telemetry);
+  await robot.publishAsync(telemetry, 'retained telemetry', { qos: 1, retain: true });
+  await robot.publishAsync(telemetry, 'plain telemetry', { qos: 1 });
+  t.is((await seen.next()).payload.toString(), 'plain telemetry', 'the retained one was not routed');
+  t.true(robot.connected);
+  t.is(broker.accessStats().refusedPublishes, 1);
+  // A profile is retained as the map says.
+  const profile = topics.deviceProfile.build({ device: 'robot-1' });
+  await robot.publishAsync(profile, 'a profile', { qos: 1, retain: true });
+  // Everything of robot-1's: devices/robot-1/#.
+  const all = telemetry.replace(/telemetry$/, '#');
+  const later = await collect(await as('root', { clientId: 'root-later' }), all);
+  const got = await later.next();
+  t.is(got.topic, profile, 'only the profile is retained for a later subscriber');
+  t.is(got.payload.toString(), 'a profile');
+  await robot.publishAsync(telemetry, 'after', { qos: 1 });
+  t.is((await later.next()).payload.toString(), 'after', 'no retained telemetry came before the live one');
+});
+
 test('a robot cannot publish a request as another device; workers take requests through $share', async (t) => {
   const { broker, as } = await aclBroker(t);
   const worker = await as('w1');

@@ -364,3 +364,12 @@ forEachBroker(
     await (await RawClient.connect(t, url, { clientId: id, clean: true })).disconnect();
   },
 );
+
+forEachBroker(
+  '[MQTT-3.1.2-2] a CONNECT with an unsupported protocol level gets CONNACK 0x01, then the connection is closed',
+  async (t, url) => {
+    const c = await RawClient.connect(t, url, { clientId: cid('level6'), level: 6, allowRefusal: true });
+    t.is(c.connack.returnCode, 1);
+    t.true(await closesWithin(c, 2000));
+  },
+);

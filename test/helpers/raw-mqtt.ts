@@ -35,6 +35,8 @@ export interface RawConnectOptions {
   autoAck?: boolean;
   /** Resolve on any CONNACK instead of throwing on a refusal. */
   allowRefusal?: boolean;
+  /** Protocol level of the CONNECT (default 4, MQTT 3.1.1). */
+  level?: number;
 }
 
 /** Decodes a PUBLISH body. */
@@ -116,7 +118,12 @@ export class RawClient {
     if (will) flags |= 0x04 | ((will.qos ?? 0) << 3) | (will.retain ? 0x20 : 0);
     const keepalive = Buffer.alloc(2);
     keepalive.writeUInt16BE(opts.keepalive ?? 0, 0);
-    const parts = [encodeString('MQTT'), Buffer.from([4, flags]), keepalive, encodeString(opts.clientId)];
+    const parts = [
+      encodeString('MQTT'),
+      Buffer.from([opts.level ?? 4, flags]),
+      keepalive,
+      encodeString(opts.clientId),
+    ];
     if (will) {
       parts.push(encodeString(will.topic), encodeString(Buffer.from(will.payload)));
     }
