@@ -11,6 +11,7 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import { ConfigError } from '../common/config.ts';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
@@ -36,6 +37,8 @@ export interface BrokerOptions {
   usersFile?: string | undefined;
   /** MQTT-over-TLS listener; off unless a port is given (tls.ts). */
   tls?: TlsSettings | undefined;
+  /** Only the TLS listener: no plain TCP or WebSocket one (needs `tls`). */
+  tlsOnly?: boolean;
   /** Resource limits (limits.ts); each unset one has its default. */
   limits?: Partial<BrokerLimits>;
 }
@@ -86,9 +89,9 @@ export class EmbeddedBroker {
     return this.tlsListenPort;
   }
 
-  /** `mqtt://host:port` of the TCP listener, for clients on this host. */
+  /** `mqtt://host:port` of the TCP listener (`mqtts://` of the TLS one with `tlsOnly`), for clients on this host. */
   get url(): string {
-    return `mqtt://127.0.0.1:${this.tcpPort}`;
+    return this.opts.tlsOnly ? `mqtts://127.0.0.1:${this.tlsListenPort}` : `mqtt://127.0.0.1:${this.tcpPort}`;
   }
 
   /** The aedes instance while started, for observers of its events ('publish', 'client', ...), e.g. metrics. */
@@ -125,6 +128,11 @@ export class EmbeddedBroker {
     const host = this.opts.host ?? '0.0.0.0';
     const users = this.opts.usersFile === undefined ? undefined : await loadUsers(this.opts.usersFile);
     const tls = await loadTls(this.opts.tls);
+    const tlsOnly = this.opts.tlsOnly === true;
+    if (tlsOnly && !tls)
+      throw new ConfigError(
+        'BROKER_TLS_ONLY (--tls-only) turns the plain listeners off and needs the TLS one: set BROKER_TLS_PORT, BROKER_TLS_CERT and BROKER_TLS_KEY',
+      );
     const conformance = new Conformance();
     const access = new AccessControl(users?.users, logger);
     const limits = new Limits({ ...DEFAULT_LIMITS, ...this.opts.limits }, logger);
@@ -200,8 +208,10 @@ export class EmbeddedBroker {
       socket.on('close', () => this.sockets.delete(socket));
       handle(socket, socket);
     };
-    this.tcp = createServer(accept);
-    this.tcpPort = await listen(this.tcp, this.opts.port, host);
+    if (!tlsOnly) {
+      this.tcp = createServer(accept);
+      this.tcpPort = await listen(this.tcp, this.opts.port, host);
+    }
     if (tls) {
       // 'secureConnection': the handshake is done; the TLS socket is a net.Socket (setNoDelay reaches the TCP one).
       this.tlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, accept);
@@ -210,7 +220,7 @@ export class EmbeddedBroker {
       );
       this.tlsListenPort = await listen(this.tlsServer, tls.port, host);
     }
-    if (this.opts.wsPort !== undefined) {
+    if (this.opts.wsPort !== undefined && !tlsOnly) {
       this.http = createHttpServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
       });

@@ -27,8 +27,7 @@ export const brokerSettings = {
     env: 'BROKER_WS_PORT',
     flag: 'ws-port',
     schema: schemas.port,
-    default: '8083',
-    doc: 'MQTT-over-WebSocket port (0 = any free port)',
+    doc: 'MQTT-over-WebSocket port (0 = any free port); unset = no WebSocket listener (compose.yaml sets 8083)',
   }),
   tlsPort: setting({
     env: 'BROKER_TLS_PORT',
@@ -47,6 +46,13 @@ export const brokerSettings = {
     flag: 'tls-key',
     schema: schemas.path,
     doc: 'PEM file of the TLS private key',
+  }),
+  tlsOnly: setting({
+    env: 'BROKER_TLS_ONLY',
+    flag: 'tls-only',
+    schema: schemas.bool,
+    default: 'false',
+    doc: 'only the TLS listener: no plain TCP or WebSocket listener, so no password crosses the network in clear text; needs BROKER_TLS_PORT',
   }),
   users: setting({
     env: 'BROKER_USERS',

@@ -19,6 +19,7 @@ export async function runBroker(cfg: BrokerConfig): Promise<void> {
     shared: { maxQueued: cfg.sharedQueue },
     usersFile: cfg.users,
     tls: { port: cfg.tlsPort, certFile: cfg.tlsCert, keyFile: cfg.tlsKey },
+    tlsOnly: cfg.tlsOnly,
     limits: {
       maxPacketBytes: cfg.maxPacketBytes,
       preConnectBytes: cfg.preConnectBytes,
@@ -44,7 +45,7 @@ export async function runBroker(cfg: BrokerConfig): Promise<void> {
     logger,
   });
   await runComponent('broker', served, logger, () => ({
-    port: broker.port,
+    port: cfg.tlsOnly ? undefined : broker.port,
     wsPort: broker.wsPort,
     tlsPort: broker.tlsPort,
     ...served.server.readyDetails(),

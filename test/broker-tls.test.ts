@@ -58,6 +58,30 @@ test('over TLS with the CA users log in and a wrong password is refused; without
   t.deepEqual(broker.accessStats(), { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 1 });
 });
 
+test('TLS only: no plain TCP or WebSocket listener, users log in over TLS; without TLS settings it is one line', async (t) => {
+  const dir = await tempDir(t);
+  const { cert, key } = await selfSignedCert(dir);
+  const usersFile = await writeUsersFile(t, [{ username: 'robot-1', role: 'device', password: 'pw' }]);
+  const broker = await startSecureBroker(t, {
+    usersFile,
+    wsPort: 0,
+    tlsOnly: true,
+    tls: { port: 0, certFile: cert, keyFile: key },
+  });
+  t.is(broker.port, 0, 'no TCP listener');
+  t.is(broker.wsPort, undefined, 'no WebSocket listener');
+  t.is(broker.url, `mqtts://127.0.0.1:${broker.tlsPort}`);
+  const client = await connectAs(t, broker.url, 'robot-1', 'pw', { ca: await readFile(cert) });
+  t.true(client.connected);
+  const err = await t.throwsAsync(startSecureBroker(t, { usersFile, tlsOnly: true }), {
+    instanceOf: ConfigError,
+  });
+  t.is(
+    err?.message,
+    'BROKER_TLS_ONLY (--tls-only) turns the plain listeners off and needs the TLS one: set BROKER_TLS_PORT, BROKER_TLS_CERT and BROKER_TLS_KEY',
+  );
+});
+
 test('TLS settings are checked before any port opens, one line each', async (t) => {
   const dir = await tempDir(t);
   const { cert, key } = await selfSignedCert(dir);

@@ -101,21 +101,24 @@ test('edgecut profile --sweep --quick --out writes the samples the predictors tr
   t.true(sweep.samples.every((s) => typeof s.op === 'string' && s.ms >= 0));
 });
 
-test.serial('a host speed measured while the host is busy is used but not saved; an idle one is saved', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'edgecut-hostbench-'));
-  const saved = process.env.EDGECUT_CACHE_DIR;
-  process.env.EDGECUT_CACHE_DIR = dir;
-  t.teardown(async () => {
-    if (saved === undefined) delete process.env.EDGECUT_CACHE_DIR;
-    else process.env.EDGECUT_CACHE_DIR = saved;
-    await rm(dir, { recursive: true, force: true });
-  });
-  // Two other runnable threads per core: busy.
-  const busy = await hostBench(1, () => 1 + 2 * cpus().length);
-  t.true(busy.gflops > 0);
-  t.false(existsSync(hostBenchPath(1)), 'not saved');
-  // Only the reader runnable: idle, saved, and read back the next time.
-  const idle = await hostBench(1, () => 1);
-  t.true(existsSync(hostBenchPath(1)), 'saved');
-  t.deepEqual(await hostBench(1, () => 1 + 2 * cpus().length), idle);
-});
+test.serial(
+  'a host speed measured while the host is busy is used but not saved; an idle one is saved',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgecut-hostbench-'));
+    const saved = process.env.EDGECUT_CACHE_DIR;
+    process.env.EDGECUT_CACHE_DIR = dir;
+    t.teardown(async () => {
+      if (saved === undefined) delete process.env.EDGECUT_CACHE_DIR;
+      else process.env.EDGECUT_CACHE_DIR = saved;
+      await rm(dir, { recursive: true, force: true });
+    });
+    // Two other runnable threads per core: busy.
+    const busy = await hostBench(1, () => 1 + 2 * cpus().length);
+    t.true(busy.gflops > 0);
+    t.false(existsSync(hostBenchPath(1)), 'not saved');
+    // Only the reader runnable: idle, saved, and read back the next time.
+    const idle = await hostBench(1, () => 1);
+    t.true(existsSync(hostBenchPath(1)), 'saved');
+    t.deepEqual(await hostBench(1, () => 1 + 2 * cpus().length), idle);
+  },
+);
