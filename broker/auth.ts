@@ -35,6 +35,7 @@ import {
   mayRetain,
   maySubscribe,
 } from './acl.ts';
+import { LOGIN_LIMITS, LoginGate, type LoginLimits } from './logins.ts';
 import { verifyNothing, verifyPassword } from './passwords.ts';
 import { parseSharedFilter } from './topics.ts';
 import type { User } from './users.ts';
@@ -53,7 +54,7 @@ export interface AccessStats {
 export class RefusedError extends Error {
   constructor(
     message: string,
-    readonly returnCode: 2 | 4 | 5,
+    readonly returnCode: 2 | 3 | 4 | 5,
   ) {
     super(message);
   }
@@ -80,11 +81,19 @@ export class AccessControl {
   private readonly refused = new WeakSet<object>();
   private readonly counts: AccessStats = { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 0 };
 
+  /** Throttles password checks (logins.ts). */
+  readonly logins: LoginGate;
+
   /** `users` undefined: no users file, anonymous clients with full access. */
   constructor(
     private readonly users: ReadonlyMap<string, User> | undefined,
     private readonly logger: Logger,
-  ) {}
+    /** The client's network address, for throttling failed logins per address. */
+    private readonly addressOf: (client: Client) => string | undefined = () => undefined,
+    loginLimits: LoginLimits = LOGIN_LIMITS,
+  ) {
+    this.logins = new LoginGate(loginLimits);
+  }
 
   /** Whether a users file is enforced. */
   get enabled(): boolean {
@@ -123,7 +132,7 @@ export class AccessControl {
     password: Buffer | undefined,
   ): Promise<RefusedError | null> {
     if (!this.users) return null;
-    const refuse = (returnCode: 2 | 4 | 5, why: string) => {
+    const refuse = (returnCode: 2 | 3 | 4 | 5, why: string) => {
       this.counts.refusedConnects++;
       this.logger.warn({ client: client.id, user: username, returnCode }, `connection refused: ${why}`);
       return new RefusedError(why, returnCode);
@@ -131,9 +140,19 @@ export class AccessControl {
     if (username === undefined || username === '') return refuse(5, 'no user name: a users file is in force');
     const user = this.users.get(username);
     const secret = password ?? Buffer.alloc(0);
-    const ok = user ? await verifyPassword(secret, user.hash) : await verifyNothing(secret);
+    const address = this.addressOf(client) ?? 'unknown';
+    const checked = await this.logins.run(address, username, async () =>
+      user ? verifyPassword(secret, user.hash) : verifyNothing(secret),
+    );
+    if ('throttled' in checked)
+      return refuse(
+        3,
+        checked.throttled === 'busy'
+          ? 'too many logins are being checked; try again'
+          : `too many failed logins ${checked.throttled === 'address' ? `from ${address}` : 'for this user'}; try again later`,
+      );
     if (!user) return refuse(4, 'unknown user');
-    if (!ok) return refuse(4, 'wrong password');
+    if (!checked.ok) return refuse(4, 'wrong password');
     if (user.id !== undefined && !this.clientIdFits(client, user.id)) {
       const what =
         familyPrefix(user.id) === undefined ? `"${user.id}"` : `"${familyPrefix(user.id)}<anything>"`;

@@ -17,6 +17,7 @@ import type { Logger } from '../common/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
+import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
 import { type GroupStats, type SharedOptions, SharedSubscriptions } from './shared.ts';
 import { loadTls, type TlsSettings } from './tls.ts';
 import { loadUsers } from './users.ts';
@@ -39,6 +40,8 @@ export interface BrokerOptions {
   tls?: TlsSettings | undefined;
   /** Only the TLS listener: no plain TCP or WebSocket one (needs `tls`). */
   tlsOnly?: boolean;
+  /** Login throttling (logins.ts); each unset one has its default. */
+  logins?: Partial<LoginLimits>;
   /** Resource limits (limits.ts); each unset one has its default. */
   limits?: Partial<BrokerLimits>;
 }
@@ -104,6 +107,11 @@ export class EmbeddedBroker {
     return this.shared?.stats() ?? [];
   }
 
+  /** Password checks run, and logins refused without one (throttled), so far. */
+  loginStats(): { checks: number; address: number; user: number; busy: number } {
+    return { ...(this.access?.logins.counts ?? { checks: 0, address: 0, user: 0, busy: 0 }) };
+  }
+
   /** Refusals of access control so far (all zero without a users file). */
   accessStats(): AccessStats {
     return this.access?.stats() ?? { refusedPublishes: 0, refusedSubscribes: 0, refusedConnects: 0 };
@@ -134,7 +142,12 @@ export class EmbeddedBroker {
         'BROKER_TLS_ONLY (--tls-only) turns the plain listeners off and needs the TLS one: set BROKER_TLS_PORT, BROKER_TLS_CERT and BROKER_TLS_KEY',
       );
     const conformance = new Conformance();
-    const access = new AccessControl(users?.users, logger);
+    // Each client's network address, for the per-address limits of logins.
+    const addresses = new WeakMap<Client, string>();
+    const access = new AccessControl(users?.users, logger, (client) => addresses.get(client), {
+      ...LOGIN_LIMITS,
+      ...this.opts.logins,
+    });
     const limits = new Limits({ ...DEFAULT_LIMITS, ...this.opts.limits }, logger);
     this.limits = limits;
     let shared: SharedSubscriptions | undefined;
@@ -190,6 +203,7 @@ export class EmbeddedBroker {
       }
       socket.once('close', () => limits.release(address));
       const client = aedes.handle(stream, req);
+      addresses.set(client, address);
       limits.gate(client, address);
       conformance.attach(client);
       shared?.attach(client);

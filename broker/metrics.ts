@@ -14,6 +14,7 @@ export interface BrokerSources {
   sharedStats(): GroupStats[];
   accessStats(): AccessStats;
   limitStats(): Record<string, number>;
+  loginStats(): { checks: number; address: number; user: number; busy: number };
 }
 
 /** Sets a counter's series to totals kept elsewhere (cumulative counts the broker already keeps). */
@@ -96,6 +97,20 @@ export class BrokerMetrics {
           [{ action: 'connect' }, a.refusedConnects],
           [{ action: 'publish' }, a.refusedPublishes],
           [{ action: 'subscribe' }, a.refusedSubscribes],
+        ]);
+      },
+    );
+    s.counter(
+      'edgecut_broker_logins_total',
+      'logins by outcome: checked (a password check ran), or refused unchecked with CONNACK 0x03 because of failed logins from the address or for the user, or too many checks waiting (busy)',
+      ['outcome'],
+      (c) => {
+        const l = broker.loginStats();
+        setTotals(c, [
+          [{ outcome: 'checked' }, l.checks],
+          [{ outcome: 'address' }, l.address],
+          [{ outcome: 'user' }, l.user],
+          [{ outcome: 'busy' }, l.busy],
         ]);
       },
     );

@@ -156,8 +156,9 @@ export class Connection {
         resolve();
       };
       const onError = (err: Error) => {
-        // Refusals (bad credentials) are final; transport errors are retried by mqtt.js.
-        if ('code' in err && typeof err.code === 'number') {
+        // Refusals (bad credentials) are final; transport errors, and a broker that says it is unavailable
+        // (CONNACK 0x03: busy, or throttling logins), are retried by mqtt.js.
+        if ('code' in err && typeof err.code === 'number' && err.code !== 3) {
           client.off('connect', onConnect);
           client.end(true);
           // A refusal is the user's configuration (credentials, client id): one line, not a stack trace.

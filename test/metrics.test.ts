@@ -186,7 +186,12 @@ function catalog(): string {
     ['planner (`edgecut planner`)', new PlannerMetrics().set],
     [
       'broker (`edgecut broker`)',
-      new BrokerMetrics({ sharedStats: () => [], accessStats: () => zeroAccess, limitStats: () => ({}) }).set,
+      new BrokerMetrics({
+        sharedStats: () => [],
+        accessStats: () => zeroAccess,
+        limitStats: () => ({}),
+        loginStats: () => ({ checks: 0, address: 0, user: 0, busy: 0 }),
+      }).set,
     ],
   ];
   return sets.map(([name, set]) => metricsTable(name, set.definitions)).join('\n\n');
