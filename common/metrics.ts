@@ -281,4 +281,5 @@ export const WIRE_ERROR_CODES: readonly ErrorCode[] = Object.keys({
   'too-large': true,
   internal: true,
   overloaded: true,
+  expired: true,
 } satisfies Record<ErrorCode, true>) as ErrorCode[];

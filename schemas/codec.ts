@@ -92,7 +92,8 @@ export type ErrorCode =
   | 'bad-tensor'
   | 'too-large'
   | 'internal'
-  | 'overloaded';
+  | 'overloaded'
+  | 'expired';
 
 /** Tail worker -> edge: a request was refused or failed (requestId/deviceId empty if it could not be parsed). */
 export interface InferenceError {

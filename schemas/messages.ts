@@ -118,6 +118,8 @@ export const WorkerTelemetrySchema = z.object({
   loadavg1: z.number(),
   cores: z.number().int().min(1),
   queueDepth: z.number().int().min(0),
+  /** Requests waiting per device (devices with none absent); each device's queue is bounded (TAIL_DEVICE_QUEUE). */
+  deviceQueues: z.record(z.string(), z.number().int().min(0)).optional(),
   running: z.number().int().min(0),
   /** Inferences the worker runs at once. */
   concurrency: z.number().int().min(1),

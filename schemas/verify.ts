@@ -72,6 +72,7 @@ export const ERROR_CODE_FROM_WIRE: ReadonlyMap<number, ErrorCode> = new Map<numb
   [WireErrorCode.TooLarge, 'too-large'],
   [WireErrorCode.Internal, 'internal'],
   [WireErrorCode.Overloaded, 'overloaded'],
+  [WireErrorCode.Expired, 'expired'],
 ]);
 
 const allowed = (m: ReadonlyMap<number, string>) => [...m].map(([n, v]) => `${n} (${v})`).join(', ');

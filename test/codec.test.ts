@@ -29,6 +29,7 @@ const ALL_CODES: ErrorCode[] = [
   'too-large',
   'internal',
   'overloaded',
+  'expired',
 ];
 
 function times(base: number): StageTimes {

@@ -69,6 +69,7 @@ ERROR_NAMES = {
     ErrorCode.TooLarge: "too-large",
     ErrorCode.Internal: "internal",
     ErrorCode.Overloaded: "overloaded",
+    ErrorCode.Expired: "expired",
 }
 
 EXIT_ERROR_REPLY = 1

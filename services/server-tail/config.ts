@@ -59,6 +59,13 @@ export const tailSettings = {
     default: String(8 * 1024 * 1024),
     doc: 'largest request accepted, in bytes (as the embedded broker’s BROKER_MAX_PACKET_BYTES: the largest tensor crossing a cut of Inception-v3, 5.3 MiB, with room)',
   }),
+  deviceQueue: setting({
+    env: 'TAIL_DEVICE_QUEUE',
+    flag: 'device-queue',
+    schema: schemas.positiveInt,
+    default: '32',
+    doc: 'requests one device may have waiting on this worker; more are refused with an overloaded reply (the device runs them itself), so one robot cannot starve the others',
+  }),
   sessionCache: setting({
     env: 'SESSION_CACHE',
     flag: 'session-cache',

@@ -14,6 +14,8 @@ type TailErrorCode = ErrorCode | 'handler';
 export interface TailSources {
   /** Requests waiting for a slot plus those running. */
   queueDepth: () => number;
+  /** Requests waiting per device (devices with none absent). */
+  deviceQueues?: () => Record<string, number>;
 }
 
 interface ModelChildren {
@@ -56,6 +58,16 @@ export class TailMetrics {
       'requests waiting for a slot plus those running',
       ['worker'],
       (g) => this.sources && g.set({ worker }, this.sources.queueDepth()),
+    );
+    s.gauge(
+      'edgecut_tail_device_queue_depth',
+      'requests waiting per device (devices with none waiting have no series)',
+      ['worker', 'device'],
+      (g) => {
+        g.reset();
+        for (const [device, n] of Object.entries(this.sources?.deviceQueues?.() ?? {}))
+          g.set({ worker, device }, n);
+      },
     );
     this.seconds = s.histogram(
       'edgecut_tail_inference_seconds',

@@ -30,7 +30,6 @@ import { Connection } from '../../common/mqtt.ts';
 import { readProfileFile } from '../../common/profile/io.ts';
 import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
 import { createSession, runWire } from '../../common/runtime.ts';
-import { Semaphore } from '../../common/semaphore.ts';
 import { median } from '../../common/stats.ts';
 import {
   decodeMessage,
@@ -39,15 +38,20 @@ import {
   encodeResult,
   type InferenceRequest,
   WireFormatError,
+  type WireTensor,
 } from '../../schemas/codec.ts';
 import type { WorkerTelemetry } from '../../schemas/messages.ts';
 import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
+import { FairQueue } from './fair-queue.ts';
 import { LruCache } from './lru.ts';
 import { TailMetrics } from './metrics.ts';
 import { checkRequestTensors, RequestError } from './validate.ts';
 
 /** Settings of a tail worker (parsed by `config.ts`). */
+/** Requests one device may have waiting on a worker, by default. */
+export const DEFAULT_DEVICE_QUEUE = 32;
+
 export interface TailWorkerOptions {
   mqttUrl: string;
   workerId: string;
@@ -55,6 +59,8 @@ export interface TailWorkerOptions {
   /** Shared-subscription group; empty subscribes plainly (every worker then sees every request). */
   group: string;
   concurrency: number;
+  /** Requests one device may have waiting; more are refused with `overloaded`. Default {@link DEFAULT_DEVICE_QUEUE}. */
+  deviceQueue?: number;
   threads: number;
   maxRequestBytes: number;
   sessionCache: number;
@@ -95,7 +101,7 @@ const MODEL_WATCH_MS = 5000;
 export class TailWorker {
   private readonly conn: Connection;
   private readonly models: ModelDirectory;
-  private readonly slots: Semaphore;
+  private readonly slots: FairQueue;
   private readonly sessions: LruCache<string, Promise<InferenceSession>>;
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
@@ -127,9 +133,12 @@ export class TailWorker {
       caFile: opts.mqttCaFile,
     });
     this.models = new ModelDirectory(opts.modelsDir, logger);
-    this.slots = new Semaphore(opts.concurrency);
+    this.slots = new FairQueue(opts.concurrency, opts.deviceQueue ?? DEFAULT_DEVICE_QUEUE);
     this.conn.onHandlerError = () => metrics.handlerError();
-    metrics.watch({ queueDepth: () => this.slots.waiting + this.slots.running });
+    metrics.watch({
+      queueDepth: () => this.slots.waiting + this.slots.running,
+      deviceQueues: () => this.slots.depths(),
+    });
     this.sessions = new LruCache(opts.sessionCache, (key, session) => {
       logger.debug({ key }, 'tail session evicted');
       void session.then((s) => s.release()).catch(() => undefined);
@@ -347,10 +356,27 @@ export class TailWorker {
     const session = this.tailSession(key, () => model.part(req.cutId, 'tail'));
     const times = { ...req.times, tailReceived: receivedAt };
     const emulated = this.emulated.get(req.modelId);
-    const outputs = await this.slots.run(async () => {
+    const turn = this.slots.enter(device);
+    if (!turn)
+      throw new RequestError(
+        'overloaded',
+        `device ${device} already has ${this.opts.deviceQueue ?? DEFAULT_DEVICE_QUEUE} requests waiting on this worker, the most one device may (TAIL_DEVICE_QUEUE)`,
+      );
+    const release = await turn.started;
+    let outputs: WireTensor[];
+    try {
+      // The device gave the request deadlineMs - sent ms; measured on this worker's clock from its arrival (the
+      // two clocks need not agree), so a request is never dropped early, only late by its upload time.
+      const budget = req.deadlineMs > 0 ? req.deadlineMs - req.times.sent : Number.POSITIVE_INFINITY;
+      const waited = this.clock.now() - receivedAt;
+      if (waited > budget)
+        throw new RequestError(
+          'expired',
+          `waited ${waited.toFixed(0)} ms for a slot, past the device's deadline of ${budget.toFixed(0)} ms: not run`,
+        );
       const ready = await session;
       times.tailStart = this.clock.now();
-      const out = emulated
+      outputs = emulated
         ? (
             await emulated.stretch.run(
               () => runWire(ready, req.tensors),
@@ -359,8 +385,9 @@ export class TailWorker {
           ).value
         : await runWire(ready, req.tensors);
       times.tailEnd = this.clock.now();
-      return out;
-    });
+    } finally {
+      release();
+    }
     this.record(key, times.tailEnd - times.tailStart);
     times.replied = this.clock.now();
     const reply = encodeResult({
@@ -405,6 +432,7 @@ export class TailWorker {
       loadavg1: loadavg()[0] ?? 0,
       cores: cpus().length,
       queueDepth: this.slots.waiting,
+      deviceQueues: this.slots.depths(),
       running: this.slots.running,
       concurrency: this.opts.concurrency,
       tailMs,
