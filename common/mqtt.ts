@@ -96,6 +96,9 @@ export class Connection {
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
   private acks: AckControl | undefined;
+  /** This service's retained messages by topic, published again after every reconnect. */
+  private readonly retained = new Map<string, { body: string | Buffer; qos: 0 | 1 }>();
+  private connects = 0;
   /** Called for each handler failure (after logging). */
   onHandlerError: HandlerErrorHook | undefined;
   /** Called for each QoS 1 PUBLISH as it is handed to the client, with the promise its PUBACK settles. */
@@ -144,6 +147,9 @@ export class Connection {
         opts.logger.warn({ err: errorMessage(err) }, 'status publish failed'),
       );
       for (const s of this.subs) client.subscribe(s.filter, { qos: s.qos });
+      // A broker that restarted may have lost its retained messages (profiles, plans): the service's own go out
+      // again, so a planner or worker started after the restart finds them.
+      if (this.connects++ > 0) this.republish();
     });
     client.on('message', (topic, payload, packet) => this.dispatch(topic, payload, packet));
     client.on('error', (err) => opts.logger.warn({ err: errorMessage(err) }, 'mqtt error'));
@@ -204,9 +210,30 @@ export class Connection {
         ? payload
         : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     const qos = opts.qos ?? 1;
+    if (opts.retain && topic !== this.opts.statusTopic) {
+      // A zero-byte retained message clears the topic [MQTT-3.3.1-10]: nothing to publish again.
+      if (Buffer.byteLength(body) === 0) this.retained.delete(topic);
+      else this.retained.set(topic, { body, qos });
+    }
     const acked = this.mqtt.publishAsync(topic, body, { qos, retain: opts.retain ?? false });
     if (qos === 1 && this.onPublish) this.onPublish(topic, Buffer.byteLength(body), acked);
     await acked;
+  }
+
+  /** Stops publishing a retained topic again after reconnects (its subject is gone, e.g. a forgotten device). */
+  forgetRetained(topic: string): void {
+    this.retained.delete(topic);
+  }
+
+  private republish(): void {
+    for (const [topic, { body, qos }] of this.retained)
+      this.mqtt
+        .publishAsync(topic, body, { qos, retain: true })
+        .catch((err: unknown) =>
+          this.opts.logger.warn({ topic, err: errorMessage(err) }, 'retained message not published again'),
+        );
+    if (this.retained.size > 0)
+      this.opts.logger.info({ topics: this.retained.size }, 'retained messages published again after reconnecting');
   }
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {

@@ -476,11 +476,8 @@ export class EdgeHead {
 
   private onReconnect(): void {
     if (this.stopping !== undefined) return;
+    // The connection publishes the retained profile again (a restarted broker may have lost it).
     this.logger.info('broker reachable again: offloading resumes');
-    // A restarted broker may have lost the retained profile the planner needs.
-    this.publishProfile().catch((err: unknown) =>
-      this.logger.warn({ err: errorMessage(err) }, 'profile publish failed'),
-    );
   }
 
   /** Publishes the profile, retained; with device emulation, scaled to the emulated device. */

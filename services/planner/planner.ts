@@ -242,6 +242,7 @@ export class Planner {
     this.plans.delete(device);
     this.noPlan.delete(device);
     this.metrics.forget(device);
+    this.conn.forgetRetained(topics.plan.build({ device }));
     this.logger.info({ device, silentMs }, 'device forgotten: silent for longer than PLAN_FORGET_MS');
   }
 
