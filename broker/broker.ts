@@ -46,9 +46,27 @@ export interface BrokerOptions {
   limits?: Partial<BrokerLimits>;
 }
 
-function listen(server: Server | HttpServer, port: number, host: string): Promise<number> {
+/** Listens; a port that cannot be had is one line naming the setting (its variable and flag). */
+function listen(
+  server: Server | HttpServer,
+  port: number,
+  host: string,
+  [env, flag]: [string, string],
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new ConfigError(
+          `${env}=${port} (${flag}): cannot listen on ${host}:${port}: ${
+            err.code === 'EADDRINUSE'
+              ? 'the port is in use (another broker?); choose another, or 0 for any free port'
+              : err.code === 'EACCES'
+                ? 'permission denied (ports below 1024 need privileges)'
+                : errorMessage(err)
+          }`,
+        ),
+      ),
+    );
     server.listen(port, host, () => {
       server.off('error', reject);
       resolve((server.address() as AddressInfo).port);
@@ -222,9 +240,41 @@ export class EmbeddedBroker {
       socket.on('close', () => this.sockets.delete(socket));
       handle(socket, socket);
     };
+    try {
+      await this.listenAll(accept, handle, host, tls, tlsOnly, limits);
+    } catch (err) {
+      // A port that cannot be had: close what opened (and aedes' timers), so the process can exit.
+      await this.stop();
+      throw err;
+    }
+    logger.info(
+      {
+        port: this.tcpPort,
+        wsPort: this.webSocketPort,
+        tlsPort: this.tlsListenPort,
+        users: users?.users.size,
+      },
+      'broker listening',
+    );
+  }
+
+  /** Opens the TCP, TLS and WebSocket listeners that are configured. */
+  private async listenAll(
+    accept: (socket: Socket) => void,
+    handle: (
+      stream: Parameters<Aedes['handle']>[0],
+      socket: Socket,
+      req?: Parameters<Aedes['handle']>[1],
+    ) => unknown,
+    host: string,
+    tls: Awaited<ReturnType<typeof loadTls>>,
+    tlsOnly: boolean,
+    limits: Limits,
+  ): Promise<void> {
+    const { logger } = this.opts;
     if (!tlsOnly) {
       this.tcp = createServer(accept);
-      this.tcpPort = await listen(this.tcp, this.opts.port, host);
+      this.tcpPort = await listen(this.tcp, this.opts.port, host, ['BROKER_PORT', '--port']);
     }
     if (tls) {
       // 'secureConnection': the handshake is done; the TLS socket is a net.Socket (setNoDelay reaches the TCP one).
@@ -232,7 +282,7 @@ export class EmbeddedBroker {
       this.tlsServer.on('tlsClientError', (err) =>
         logger.debug({ err: err.message }, 'TLS handshake failed'),
       );
-      this.tlsListenPort = await listen(this.tlsServer, tls.port, host);
+      this.tlsListenPort = await listen(this.tlsServer, tls.port, host, ['BROKER_TLS_PORT', '--tls-port']);
     }
     if (this.opts.wsPort !== undefined && !tlsOnly) {
       this.http = createHttpServer((_req, res) => {
@@ -245,17 +295,8 @@ export class EmbeddedBroker {
         // A WebSocket message is buffered whole before MQTT sees it: the frame limit bounds it first.
         handle(createWebSocketStream(ws), socket, req);
       });
-      this.webSocketPort = await listen(this.http, this.opts.wsPort, host);
+      this.webSocketPort = await listen(this.http, this.opts.wsPort, host, ['BROKER_WS_PORT', '--ws-port']);
     }
-    logger.info(
-      {
-        port: this.tcpPort,
-        wsPort: this.webSocketPort,
-        tlsPort: this.tlsListenPort,
-        users: users?.users.size,
-      },
-      'broker listening',
-    );
   }
 
   /** Closes the listeners, disconnects every client and closes aedes. Idempotent. */
