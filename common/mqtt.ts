@@ -41,6 +41,8 @@ export interface ConnectionOptions {
   persistentSession?: boolean;
   /** Reconnect period in ms (mqtt.js default 1000). */
   reconnectPeriodMs?: number;
+  /** Give up the first connection after this long (ms), with one line naming the URL; default: keep trying. */
+  connectTimeoutMs?: number | undefined;
   /** Extra mqtt.js options. */
   extra?: Partial<IClientOptions>;
   /**
@@ -173,6 +175,20 @@ export class Connection {
       };
       client.once('connect', onConnect);
       client.on('error', onError);
+      const limit = opts.connectTimeoutMs;
+      if (limit === undefined) return;
+      const timer = setTimeout(() => {
+        if (client.connected) return;
+        client.off('connect', onConnect);
+        client.off('error', onError);
+        client.end(true);
+        reject(
+          new UserError(
+            `cannot reach the broker at ${opts.url}: no connection within ${limit / 1000} s (MQTT_CONNECT_TIMEOUT_MS); is it running, and is MQTT_URL right?`,
+          ),
+        );
+      }, limit);
+      client.once('connect', () => clearTimeout(timer));
     });
   }
 
@@ -233,7 +249,10 @@ export class Connection {
           this.opts.logger.warn({ topic, err: errorMessage(err) }, 'retained message not published again'),
         );
     if (this.retained.size > 0)
-      this.opts.logger.info({ topics: this.retained.size }, 'retained messages published again after reconnecting');
+      this.opts.logger.info(
+        { topics: this.retained.size },
+        'retained messages published again after reconnecting',
+      );
   }
 
   private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {

@@ -33,7 +33,15 @@ test('stop closes the listeners and is idempotent', async (t) => {
 
 test('edgecut broker on a port in use: one line naming the setting and the port, exit 2', async (t) => {
   const busy = await startBroker(t);
-  const r = await edgecut(['broker', '--host', '127.0.0.1', '--port', String(busy.port), '--metrics-port', '0']);
+  const r = await edgecut([
+    'broker',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(busy.port),
+    '--metrics-port',
+    '0',
+  ]);
   t.is(r.code, 2);
   // The last line (the lines before it are the service's log).
   t.is(

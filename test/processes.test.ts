@@ -11,6 +11,7 @@ import { StatusSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 import { collect, connectClient } from './helpers/broker.ts';
+import { edgecut } from './helpers/cli.ts';
 
 test('services stop on SIGTERM after their frames in flight, and say offline', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-proc-'));
@@ -89,4 +90,17 @@ test('a service that exits before it is ready says why: its last output is in th
   const tail = startService('tail', ['tail', '--concurrency', 'many'], { onStderr: () => undefined });
   const err = await t.throwsAsync(tail.ready);
   t.regex(err?.message ?? '', /^tail exited with code 2 before it was ready; its last output: .*concurrency/);
+});
+
+test('a tail worker or planner that cannot reach the broker gives up after MQTT_CONNECT_TIMEOUT_MS with one line', async (t) => {
+  for (const service of ['tail', 'planner']) {
+    const r = await edgecut([service, '--mqtt-url', 'mqtt://127.0.0.1:9', '--metrics-port', '0'], {
+      MQTT_CONNECT_TIMEOUT_MS: '1000',
+    });
+    t.is(r.code, 2, service);
+    t.is(
+      r.stderr.trim().split('\n').pop(),
+      'edgecut: cannot reach the broker at mqtt://127.0.0.1:9: no connection within 1 s (MQTT_CONNECT_TIMEOUT_MS); is it running, and is MQTT_URL right?',
+    );
+  }
 });

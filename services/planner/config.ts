@@ -16,6 +16,13 @@ const fraction = z.coerce
 /** Settings table of `edgecut planner`. */
 export const plannerSettings = {
   ...commonSettings,
+  connectTimeoutMs: setting({
+    env: 'MQTT_CONNECT_TIMEOUT_MS',
+    flag: 'connect-timeout-ms',
+    schema: schemas.positiveInt,
+    default: '30000',
+    doc: 'at start, give up with one line naming MQTT_URL when the broker cannot be reached for this long (ms)',
+  }),
   plannerId: setting({
     env: 'PLANNER_ID',
     flag: 'planner-id',

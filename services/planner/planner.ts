@@ -54,7 +54,10 @@ export interface PlannerOptions {
   username?: string | undefined;
   password?: string | undefined;
   /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
-  mqttCaFile?: string | undefined;
+  mqttCaFile?:
+    | string
+    | undefined /** Give up connecting at start after this long (ms); default: keep trying. */;
+  connectTimeoutMs?: number;
 }
 
 const json = (payload: Buffer) => JSON.parse(payload.toString()) as unknown;
@@ -99,6 +102,7 @@ export class Planner {
       username: opts.username,
       password: opts.password,
       caFile: opts.mqttCaFile,
+      connectTimeoutMs: opts.connectTimeoutMs,
     });
     this.conn.onHandlerError = () => metrics.error('handler');
     metrics.watch({ devices: () => this.profiled.size });

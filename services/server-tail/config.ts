@@ -17,6 +17,13 @@ const auto = <T extends z.ZodType>(inner: T, what: string) =>
 /** Settings table of `edgecut tail`. */
 export const tailSettings = {
   ...commonSettings,
+  connectTimeoutMs: setting({
+    env: 'MQTT_CONNECT_TIMEOUT_MS',
+    flag: 'connect-timeout-ms',
+    schema: schemas.positiveInt,
+    default: '30000',
+    doc: 'at start, give up with one line naming MQTT_URL when the broker cannot be reached for this long (ms)',
+  }),
   workerId: setting({
     env: 'WORKER_ID',
     flag: 'worker-id',

@@ -79,6 +79,8 @@ export interface TailWorkerOptions {
   password?: string | undefined;
   /** PEM file of the CA to trust for mqtts:// and wss:// (MQTT_CA_FILE). */
   mqttCaFile?: string | undefined;
+  /** Give up connecting at start after this long (ms); default: keep trying. */
+  connectTimeoutMs?: number;
   /** EMULATION: run each tail as slowly as this device would (EMULATE_DEVICE); `none` or absent: this host. */
   emulateDevice?: DeviceSpec;
   /** With `emulateDevice`: contention for this host's CPUs slows the emulated device too. */
@@ -131,6 +133,7 @@ export class TailWorker {
       username: opts.username,
       password: opts.password,
       caFile: opts.mqttCaFile,
+      connectTimeoutMs: opts.connectTimeoutMs,
     });
     this.models = new ModelDirectory(opts.modelsDir, logger);
     this.slots = new FairQueue(opts.concurrency, opts.deviceQueue ?? DEFAULT_DEVICE_QUEUE);
