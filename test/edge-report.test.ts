@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import type { FrameReport } from '../services/edge-head/frame-report.ts';
-import { Tally } from '../services/edge-head/report.ts';
+import { formatFrame, Tally } from '../services/edge-head/report.ts';
 
 const frame = (index: number, tailBy: string, fallback?: string): FrameReport => ({
   index,
@@ -31,7 +31,16 @@ test('offloaded, kept on the device by plan, and fallen back are told apart', (t
     'done: 3 frames answered (1 by tail workers, 1 on the device by plan, 1 local fallbacks)',
   );
   t.false(tally.passed);
-  t.regex(tally.summary(), /^check: 1\/3 frames offloaded and equal .* FAIL$/);
+  // The frames the device finished itself were checked too, and counted as verified local results.
+  t.is(tally.localEqual, 2);
+  t.regex(
+    tally.summary(),
+    /^check: 1\/3 frames offloaded and equal to the whole model run locally, 2 run on the device and equal to it \(1 local fallbacks\) .* FAIL$/,
+  );
+  t.regex(
+    formatFrame(frame(2, 'local', 'deadline passed'), 1),
+    /equal \(run locally\) \(max diff 0\.0e\+0\)$/,
+  );
 });
 
 test('a run where a worker answered every frame equal to the whole model passes', (t) => {

@@ -60,7 +60,7 @@ const body = async (t: ExecutionContext) => {
   });
   t.regex(
     stdout,
-    /check: 4\/4 frames offloaded and equal to the whole model run locally \(max abs diff 0\.00e\+0/,
+    /check: 4\/4 frames offloaded and equal to the whole model run locally, 0 run on the device and equal to it \(0 local fallbacks\) \(max abs diff 0\.00e\+0/,
   );
 };
 
