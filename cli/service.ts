@@ -1,7 +1,7 @@
 /**
  * Runs one long-lived component as a process: starts it, prints one `ready` JSON line on stdout (what `edgecut
  * demo` and `edgecut stack up` wait for), and stops it cleanly on SIGINT/SIGTERM after the work in flight
- * finishes. A second signal exits at once.
+ * finishes, also when the signal comes while it is still starting. A second signal exits at once.
  */
 import type { Logger } from '../common/log.ts';
 
@@ -42,7 +42,17 @@ export async function runComponent(
   details: () => Record<string, unknown> = () => ({}),
 ): Promise<void> {
   const signal = untilSignal(logger);
-  await component.start();
+  const started = component.start();
+  // A signal while still starting (e.g. waiting for an unreachable broker) stops it too: the first one counts.
+  const first = await Promise.race([
+    started.then(() => 'started' as const),
+    signal.then(() => 'signal' as const),
+  ]);
+  if (first === 'signal') {
+    started.catch(() => undefined);
+    await component.stop();
+    return;
+  }
   announceReady(service, details());
   await signal;
   await component.stop();

@@ -189,6 +189,8 @@ export class Connection {
         );
       }, limit);
       client.once('connect', () => clearTimeout(timer));
+      // Stopped before it ever connected: the timer must not hold the process.
+      client.once('end', () => clearTimeout(timer));
     });
   }
 

@@ -104,3 +104,28 @@ test('a tail worker or planner that cannot reach the broker gives up after MQTT_
     );
   }
 });
+
+test('a service still waiting for the broker stops on the first SIGTERM', async (t) => {
+  for (const service of ['tail', 'planner']) {
+    const lines: string[] = [];
+    const p = startService(service, [service, '--mqtt-url', 'mqtt://127.0.0.1:9', '--metrics-port', '0'], {
+      onStderr: (l) => lines.push(l),
+    });
+    p.ready.catch(() => undefined);
+    // Started, and trying to connect.
+    const deadline = Date.now() + 20_000;
+    while (!lines.some((l) => l.includes('broker unreachable')) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    t.true(
+      lines.some((l) => l.includes('broker unreachable')),
+      `${service} tried to connect`,
+    );
+    p.child.kill('SIGTERM');
+    const code = await Promise.race([
+      p.exited,
+      new Promise((r) => setTimeout(() => r('still running'), 10_000)),
+    ]);
+    if (code === 'still running') p.child.kill('SIGKILL');
+    t.is(code, 0, `${service} exits on the first SIGTERM`);
+  }
+});
