@@ -74,8 +74,9 @@ export const DeviceTelemetrySchema = z.object({
   /** Heads run at each cut since the last telemetry (absent from older devices: then every cut counts as fresh). */
   headCounts: z.record(z.string(), z.number().int().min(0)).optional(),
   /**
-   * Per cut of `headMs`: the other processes' runnable threads averaged over those heads (the median over the same
-   * frames), so the planner can carry a head measured under one load over to the load now (`othersRunnable`).
+   * Per cut of `headMs`: the other processes' runnable threads averaged over the head `headMs` reports (the median
+   * head, or the two middle ones averaged), so the planner can carry a head measured under one load over to the load
+   * now (`othersRunnable`).
    */
   headOthers: z.record(z.string(), z.number().min(0)).optional(),
   /**
