@@ -84,3 +84,29 @@ test('rates parse with units', (t) => {
   t.is(parseRate('fast'), undefined);
   t.is(parseRate('0mbps'), undefined);
 });
+
+test("throughput with a window: the period is max(slowest stage, latency / window) (Little's law)", (t) => {
+  const input = {
+    edgeMs: [10, 4],
+    serverMs: [10, 1],
+    cuts: [
+      { index: 0, bytes: 100 },
+      { index: 1, bytes: 10 },
+      { index: 2, bytes: 0 },
+    ],
+    link: { setupMs: 0, alphaMs: 0, mtu: 1500, betaMsPerByte: 1 },
+    objective: 'throughput' as const,
+  };
+  // Cut 1: stages 10, 10, 1 (latency 21); edge only: 14 (latency 14).
+  const free = searchPartition(input);
+  t.is(free.best.index, 1);
+  t.is(free.best.periodMs, 10);
+  const two = searchPartition({ ...input, window: 2 });
+  t.is(two.best.index, 1);
+  t.is(two.best.periodMs, 10.5);
+  // One frame at a time: the period is the latency, and the edge alone is faster.
+  const one = searchPartition({ ...input, window: 1 });
+  t.is(one.best.index, 2);
+  t.is(one.best.periodMs, 14);
+  t.throws(() => searchPartition({ ...input, window: 0 }), { message: 'window must be >= 1 frame, got 0' });
+});

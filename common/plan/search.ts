@@ -8,8 +8,10 @@
  *   classifier). The edge-only candidate pays neither way.
  * - Load factors multiply the stage latencies: the edge's from its load (Fig. 17), the server's from its queue.
  * - A second objective, throughput: with frames pipelined, the edge, the link and the server work on different
- *   frames at once, so the slowest stage bounds the rate. Its candidates are ranked by that stage (the period),
- *   ties by the one-frame latency.
+ *   frames at once, so the slowest stage bounds the rate; so does the window, the frames a device keeps in flight
+ *   (Little's law: w frames, each in the pipeline for the one-frame latency, give at most w per latency). The
+ *   period is the larger of the two bounds, max(slowest stage, latency / w); candidates are ranked by it, ties by
+ *   the one-frame latency.
  * - A third, energy (the paper's "best latency or energy"): the device-side joules per frame, given the edge's
  *   power in three states: E_k = computeW * edge + radioW * uplink(D_k) + idleW * (server + downlink), each time
  *   in seconds, the uplink and the result's way back being the two parts of the transfer. The device computes the
@@ -56,6 +58,8 @@ export interface SearchInput {
   objective?: Objective;
   /** The edge's power draw; gives every candidate its energy, and is required by the `energy` objective. */
   power?: EdgePower;
+  /** Frames the device keeps in flight (its pipeline's window); default: as many as the stages allow. */
+  window?: number;
 }
 
 /** One candidate cut with its predicted stage times. */
@@ -68,7 +72,7 @@ export interface Candidate {
   serverMs: number;
   /** One frame's latency: edge + transfer + server. */
   totalMs: number;
-  /** Pipelined period: the slowest of the three stages. */
+  /** Pipelined period: the slowest of the three stages, or latency / window when the window bounds the rate. */
   periodMs: number;
   /**
    * Device-side joules per frame: computeW * edge + radioW * uplink + idleW * (server + downlink), times in
@@ -95,6 +99,8 @@ export function searchPartition(input: SearchInput): SearchResult {
   const fe = input.edgeLoad ?? 1;
   const fs = input.serverLoad ?? 1;
   const objective = input.objective ?? 'latency';
+  const window = input.window ?? Number.POSITIVE_INFINITY;
+  if (!(window >= 1)) throw new RangeError(`window must be >= 1 frame, got ${input.window}`);
   const power = input.power;
   if (objective === 'energy' && !power) {
     throw new RangeError(
@@ -131,7 +137,7 @@ export function searchPartition(input: SearchInput): SearchResult {
       transferMs: transfer,
       serverMs: server,
       totalMs: edge + transfer + server,
-      periodMs: Math.max(edge, transfer, server),
+      periodMs: Math.max(edge, transfer, server, (edge + transfer + server) / window),
       energyJ: power
         ? (power.computeW * edge + power.radioW * uplink + power.idleW * (server + downlink)) / 1000
         : null,

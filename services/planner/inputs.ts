@@ -273,6 +273,8 @@ export interface PlanInputs {
   objective: Objective;
   /** The edge's power draw (its preset's figures), when known. */
   power?: EdgePower | undefined;
+  /** Frames the device keeps in flight, as its telemetry says; undefined: not bounded by it. */
+  window?: number | undefined;
 }
 
 /** The search input for Algorithm 1. */
@@ -286,5 +288,6 @@ export function toSearchInput(i: PlanInputs): SearchInput {
     serverLoad: i.serverLoad.factor,
     objective: i.objective,
     ...(i.power ? { power: i.power } : {}),
+    ...(i.window !== undefined ? { window: i.window } : {}),
   };
 }

@@ -280,7 +280,16 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     next.lastNoPlan = reason;
     return next;
   }
-  const inputs = { profile, serverMs, link, edgeLoad, serverLoad, objective, power };
+  const inputs = {
+    profile,
+    serverMs,
+    link,
+    edgeLoad,
+    serverLoad,
+    objective,
+    power,
+    window: i.telemetry?.window,
+  };
   const replan = () => {
     const result = searchPartition(toSearchInput(inputs));
     if (safe) {
