@@ -1,5 +1,5 @@
 /**
- * Time as a dependency (STYLE.md, convention 8): components take a clock so tests control it.
+ * Time as a dependency (CONTRIBUTING.md, convention 8): components take a clock so tests control it.
  */
 
 /** A source of wall-clock milliseconds. */

@@ -1,5 +1,5 @@
 /**
- * Configuration, validated once at start-up (STYLE.md, convention 5). Each service declares its settings in one
+ * Configuration, validated once at start-up (CONTRIBUTING.md, convention 5). Each service declares its settings in one
  * table: the environment variable, the CLI flag, a zod schema, a default and one line of documentation. The same
  * table registers the flags, parses environment and flags into one typed object, and generates
  * docs/configuration.md (scripts/generate-docs.ts). Flags win over the environment; an invalid or unknown value

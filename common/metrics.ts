@@ -3,7 +3,7 @@
  * and `GET /healthz` (200 with a small JSON body when the component is started and connected, 503 with the reason
  * otherwise); anything else is 404. Each service instance has its own registry (no global default registry that
  * tests would have to reset); its metric definitions live in its `metrics.ts` and are listed here so
- * docs/observability.md is generated from them. The listener opens in `start()` and closes in `stop()` (STYLE.md,
+ * docs/observability.md is generated from them. The listener opens in `start()` and closes in `stop()` (CONTRIBUTING.md,
  * convention 1); with `METRICS_PORT=off` nothing listens.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

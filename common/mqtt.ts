@@ -1,6 +1,6 @@
 /**
  * One MQTT connection per service, with the conventions every service shares: a retained Last Will saying
- * `offline` and a retained `online` after each connect (STYLE.md, convention 3), TCP_NODELAY on the socket, and one
+ * `offline` and a retained `online` after each connect (CONTRIBUTING.md, convention 3), TCP_NODELAY on the socket, and one
  * wrapper around every subscription handler that catches, logs and counts errors so a bad message never stops a
  * service (convention 4).
  */

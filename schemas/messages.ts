@@ -1,7 +1,7 @@
 /**
  * JSON payloads of the control plane (plans, profiles, telemetry, status). Data-plane payloads (requests, results,
  * errors) are FlatBuffers, see `edgecut.fbs` and `codec.ts`. Each JSON payload has a zod schema so receivers check
- * it where it enters (STYLE.md, convention 5) and the docs can describe it.
+ * it where it enters (CONTRIBUTING.md, convention 5) and the docs can describe it.
  */
 import { z } from 'zod';
 

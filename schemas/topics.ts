@@ -1,6 +1,6 @@
 /**
  * The one topic map of edgecut. Every MQTT topic the services use, and the kind of payload it carries, is declared
- * here once; no service builds a topic string by hand (STYLE.md, convention 2). A robot written in another language
+ * here once; no service builds a topic string by hand (CONTRIBUTING.md, convention 2). A robot written in another language
  * needs only this file's table (docs/topics.md is generated from it) and `schemas/edgecut.fbs`.
  */
 

@@ -2,7 +2,7 @@
  * `npm run docs`: writes docs/topics.md from the topic map (schemas/topics.ts), the JSON payload schemas
  * (schemas/messages.ts, schemas/profile.ts), the wire format (schemas/edgecut.fbs) and the broker's access rules
  * (broker/acl.ts, who subscribes), and docs/configuration.md from every service's settings table. The docs are
- * generated so they cannot drift from the code (STYLE.md, "docs that name files that no longer exist"): a new topic
+ * generated so they cannot drift from the code (CONTRIBUTING.md, convention 9): a new topic
  * or setting appears in them on the next run.
  *
  * `npm run docs -- --check` writes nothing and exits 1 with one line naming the first stale file. A file is

@@ -1,5 +1,5 @@
 /**
- * Every npm script the README shows runs and succeeds (STYLE.md, convention 12).
+ * Every npm script the README shows runs and succeeds (CONTRIBUTING.md, convention 15).
  */
 import { execFile } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';

@@ -5,7 +5,7 @@
 import type { Logger } from '../../common/log.ts';
 import type { InferenceError, InferenceResult } from '../../schemas/codec.ts';
 
-/** Timers as a dependency (STYLE.md, convention 8), so deadline tests need not sleep. */
+/** Timers as a dependency (CONTRIBUTING.md, convention 8), so deadline tests need not sleep. */
 export interface Timers {
   /** Calls `fn` after `ms`; returns a function that cancels it. */
   after(ms: number, fn: () => void): () => void;

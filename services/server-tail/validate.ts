@@ -1,5 +1,5 @@
 /**
- * Checks a request's tensors against the cut it names, before any inference starts (STYLE.md, convention 5).
+ * Checks a request's tensors against the cut it names, before any inference starts (CONTRIBUTING.md, convention 5).
  */
 
 import type { CutInfo } from '../../common/model-handle.ts';
