@@ -1,7 +1,7 @@
 /**
  * `edgecut broker`: the embedded broker as a process.
  */
-import { runComponent } from '../cli/service.ts';
+import { runComponent } from '../common/component.ts';
 import { createLogger } from '../common/log.ts';
 import { Monitored } from '../common/metrics.ts';
 import { EmbeddedBroker } from './broker.ts';

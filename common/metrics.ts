@@ -6,10 +6,12 @@
  * docs/observability.md is generated from them. The listener opens in `start()` and closes in `stop()` (CONTRIBUTING.md,
  * convention 1); with `METRICS_PORT=off` nothing listens.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorCode } from '../schemas/codec.ts';
+import type { Component } from './component.ts';
 import { errorMessage, UserError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { MetricsPort } from './metrics-setting.ts';
@@ -208,12 +210,6 @@ export class MetricsServer {
   }
 }
 
-/** Something with a lifecycle (as cli/service.ts runs it). */
-export interface Lifecycle {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-
 /** What {@link Monitored} needs besides the component. */
 export interface MonitoredOptions extends Omit<MetricsServerOptions, 'health'> {
   /** Why the running component is unhealthy (e.g. not connected to the broker), or undefined when it is healthy. */
@@ -225,14 +221,14 @@ export interface MonitoredOptions extends Omit<MetricsServerOptions, 'health'> {
  * component connects) and closes last. Healthy only between the component's start and stop, and while `check`
  * finds nothing wrong.
  */
-export class Monitored implements Lifecycle {
+export class Monitored implements Component {
   /** The endpoint (its port, for the ready line). */
   readonly server: MetricsServer;
   private phase: 'starting' | 'running' | 'stopping' = 'starting';
   private stopping: Promise<void> | undefined;
 
   constructor(
-    private readonly component: Lifecycle,
+    private readonly component: Component,
     opts: MonitoredOptions,
   ) {
     const check = opts.check ?? (() => undefined);

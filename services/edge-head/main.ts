@@ -5,8 +5,8 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { untilSignal } from '../../cli/service.ts';
 import { systemClock } from '../../common/clock.ts';
+import { untilSignal } from '../../common/component.ts';
 import { type DeviceEmulation, modelNames, resolveEmulation } from '../../common/device/emulation.ts';
 import { hostBench } from '../../common/device/host.ts';
 import { createLogger, type Logger } from '../../common/log.ts';

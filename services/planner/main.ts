@@ -1,8 +1,9 @@
 /**
  * `edgecut planner`: the planner as a process.
  */
-import { runComponent } from '../../cli/service.ts';
+
 import { systemClock } from '../../common/clock.ts';
+import { runComponent } from '../../common/component.ts';
 import { createLogger } from '../../common/log.ts';
 import { Monitored } from '../../common/metrics.ts';
 import { type PlannerConfig, resolvePlanner } from './config.ts';

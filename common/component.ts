@@ -3,7 +3,7 @@
  * demo` and `edgecut stack up` wait for), and stops it cleanly on SIGINT/SIGTERM after the work in flight
  * finishes, also when the signal comes while it is still starting. A second signal exits at once.
  */
-import type { Logger } from '../common/log.ts';
+import type { Logger } from './log.ts';
 
 /** Something with a lifecycle. */
 export interface Component {
