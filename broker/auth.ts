@@ -37,7 +37,7 @@ import {
 } from './acl.ts';
 import { LOGIN_LIMITS, LoginGate, type LoginLimits } from './logins.ts';
 import { verifyNothing, verifyPassword } from './passwords.ts';
-import { parseSharedFilter } from './topics.ts';
+import { parseSharedFilter } from '../common/mqtt-topics.ts';
 import type { User } from './users.ts';
 
 /** Counters of refusals, for metrics. */

@@ -26,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import type { Logger } from '../common/log.ts';
-import { parseSharedFilter, SHARE_PREFIX } from './topics.ts';
+import { parseSharedFilter, SHARE_PREFIX } from '../common/mqtt-topics.ts';
 import { encodePublish } from './wire.ts';
 
 /** Limits of the shared subscriptions. */

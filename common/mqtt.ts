@@ -4,6 +4,7 @@
  * wrapper around every subscription handler that catches, logs and counts errors so a bad message never stops a
  * service (convention 4).
  */
+
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
@@ -11,6 +12,7 @@ import type { Status } from '../schemas/messages.ts';
 import { errorMessage, UserError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { type AckControl, controlAcks, storeWithoutClone } from './mqtt-patches.ts';
+import { filterMatches, SHARE_PREFIX } from './mqtt-topics.ts';
 import { readPem } from './pem.ts';
 
 /** Handler of one subscription. Throwing or rejecting is contained by the connection. */
@@ -63,19 +65,10 @@ interface Subscription {
 
 /** Does a concrete topic match an MQTT filter (`+`, `#`, and a `$share/<group>/` prefix)? [MQTT-4.7.1] */
 export function topicMatches(filter: string, topic: string): boolean {
-  let f = filter;
-  if (f.startsWith('$share/')) f = f.split('/').slice(2).join('/');
-  const fp = f.split('/');
-  const tp = topic.split('/');
-  // Wildcards at the first level do not match topics starting with '$' [MQTT-4.7.2-1].
-  if (topic.startsWith('$') && (fp[0] === '+' || fp[0] === '#')) return false;
-  for (let i = 0; i < fp.length; i++) {
-    const part = fp[i];
-    if (part === '#') return true;
-    if (i >= tp.length) return false;
-    if (part !== '+' && part !== tp[i]) return false;
-  }
-  return fp.length === tp.length;
+  return filterMatches(
+    filter.startsWith(SHARE_PREFIX) ? filter.split('/').slice(2).join('/') : filter,
+    topic,
+  );
 }
 
 /**

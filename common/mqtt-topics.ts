@@ -1,5 +1,6 @@
 /**
- * Topic filter rules of MQTT 3.1.1 §4.7 as the broker applies them, and the parsing of shared-subscription filters
+ * Topic filter rules of MQTT 3.1.1 §4.7, as the broker applies them and the services match their subscriptions, and
+ * the parsing of shared-subscription filters
  * `$share/<group>/<filter>` (MQTT 5 §4.8.2, which the broker also accepts from 3.1.1 clients, like Mosquitto).
  */
 
