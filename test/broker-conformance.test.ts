@@ -7,8 +7,7 @@ import type { ExecutionContext } from 'ava';
 import { encodeId, encodePacket, encodePublish, encodeString, PacketType } from '../broker/wire.ts';
 import { forEachBroker } from './helpers/mosquitto.ts';
 import { RawClient } from './helpers/raw-mqtt.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from './helpers/wait.ts';
 
 let ids = 0;
 /** A client id unique in this file. */

@@ -13,8 +13,7 @@ import { sharedFilter } from '../schemas/topics.ts';
 import { startBroker } from './helpers/broker.ts';
 import { connectNoDelay, forEachBroker } from './helpers/mosquitto.ts';
 import { RawClient, type RawConnectOptions } from './helpers/raw-mqtt.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from './helpers/wait.ts';
 
 let ids = 0;
 const cid = (name: string) => `${name}-${process.pid}-${++ids}`;

@@ -9,8 +9,7 @@ import { silentLogger } from '../common/log.ts';
 import { Connection } from '../common/mqtt.ts';
 import { sharedFilter, TAIL_GROUP, topics } from '../schemas/topics.ts';
 import { forEachBroker } from './helpers/mosquitto.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, waitFor } from './helpers/wait.ts';
 
 async function worker(
   t: ExecutionContext,
@@ -50,14 +49,6 @@ async function device(t: ExecutionContext, url: string) {
   return conn;
 }
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(10);
-  }
-}
-
 forEachBroker('tail workers in TAIL_GROUP take each request once', async (t, url) => {
   const taken = new Map<string, string[]>();
   for (const id of ['tail-a', 'tail-b', 'tail-c']) await worker(t, url, id, taken);
@@ -65,7 +56,7 @@ forEachBroker('tail workers in TAIL_GROUP take each request once', async (t, url
   const topic = topics.request.build({ device: 'robot-1' });
   for (let i = 0; i < 90; i++) await robot.publish(topic, `req-${i}`);
   const all = () => [...taken.values()].flat();
-  await until(() => all().length >= 90);
+  await waitFor(() => all().length >= 90, '90 requests taken', 5000);
   await sleep(200);
   t.is(all().length, 90);
   t.is(new Set(all()).size, 90);
@@ -80,15 +71,15 @@ forEachBroker('a worker whose connection breaks rejoins the group when it reconn
   const robot = await device(t, url);
   const topic = topics.request.build({ device: 'robot-1' });
   (a.mqtt.stream as Socket).destroy();
-  await until(() => !a.connected);
+  await waitFor(() => !a.connected, 'worker a to disconnect', 5000);
   // Let the broker see the connection end, so that no request goes to it (Mosquitto would drop that one).
   await sleep(100);
   for (let i = 0; i < 10; i++) await robot.publish(topic, `away-${i}`);
-  await until(() => a.connected);
+  await waitFor(() => a.connected, 'worker a to reconnect', 5000);
   await sleep(200);
   for (let i = 0; i < 40; i++) await robot.publish(topic, `back-${i}`);
   const all = () => [...taken.values()].flat();
-  await until(() => all().length >= 50);
+  await waitFor(() => all().length >= 50, '50 requests taken', 5000);
   await sleep(200);
   t.is(new Set(all()).size, 50);
   t.is(all().length, 50);

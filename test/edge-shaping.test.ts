@@ -19,6 +19,7 @@ import {
   shapeUplink,
 } from '../common/shaping.ts';
 import { startBroker } from './helpers/broker.ts';
+import { waitFor } from './helpers/wait.ts';
 
 test('bit rates parse with decimal prefixes; byte rates and nonsense do not', (t) => {
   t.is(parseRate('10mbps'), 10e6);
@@ -168,24 +169,16 @@ test('an MQTT connection through the shaped uplink: publish time follows the rat
   t.true(fast.ms >= 23 && fast.ms < 25 + 40, `16 Mbit/s publish took ${fast.ms.toFixed(1)} ms`);
 
   await broker.stop();
-  await waitFor(() => !slow.conn.connected);
+  await waitFor(() => !slow.conn.connected, 'the slow client to disconnect', 5000);
   const again = new EmbeddedBroker({ host: '127.0.0.1', port, logger: silentLogger });
   await again.start();
   t.teardown(() => again.stop());
-  await waitFor(() => slow.conn.connected);
+  await waitFor(() => slow.conn.connected, 'the slow client to reconnect', 5000);
   const t0 = performance.now();
   await slow.conn.publish('test/data', Buffer.alloc(50_000), { qos: 1 });
   const after = performance.now() - t0;
   t.true(after >= 95, `still shaped after the reconnect: ${after.toFixed(1)} ms`);
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A shaped socket to a local server that records when bytes arrive; `sent` is when the data was written. */
 async function shapedPair(shape: { rateBps: number; setupMs: number }) {

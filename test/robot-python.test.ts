@@ -26,6 +26,7 @@ import { writeDemoModel } from '../services/edge-head/main.ts';
 import { publishPacketBytes } from '../services/edge-head/uplink.ts';
 import { connectClient } from './helpers/broker.ts';
 import { edgecut } from './helpers/cli.ts';
+import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -128,17 +129,6 @@ function background(t: ExecutionContext, cmd: string, cwd: string, env: NodeJS.P
   return out;
 }
 
-/** Polls until `probe` returns something truthy; rejects naming `what` after `timeoutMs`. */
-async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** The command lines of a Markdown file's ```sh blocks. */
 function shCommands(md: string): string[] {
   const blocks = [...md.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
@@ -229,8 +219,9 @@ robotTest(
           (l) => l.includes('"device":"robot-1"') && l.includes('has published no profile'),
         ),
       'the planner’s "no plan for device" line about robot-1’s telemetry',
+      15_000,
     );
-    const byHand = await until(() => on('telemetry')[0], 'the hand-made telemetry on the wire');
+    const byHand = await until(() => on('telemetry')[0], 'the hand-made telemetry on the wire', 15_000);
     t.true(DeviceTelemetrySchema.safeParse(JSON.parse(byHand.payload.toString())).success);
 
     // The robot.
@@ -396,11 +387,13 @@ robotTest(
     await until(
       () => states.find((s) => (s as { state?: string }).state === 'online'),
       'the robot’s online status',
+      15_000,
     );
     doomed.kill('SIGKILL');
     const will = await until(
       () => states.find((s) => (s as { state?: string }).state === 'offline'),
       'the Last Will on the robot’s status topic',
+      15_000,
     );
     t.deepEqual(will, { state: 'offline', role: 'device', id: 'robot-doomed' });
   },

@@ -80,7 +80,7 @@ export async function refusal(url: string, opts: mqtt.IClientOptions): Promise<E
 }
 
 /** Resolves after `ms`. */
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export { sleep } from './wait.ts';
 
 /** A self-signed certificate for localhost and 127.0.0.1, made with the openssl CLI. */
 export async function selfSignedCert(dir: string, name = 'server'): Promise<{ cert: string; key: string }> {

@@ -52,11 +52,4 @@ export async function* tap(frames: AsyncIterable<Frame>, seen: Frame[]): AsyncGe
   }
 }
 
-/** Polls until `cond` holds; fails after `timeoutMs`. */
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { waitFor } from './wait.ts';
