@@ -435,7 +435,11 @@ async function measureScenario(
  */
 async function robotExperiment(model: BenchModel): Promise<NonNullable<PaperResults['robot']>> {
   const busy = 7; // (7 + 1) / 2 cores = 4: the paper's robot ran about 4x slower under its load (20 -> 5 fps)
-  const s: Setup = { model, edge: 'rpi3b-ncs', tail: 'host', uplink: '100mbps', uplinkBps: 100e6 };
+  // The paper's situation: unloaded, the device alone is the best plan (48 ms per frame against about 70 ms for
+  // the best offload at 50 Mbit/s), so a load-unaware planner keeps everything on the loaded device. At 100 Mbit/s
+  // the unloaded device and two offloading cuts are within 5% of each other, and which one a load-unaware planner
+  // picks is a matter of measurement noise.
+  const s: Setup = { model, edge: 'rpi3b-ncs', tail: 'host', uplink: '50mbps', uplinkBps: 50e6 };
   const kill = busyProcesses(busy);
   try {
     // The 1-minute load average needs about a minute to see the load.
