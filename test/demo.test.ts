@@ -14,5 +14,5 @@ test('npm run demo -- --frames 50 exits 0 and prints the equality check', async 
   const frames = stdout.split('\n').filter((l) => l.startsWith('frame '));
   t.is(frames.length, 50);
   t.true(frames.every((l) => /equal \(max diff/.test(l) && /tail by demo-tail-1/.test(l)));
-  t.regex(stdout, /check: 50\/50 frames offloaded and equal to the whole model run locally .* PASS/);
+  t.regex(stdout, /check: 50\/50 frames offloaded and equal to the whole model run locally, .* PASS/);
 });
