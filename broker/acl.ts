@@ -12,8 +12,9 @@
  * A SUBSCRIBE filter is granted only when every topic it can match is readable: when it is covered by one readable
  * filter ({@link covers}); so `devices/+/result` is refused to a device even though one topic it matches is its own.
  */
-import { type Role, type TopicSpec, topics } from '../schemas/topics.ts';
+
 import { filterMatches } from '../common/mqtt-topics.ts';
+import { type Role, type TopicSpec, topics } from '../schemas/topics.ts';
 
 /** Name of a topic of the map. */
 export type TopicName = keyof typeof topics;

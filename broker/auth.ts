@@ -25,6 +25,7 @@
  */
 import type { Aedes, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../common/log.ts';
+import { parseSharedFilter } from '../common/mqtt-topics.ts';
 import {
   familyPrefix,
   type Grants,
@@ -37,7 +38,6 @@ import {
 } from './acl.ts';
 import { LOGIN_LIMITS, LoginGate, type LoginLimits } from './logins.ts';
 import { verifyNothing, verifyPassword } from './passwords.ts';
-import { parseSharedFilter } from '../common/mqtt-topics.ts';
 import type { User } from './users.ts';
 
 /** Counters of refusals, for metrics. */

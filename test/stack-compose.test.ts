@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are Compose interpolation syntax under test
 /**
  * The Compose reader and the container-to-host translation of `edgecut stack`, as pure functions, and
  * `edgecut stack config` on the project's own compose.yaml.
