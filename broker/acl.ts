@@ -23,13 +23,14 @@ export type TopicName = keyof typeof topics;
  * What each role subscribes to, as the services do (kept in step by test/broker-acl.test.ts, which runs each service
  * against a broker enforcing these):
  * - device: services/edge-head/edge.ts `start()`: its result and its plan;
- * - worker: services/server-tail/worker.ts `start()`: requests (plainly or through `$share/<group>/`);
+ * - worker: services/server-tail/worker.ts `start()`: requests (plainly or through `$share/<group>/`), and the
+ *   planners' requests to load a tail ahead of a plan;
  * - planner: services/planner/planner.ts `start()`: device profiles and telemetry, worker status, profiles and
  *   telemetry; and device status, which tells it which devices are alive.
  */
 export const ROLE_READS: Readonly<Record<Role, readonly TopicName[]>> = {
   device: ['result', 'plan'],
-  worker: ['request'],
+  worker: ['request', 'tailPrepare'],
   planner: [
     'deviceProfile',
     'deviceTelemetry',

@@ -18,6 +18,7 @@ import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
+import { openRetainedStore, type RetainedStore } from './retained-store.ts';
 import { type GroupStats, type SharedOptions, SharedSubscriptions } from './shared.ts';
 import { loadTls, type TlsSettings } from './tls.ts';
 import { loadUsers } from './users.ts';
@@ -44,6 +45,8 @@ export interface BrokerOptions {
   logins?: Partial<LoginLimits>;
   /** Resource limits (limits.ts); each unset one has its default. */
   limits?: Partial<BrokerLimits>;
+  /** Directory of the retained-message store (retained-store.ts); undefined keeps them in memory only. */
+  dataDir?: string | undefined;
 }
 
 /** Listens; a port that cannot be had is one line naming the setting (its variable and flag). */
@@ -88,6 +91,7 @@ export class EmbeddedBroker {
   private tlsServer: TlsServer | undefined;
   private access: AccessControl | undefined;
   private limits: Limits | undefined;
+  private store: RetainedStore | undefined;
   private readonly sockets = new Set<Socket>();
   private tcpPort = 0;
   private webSocketPort: number | undefined;
@@ -169,8 +173,17 @@ export class EmbeddedBroker {
     const limits = new Limits({ ...DEFAULT_LIMITS, ...this.opts.limits }, logger);
     this.limits = limits;
     let shared: SharedSubscriptions | undefined;
+    const dataDir = this.opts.dataDir;
+    const store =
+      dataDir === undefined
+        ? undefined
+        : await openRetainedStore(dataDir, (count) =>
+            logger.info({ dataDir, retained: count }, 'retained messages loaded from disk'),
+          );
+    this.store = store;
     const aedes = await Aedes.createBroker({
       id: 'edgecut-broker',
+      ...(store ? { persistence: store.persistence as never } : {}),
       connectTimeout: limits.limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
         conformance.preConnect(client, packet);
@@ -316,6 +329,9 @@ export class EmbeddedBroker {
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(closing);
+    const store = this.store;
+    this.store = undefined;
+    await store?.close();
     this.opts.logger.info('broker stopped');
   }
 }

@@ -60,6 +60,12 @@ export const brokerSettings = {
     schema: schemas.path,
     doc: 'users file (JSON, written by edgecut users add): enforces passwords and per-role topic access; unset = anonymous clients with full access',
   }),
+  dataDir: setting({
+    env: 'BROKER_DATA_DIR',
+    flag: 'data-dir',
+    schema: schemas.path,
+    doc: 'directory of the retained-message store (plans, profiles, statuses survive a broker restart; compose.yaml keeps it on a named volume); unset = retained messages in memory only',
+  }),
   sharedQueue: setting({
     env: 'BROKER_SHARED_QUEUE',
     flag: 'shared-queue',

@@ -20,6 +20,7 @@ export async function runBroker(cfg: BrokerConfig): Promise<void> {
     usersFile: cfg.users,
     tls: { port: cfg.tlsPort, certFile: cfg.tlsCert, keyFile: cfg.tlsKey },
     tlsOnly: cfg.tlsOnly,
+    dataDir: cfg.dataDir,
     limits: {
       maxPacketBytes: cfg.maxPacketBytes,
       preConnectBytes: cfg.preConnectBytes,

@@ -128,9 +128,31 @@ export const WorkerTelemetrySchema = z.object({
   tailMs: z.record(z.string(), z.number()),
   served: z.number().int().min(0),
   errors: z.number().int().min(0),
+  /**
+   * Tail sessions loaded and ready, as `<modelId>:<cut>` (at most the worker's session cache, TAIL_SESSION_CACHE):
+   * the planner moves a device to a new cut once a worker has its tail ready (see TailPrepare).
+   */
+  warm: z.array(z.string().max(200)).max(1024).optional(),
 });
 /** A tail worker's periodic telemetry. */
 export type WorkerTelemetry = z.infer<typeof WorkerTelemetrySchema>;
+
+/**
+ * The planner asks the tail workers to load the tail of a cut it is about to give a device, so the device's first
+ * frame at that cut does not wait for (and miss its deadline on) a session being built; not retained.
+ */
+export const TailPrepareSchema = z.object({
+  version: z.literal(1),
+  /** The device the cut is for (for the workers' logs). */
+  device: z.string().max(200),
+  /** Content hash of the model. */
+  modelId: z.string().max(200),
+  /** The cut whose tail to load. */
+  cut: z.number().int().min(0),
+  issuedAt: z.number(),
+});
+/** A request to load one tail ahead of a plan change. */
+export type TailPrepare = z.infer<typeof TailPrepareSchema>;
 
 /** Parses a JSON payload with a schema; the error names the topic's message type and the first problem. */
 export function parseJson<T>(schema: z.ZodType<T>, what: string, payload: Buffer | string): T {

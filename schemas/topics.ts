@@ -179,6 +179,15 @@ export const topics = {
     publisher: 'worker',
     description: 'online/offline; offline is the Last Will',
   }),
+  /** The planner asks the tail workers to load one tail before it moves a device to that cut. */
+  tailPrepare: defineTopic<'planner'>('planners/{planner}/prepare', {
+    payload: 'json',
+    message: 'TailPrepare',
+    retained: false,
+    publisher: 'planner',
+    description:
+      'a tail the planner is about to use: workers load its session and report it in their telemetry (`warm`), and the plan follows',
+  }),
   /** Planner availability (Last Will `offline`). */
   plannerStatus: defineTopic<'planner'>('planners/{planner}/status', {
     payload: 'json',

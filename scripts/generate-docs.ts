@@ -49,6 +49,7 @@ const QOS: Record<TopicKey, 0 | 1> = {
   workerProfile: 1,
   workerStatus: 1,
   plannerStatus: 1,
+  tailPrepare: 1,
 };
 
 /** Who subscribes to a topic: the roles whose reads (broker/acl.ts, the broker's access rules) include it. */

@@ -70,9 +70,13 @@ test('grants are derived from the topic map: each role publishes what it owns, b
   const worker = grantsFor('worker', 'w1');
   t.true(worker.publish.includes(topics.result.filter()));
   t.true(worker.publish.includes(topics.workerProfile.filter({ worker: 'w1' })));
-  t.deepEqual(worker.subscribe, [topics.request.filter()]);
+  t.deepEqual(worker.subscribe, [topics.request.filter(), topics.tailPrepare.filter()]);
   const planner = grantsFor('planner', 'p1');
-  t.deepEqual(planner.publish, [topics.plan.filter(), topics.plannerStatus.build({ planner: 'p1' })]);
+  t.deepEqual(planner.publish, [
+    topics.plan.filter(),
+    topics.tailPrepare.build({ planner: 'p1' }),
+    topics.plannerStatus.build({ planner: 'p1' }),
+  ]);
 });
 
 test('a filter is granted only when an allowed filter covers every topic it matches', (t) => {

@@ -95,3 +95,12 @@ test('edgecut edge: a bad setting or source stops it at start with one line', as
   t.regex(empty.stderr, /^edgecut: .*none: cannot read the image directory \(ENOENT\)/);
   t.is(empty.stderr.trim().split('\n').length, 1, empty.stderr);
 });
+
+test('edgecut edge --frames 3 with no broker reachable runs its 3 frames on the device and exits 0', async (t) => {
+  const dir = await tempDir(t);
+  const r = await edgecut(['edge', '--models-dir', dir, '--mqtt-url', 'mqtt://127.0.0.1:9', '--frames', '3']);
+  t.is(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('frame '));
+  t.is(lines.length, 3, r.stdout);
+  t.regex(r.stderr, /broker unreachable: frames run on the device until it is/);
+});

@@ -318,3 +318,79 @@ test('a device silent for forgetMs is forgotten, once; one that keeps reporting 
   const back = events.find(([at, e]) => at === 100_000 && e.kind === 'plan')![1] as { plan: { seq: number } };
   t.is(back.plan.seq, 1);
 });
+
+test('a new cut waits for a worker to report its tail loaded (asked with a prepare), at most prepareMs', (t) => {
+  const key = `${edge.model.id}:2`;
+  const worker = (at: number, warm: string[]): WorkerTelemetry => ({
+    worker: 'w1',
+    at,
+    loadavg1: 0,
+    cores: 2,
+    queueDepth: 0,
+    running: 0,
+    concurrency: 1,
+    tailMs: {},
+    served: 0,
+    errors: 0,
+    warm,
+  });
+  // No link configured: the safe start (everything on the device), then the measured 10 Mbit/s link makes cut 2 best.
+  const run = (warmAtMs: number | undefined) =>
+    simulate(
+      ({ deviceProfiles, workerProfiles, workerTelemetry, deviceTelemetry, at }) => {
+        at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+        at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+        for (let s = 0; s <= 30; s++) {
+          const warm = warmAtMs !== undefined && s * 1000 >= warmAtMs ? [key] : [];
+          at(s * 1000 + 500, () => workerTelemetry.next(worker(s * 1000 + 500, warm)));
+          if (s >= 1) at(s * 1000, () => deviceTelemetry.next(telemetry(s * 1000, 10_000)));
+        }
+      },
+      30_000,
+      { ...opts, link: undefined, prepareMs: 10_000 },
+    );
+  const summary = (events: Array<[number, PlannerEvent]>) =>
+    events.flatMap(([time, e]) =>
+      e.kind === 'plan'
+        ? [[time, 'plan', e.plan.cut.index]]
+        : e.kind === 'prepare'
+          ? [[time, 'prepare', e.cut]]
+          : [],
+    );
+  // The worker reports the tail loaded at 4.5 s: the switch follows at once, the reason says so.
+  const warmed = run(4000);
+  t.deepEqual(summary(warmed), [
+    [0, 'plan', 3],
+    [1000, 'prepare', 2],
+    [4500, 'plan', 2],
+  ]);
+  const plan = warmed.find(([time, e]) => time === 4500 && e.kind === 'plan')![1] as {
+    plan: { reason: string };
+  };
+  t.regex(plan.plan.reason, /cut 2's tail loaded on 1 of 1 workers first \(3\.5 s\)/);
+  // Never reported: the switch comes after prepareMs, naming the wait; one prepare only.
+  const cold = run(undefined);
+  t.deepEqual(summary(cold), [
+    [0, 'plan', 3],
+    [1000, 'prepare', 2],
+    [11_000, 'plan', 2],
+  ]);
+  const late = cold.find(([time, e]) => time === 11_000 && e.kind === 'plan')![1] as {
+    plan: { reason: string };
+  };
+  t.regex(late.plan.reason, /no worker reported cut 2's tail loaded within 10\.0 s/);
+  // Workers that do not report `warm` (or prepareMs 0): no wait.
+  const old = simulate(
+    ({ deviceProfiles, workerProfiles, deviceTelemetry, at }) => {
+      at(0, () => workerProfiles.next({ worker: 'w1', profile: server }));
+      at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+      for (let s = 1; s <= 5; s++) at(s * 1000, () => deviceTelemetry.next(telemetry(s * 1000, 10_000)));
+    },
+    6000,
+    { ...opts, link: undefined, prepareMs: 10_000 },
+  );
+  t.deepEqual(summary(old), [
+    [0, 'plan', 3],
+    [1000, 'plan', 2],
+  ]);
+});

@@ -74,7 +74,8 @@ test('compose.yaml becomes six processes with distinct ports, local URLs and the
   );
   t.is(env['server-tail-2']?.MODELS_DIR, '/v/models');
   t.is(env['edge-head-1']?.MODELS_DIR, '/v/models');
-  t.deepEqual(plan.volumeDirs, ['/v/models']);
+  t.is(env['broker-1']?.BROKER_DATA_DIR, '/v/broker-data');
+  t.deepEqual([...plan.volumeDirs].sort(), ['/v/broker-data', '/v/models']);
   t.deepEqual(plan.processes[0]?.args, ['broker']);
   t.deepEqual(plan.processes[0]?.restart, { kind: 'always' });
   t.is(plan.processes[0]?.stopGraceMs, 15_000);

@@ -108,6 +108,8 @@ export const ScenarioRecordSchema = z.object({
   /** When it was measured (ISO 8601) and how long it took, s. */
   measuredAt: z.string(),
   seconds: z.number().min(0),
+  /** When the auto runs alone were measured again (`--auto-only`), if they were. */
+  autoMeasuredAt: z.string().optional(),
 });
 export type ScenarioRecord = z.infer<typeof ScenarioRecordSchema>;
 

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,11 @@ export interface PaperOptions {
   renderOnly: boolean;
   /** Measures only scenarios whose id (`model|edge|tail|uplink`) contains this, or `robot` or `steps` (measured again). */
   only: string | undefined;
+  /**
+   * Measures the auto planner's runs again in the scenarios already measured, keeping their oracle, edge-only and
+   * full-offload measurements (after a change to the planner, which those do not involve).
+   */
+  autoOnly: boolean;
 }
 
 /** The options with their defaults; `--jobs` must be a whole number >= 1. */
@@ -94,10 +99,14 @@ export function paperOptions(
     fresh: o.fresh === true,
     renderOnly: o.renderOnly === true,
     only: typeof o.only === 'string' ? o.only : undefined,
+    autoOnly: o.autoOnly === true,
   };
 }
 
-/** `npm run bench -- paper [--quick] [--jobs N] [--out FILE] [--doc DIR] [--fresh] [--render-only] [--only ID]`. */
+/**
+ * `npm run bench -- paper [--quick] [--jobs N] [--out FILE] [--doc DIR] [--fresh] [--render-only] [--only ID]
+ * [--auto-only]`.
+ */
 export async function run(args: string[]): Promise<void> {
   const value = (name: string) => {
     const i = args.indexOf(name);
@@ -112,6 +121,7 @@ export async function run(args: string[]): Promise<void> {
       fresh: args.includes('--fresh'),
       renderOnly: args.includes('--render-only'),
       only: value('--only'),
+      autoOnly: args.includes('--auto-only'),
     }),
   );
 }
@@ -124,7 +134,7 @@ async function prepareModel(name: string, cache: string): Promise<BenchModel> {
     const src = join(SHARED, 'models/squeezenet1.0-fp16.onnx');
     // The file's name says which model it is: the emulation finds the preset's measured time by it.
     const path = join(dir, 'squeezenet1.0-fp16.onnx');
-    if (!existsSync(path)) await symlink(src, path);
+    await linkOnce(src, path);
     return {
       name,
       label: LABELS[name]!,
@@ -135,8 +145,15 @@ async function prepareModel(name: string, cache: string): Promise<BenchModel> {
   }
   const built = await zooModelPath(name as ZooName);
   const path = join(dir, `${name}.onnx`);
-  if (!existsSync(path)) await symlink(built, path);
+  await linkOnce(built, path);
   return { name, label: LABELS[name]!, path, dir, source: ['--source', 'synthetic'] };
+}
+
+/** A symbolic link to `src` at `path`, unless one resolves there already (a dangling one is replaced). */
+async function linkOnce(src: string, path: string): Promise<void> {
+  if (existsSync(path)) return;
+  await rm(path, { force: true });
+  await symlink(src, path);
 }
 
 /**
@@ -288,7 +305,30 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
         for (const uplink of uplinks) {
           const id = `${m.name}|${c.edge}|${tail}|${uplink}`;
           if (o.only && !id.includes(o.only)) continue;
-          if (results.scenarios.some((x) => x.id === id)) continue;
+          const done = results.scenarios.find((x) => x.id === id);
+          if (done && o.autoOnly) {
+            const edgeMs = c.edge === 'rpi3b' ? RPI_MS[m.name]! : 300;
+            scenarioJobs.push({
+              id: `${id} (auto)`,
+              weight: (edgeMs * 12) / 1000 + 30,
+              run: async () => {
+                const edgeOnly = results.edgeOnly.find((e) => e.id === `${m.name}|${c.edge}`);
+                if (!edgeOnly) throw new Error(`edge only of ${m.name} on ${c.edge} was not measured`);
+                const auto = await measureAuto(
+                  { model: m, edge: c.edge, tail, uplink, uplinkBps: parseRate(uplink)! },
+                  edgeOnly.run.fps,
+                  done.oracle.measured,
+                  done.oracle.bestFps,
+                  done.cuts - 1,
+                  o.quick,
+                );
+                Object.assign(done, auto, { autoMeasuredAt: new Date().toISOString() });
+                await save();
+              },
+            });
+            continue;
+          }
+          if (done) continue;
           const edgeMs = c.edge === 'rpi3b' ? RPI_MS[m.name]! : 300;
           scenarioJobs.push({
             id,
@@ -392,22 +432,12 @@ async function measureScenario(
     }
   });
   const nLayers = driven.profiles.device.layers.length;
-  const fpsOf = (cut: number) => (cut === nLayers ? edgeFps : measured.find((m) => m.cut === cut)?.fps);
   const best = measured.reduce((b, m) => (m.fps > b.fps ? { cut: m.cut, fps: m.fps } : b), {
     cut: nLayers,
     fps: edgeFps,
   });
   const fullFrames = driven.cuts.get(0) ?? [];
-  const bestMs = 1000 / best.fps;
-  const measuredFrames = quick ? 3 : Math.min(10, Math.max(3, Math.ceil(15_000 / bestMs)));
-  const seq = await autoRun(s, { window: 1, warmup: 10, measured: measuredFrames });
-  seq.run.settledAtFrame = settledAt(seq.frames, fpsOf, best.fps);
-  const pipe = await autoRun(s, {
-    window: 2,
-    warmup: 10,
-    measured: quick ? 4 : Math.min(20, Math.max(4, Math.ceil(20_000 / bestMs))),
-  });
-  pipe.run.settledAtFrame = settledAt(pipe.frames, fpsOf, best.fps);
+  const auto = await measureAuto(s, edgeFps, measured, best.fps, nLayers, quick);
   return {
     id: `${s.model.name}|${s.edge}|${s.tail}|${s.uplink}`,
     model: s.model.name,
@@ -420,12 +450,45 @@ async function measureScenario(
     emulated,
     cuts: nCuts,
     fullOffload: contender(fullFrames, 0),
-    autoSequential: seq.run,
-    autoPipelined: pipe.run,
+    ...auto,
     oracle: { measured, bestCut: best.cut, bestFps: best.fps, pruned },
     measuredAt: new Date().toISOString(),
     seconds: Math.round((Date.now() - started) / 1000),
   };
+}
+
+/**
+ * The auto planner's two runs of a scenario, sequential and pipelined, from a cold start; `measured` and `bestFps`
+ * are the oracle's (for how long to measure, and for when the plan settled).
+ */
+async function measureAuto(
+  s: Setup,
+  edgeFps: number,
+  measured: readonly OracleCut[],
+  bestFps: number,
+  nLayers: number,
+  quick: boolean,
+): Promise<Pick<ScenarioRecord, 'autoSequential' | 'autoPipelined'>> {
+  const fpsOf = (cut: number) => (cut === nLayers ? edgeFps : measured.find((m) => m.cut === cut)?.fps);
+  const best = { fps: bestFps };
+  const bestMs = 1000 / best.fps;
+  // Spans long enough in time as well as in frames: at 20 fps, 10 frames are half a second, and the first frame at
+  // a new cut (its sessions loading) or one host hiccup would weigh as much as the cut itself.
+  const span = (frames: number, minFrames: number, seconds: number, most: number) =>
+    Math.max(
+      Math.min(frames, Math.max(minFrames, Math.ceil(15_000 / bestMs))),
+      Math.min(most, Math.ceil((seconds * 1000) / bestMs)),
+    );
+  const warmup = quick ? 10 : Math.max(10, Math.min(60, Math.ceil(2000 / bestMs)));
+  const seq = await autoRun(s, { window: 1, warmup, measured: quick ? 3 : span(10, 3, 3, 60) });
+  seq.run.settledAtFrame = settledAt(seq.frames, fpsOf, best.fps);
+  const pipe = await autoRun(s, {
+    window: 2,
+    warmup,
+    measured: quick ? 4 : span(20, 4, 4, 80),
+  });
+  pipe.run.settledAtFrame = settledAt(pipe.frames, fpsOf, best.fps);
+  return { autoSequential: seq.run, autoPipelined: pipe.run };
 }
 
 /**

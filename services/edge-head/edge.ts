@@ -42,6 +42,8 @@ import { probeBurst, publishPacketBytes, UplinkMeter } from './uplink.ts';
 /** Settings of the edge-head component. */
 export interface EdgeOptions {
   mqttUrl: string;
+  /** How long `start` waits for the broker before frames run on the device alone (default BROKER_WAIT_MS). */
+  brokerWaitMs?: number;
   deviceId: string;
   window: number;
   threads: number;
@@ -71,6 +73,9 @@ export type { FrameReport } from './frame-report.ts';
 /** Telemetry waits for a probe burst to end for at most this long (ms). */
 const PROBE_HOLD_MS = 2000;
 
+/** How long `start` waits for the broker before frames start on the device alone (ms). */
+export const BROKER_WAIT_MS = 5000;
+
 /** How long offloading pauses after an upload slower than its deadline, unless a new plan comes first (ms). */
 export const SLOW_UPLINK_PAUSE_MS = 5000;
 
@@ -97,12 +102,16 @@ export class EdgeHead {
   private slowUplink: { seq: number; until: number; uploadMs: number } | undefined;
   private readonly deadlines: DeadlineOptions;
   private readonly sessions = new Map<string, Promise<InferenceSession>>();
+  /** Keys of the sessions that finished loading. */
+  private readonly loaded = new Set<string>();
+  /** The newest plan received, which may wait for its head session before it is put in force. */
+  private incoming: Plan | undefined;
   private plan: Plan | undefined;
   private planWaiters: Array<() => void> = [];
   private telemetryTimer: NodeJS.Timeout | undefined;
   private fallbackCount = 0;
-  /** Cuts at which a request has missed its deadline once (the next miss there is reported as late). */
-  private readonly missedOnce = new Set<number>();
+  /** When the first request at each cut missed its deadline (later requests that miss there are reported late). */
+  private readonly firstMiss = new Map<number, number>();
   private started = false;
   private stopping: Promise<void> | undefined;
   private running = new Set<Promise<unknown>>();
@@ -185,8 +194,41 @@ export class EdgeHead {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    // Frames do not wait for the broker: until it is reachable there is no plan, and every frame runs on the device.
+    const connected = this.conn.start().then(() => this.online());
+    const waitMs = this.opts.brokerWaitMs ?? BROKER_WAIT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([
+      connected.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), waitMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (waited) {
+      this.logger.warn(
+        { url: this.opts.mqttUrl, waitedMs: waitMs },
+        'broker unreachable: frames run on the device until it is; offloading starts when it connects',
+      );
+      connected.catch((err: unknown) =>
+        this.logger.error({ err: errorMessage(err) }, 'no broker connection: frames run on the device only'),
+      );
+    }
+    this.telemetryTimer = setInterval(() => {
+      if (this.idleLink() && this.clock.now() - this.lastProbeAt >= (this.opts.probeMs ?? 15_000))
+        this.probe();
+      // A probe burst is one piece of evidence: its samples go out together when it ends (a part of it, only
+      // the small probes, fits a fast link by the fixed cost of a message), unless it takes long (a slow or
+      // dead link, whose lower bounds the planner needs now).
+      if (this.probing && this.clock.now() - this.lastProbeAt < PROBE_HOLD_MS) return;
+      void this.publishTelemetry();
+    }, this.opts.telemetryMs);
+    this.telemetryTimer.unref();
+  }
+
+  /** Once connected: listens for results and plans, publishes the profile, probes the link. */
+  private async online(): Promise<void> {
+    if (this.stopping !== undefined) return;
     const device = this.opts.deviceId;
-    await this.conn.start();
     const client = this.conn.mqtt;
     client.on('close', () => {
       this.uplink.reset();
@@ -199,16 +241,6 @@ export class EdgeHead {
     await this.conn.subscribe(topics.plan.build({ device }), (_t, payload) => this.onPlan(payload));
     await this.publishProfile();
     this.probe();
-    this.telemetryTimer = setInterval(() => {
-      if (this.idleLink() && this.clock.now() - this.lastProbeAt >= (this.opts.probeMs ?? 15_000))
-        this.probe();
-      // A probe burst is one piece of evidence: its samples go out together when it ends (a part of it, only
-      // the small probes, fits a fast link by the fixed cost of a message), unless it takes long (a slow or
-      // dead link, whose lower bounds the planner needs now).
-      if (this.probing && this.clock.now() - this.lastProbeAt < PROBE_HOLD_MS) return;
-      void this.publishTelemetry();
-    }, this.opts.telemetryMs);
-    this.telemetryTimer.unref();
   }
 
   /** True when the plan sends nothing (none yet, or everything on the device) and nothing is in flight. */
@@ -406,7 +438,7 @@ export class EdgeHead {
         this.probe();
       });
     } catch (err) {
-      return this.tailLocally(frame, crossing, sent, err);
+      return this.tailLocally(frame, crossing, sent, err, times.sent);
     }
     const received = this.clock.now();
     const workerSpan = result.times.replied - result.times.tailReceived;
@@ -427,15 +459,19 @@ export class EdgeHead {
     crossing: WireTensor[],
     sent: ReportBase & { deadlineMs: number },
     err: unknown,
+    sentAt?: number,
   ): Promise<FrameReport> {
     this.fallbackCount++;
     const reason = errorMessage(err);
     if (fallbackKind(err) === 'deadline') {
-      // The first request at a cut may find the worker loading its session for that cut (a second for a large
-      // model): one such miss is not evidence of a slow server. Its next miss at the cut is.
-      if (this.missedOnce.has(sent.cut.index))
-        this.telemetry.missed(sent.cut.index, sent.requestBytes, sent.deadlineMs);
-      else this.missedOnce.add(sent.cut.index);
+      // The first requests at a cut may find the worker loading its session for that cut (seconds for a large
+      // model): a miss of a request sent before the first miss at the cut was noticed (with frames in flight, all
+      // of them met the same loading) is not evidence of a slow server. A request sent after it that misses is.
+      const k = sent.cut.index;
+      const first = this.firstMiss.get(k);
+      if (first === undefined) this.firstMiss.set(k, this.clock.now());
+      else if (sentAt !== undefined && sentAt > first)
+        this.telemetry.missed(k, sent.requestBytes, sent.deadlineMs);
     }
     this.logger.warn({ requestId: sent.requestId, cut: sent.cut.index, reason }, 'running the tail locally');
     const k = sent.cut.index;
@@ -470,6 +506,10 @@ export class EdgeHead {
       const bytes = side === 'whole' ? this.model.bytes : this.model.part(k, side);
       s = createSession(bytes, { threads: this.opts.threads });
       this.sessions.set(key, s);
+      s.then(
+        () => this.loaded.add(key),
+        () => this.sessions.delete(key),
+      );
     }
     return s;
   }
@@ -506,6 +546,33 @@ export class EdgeHead {
       this.logger.warn({ cut: plan.cut }, 'plan names a cut this model does not have; ignored');
       return;
     }
+    this.incoming = plan;
+    // A new cut's head is loaded before the plan is put in force: until then frames keep the cut in force, so no
+    // frame waits for the load (seconds for a large model). The first plan is put in force at once.
+    const k = plan.cut.index;
+    const key = `head:${k}`;
+    if (this.plan && this.plan.cut.index !== k && k > 0 && !this.loaded.has(key)) {
+      const started = this.clock.now();
+      this.session(key, k, 'head').then(
+        () => {
+          if (this.incoming !== plan) return;
+          this.logger.debug(
+            { cut: k, ms: Math.round(this.clock.now() - started) },
+            'head loaded for the new plan',
+          );
+          this.applyPlan(plan);
+        },
+        (err: unknown) => {
+          this.logger.warn({ cut: k, err: errorMessage(err) }, 'loading the head of the new plan failed');
+          if (this.incoming === plan) this.applyPlan(plan);
+        },
+      );
+      return;
+    }
+    this.applyPlan(plan);
+  }
+
+  private applyPlan(plan: Plan): void {
     const previous = this.plan?.cut.index;
     this.plan = plan;
     if (previous !== plan.cut.index)
@@ -547,6 +614,7 @@ export class EdgeHead {
     if (this.started) await this.conn.stop();
     for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);
     this.sessions.clear();
+    this.loaded.clear();
     if (this.fallbackCount > 0 || this.channel.ignored > 0)
       this.logger.info({ fallbacks: this.fallbackCount, lateResults: this.channel.ignored }, 'edge stopped');
   }

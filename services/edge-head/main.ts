@@ -88,7 +88,8 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
   try {
     const ready = { ready: 'edge', pid: process.pid, id: cfg.deviceId, model: model.name, modelId: model.id };
     process.stdout.write(`${JSON.stringify({ ...ready, ...served.server.readyDetails() })}\n`);
-    if (!(await edge.waitForPlan()))
+    // Without a broker there is no plan to wait for: frames run on the device until it is reachable.
+    if (edge.connected && !(await edge.waitForPlan()))
       logger.warn({ waitedMs: cfg.planWaitMs }, 'no plan yet: running frames on the device alone');
     const tally = new Tally();
     try {

@@ -109,6 +109,15 @@ export const plannerSettings = {
     default: '3000',
     doc: 'hysteresis: how long the gain must hold before switching, ms',
   }),
+  prepareMs: setting({
+    env: 'PLAN_PREPARE_MS',
+    flag: 'prepare-ms',
+    schema: schemas.ms,
+    default: '20000',
+    doc:
+      'before moving a device to a new cut, ask the tail workers to load its tail and keep the cut in force until one ' +
+      'reports it loaded, at most this long, ms (0: move at once)',
+  }),
   tickMs: setting({
     env: 'PLAN_TICK_MS',
     flag: 'tick-ms',

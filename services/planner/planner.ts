@@ -15,6 +15,7 @@ import {
   type Plan,
   parseJson,
   StatusSchema,
+  type TailPrepare,
   type WorkerTelemetry,
   WorkerTelemetrySchema,
 } from '../../schemas/messages.ts';
@@ -47,6 +48,8 @@ export interface PlannerOptions {
   setupMs?: number;
   minGain?: number;
   holdMs?: number;
+  /** Longest wait for a worker to load a new cut's tail before the switch (PLAN_PREPARE_MS); 0 moves at once. */
+  prepareMs?: number;
   tickMs?: number;
   linkWindow?: number;
   /** A device silent this long (no profile, no telemetry) is forgotten (ms); default 10 minutes. */
@@ -133,6 +136,7 @@ export class Planner {
         linkWindow: o.linkWindow ?? 64,
         hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
         tickMs: o.tickMs ?? 1000,
+        prepareMs: o.prepareMs ?? 20_000,
         staleMs: 10_000,
         forgetMs: this.forgetMs,
         measure: (replan) => this.metrics.timeReplan(replan),
@@ -283,6 +287,9 @@ export class Planner {
       await this.onEvent({ kind: 'no-plan', device, reason: choice.error });
       return;
     }
+    // The workers load the tail while the plan travels (not waited for: a fixed cut has no other plan to keep).
+    if (choice.index < profile.layers.length)
+      await this.onEvent({ kind: 'prepare', device, modelId: profile.model.id, cut: choice.index });
     await this.onEvent({
       kind: 'plan',
       device,
@@ -304,6 +311,25 @@ export class Planner {
   private async onEvent(e: PlannerEvent): Promise<void> {
     if (e.kind === 'forgotten') {
       this.forget(e.device, e.silentMs);
+      return;
+    }
+    if (e.kind === 'prepare') {
+      this.logger.info(
+        { device: e.device, cut: e.cut },
+        'asking the tail workers to load a tail before the switch',
+      );
+      const prepare: TailPrepare = {
+        version: 1,
+        device: e.device,
+        modelId: e.modelId,
+        cut: e.cut,
+        issuedAt: this.clock.now(),
+      };
+      await this.conn
+        .publish(topics.tailPrepare.build({ planner: this.opts.plannerId }), JSON.stringify(prepare), {
+          qos: 1,
+        })
+        .catch((err: unknown) => this.logger.warn({ err: String(err) }, 'tail prepare publish failed'));
       return;
     }
     if (e.kind === 'no-plan') {

@@ -75,6 +75,12 @@ export interface PlanningOptions {
    * is bounded by the devices alive. Default: never.
    */
   forgetMs?: number | undefined;
+  /**
+   * How long (ms) a switch to a new cut waits for a tail worker to report that cut's tail loaded (its telemetry's
+   * `warm`), after asking the workers to load it (a `prepare` event). 0 switches at once, as do workers whose
+   * telemetry does not report `warm`. Default 0.
+   */
+  prepareMs?: number;
 }
 
 /** The messages the planner listens to, already parsed and checked. */
@@ -90,7 +96,8 @@ export interface PlannerSources {
 export type PlannerEvent =
   | { kind: 'plan'; device: string; plan: Plan }
   | { kind: 'no-plan'; device: string; reason: string }
-  | { kind: 'forgotten'; device: string; silentMs: number };
+  | { kind: 'forgotten'; device: string; silentMs: number }
+  | { kind: 'prepare'; device: string; modelId: string; cut: number };
 
 /** The tail workers as the planner knows them. */
 interface Workers {
@@ -153,6 +160,8 @@ interface DeviceAcc {
   basis?: Basis;
   /** The last link change the hysteresis was skipped for (each change skips it once). */
   actedOnChange?: string;
+  /** A switch waiting for a worker to load its tail, and since when. */
+  preparing?: { cut: number; since: number } | undefined;
   out: PlannerEvent[];
 }
 
@@ -216,6 +225,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     modelId,
     decision,
     out: [],
+    preparing: undefined,
   };
   const online = [...workers.profiles.keys()].filter((w) => !workers.offline.has(w));
   const profiles = online.flatMap((w) => {
@@ -324,6 +334,34 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   };
   const { result, d } = opts.measure ? opts.measure(replan) : replan();
   next.decision = d.state;
+  // The tail of a new cut is loaded on the workers before the device moves there: its first frames would otherwise
+  // wait for the session (seconds for a large model), miss their deadline and fall back. The cut in force stays
+  // meanwhile; the very first plan is not held (there is none in force), but its tail is prepared too.
+  let prepared = '';
+  if (d.switchTo && !safe && d.switchTo.index < profile.layers.length) {
+    const k = d.switchTo.index;
+    const key = `${modelId}:${k}`;
+    const reporting = fresh.filter((t) => t.warm !== undefined);
+    const warmOn = reporting.filter((t) => t.warm!.includes(key)).length;
+    const waitMs = opts.prepareMs ?? 0;
+    if (reporting.length > 0 && warmOn === 0 && waitMs > 0) {
+      const since = acc.preparing?.cut === k ? acc.preparing.since : now;
+      if (acc.preparing?.cut !== k) next.out.push({ kind: 'prepare', device, modelId, cut: k });
+      if (decision.current !== undefined && now - since < waitMs) {
+        next.preparing = { cut: k, since };
+        // The gain has held: once the tail is ready, the switch is due at once.
+        next.decision = {
+          ...decision,
+          pending: { index: k, since: now - opts.hysteresis.holdMs },
+        };
+        return next;
+      }
+      if (decision.current !== undefined)
+        prepared = `; no worker reported cut ${k}'s tail loaded within ${(waitMs / 1000).toFixed(1)} s of asking`;
+    } else if (acc.preparing?.cut === k) {
+      prepared = `; cut ${k}'s tail loaded on ${warmOn} of ${reporting.length} workers first (${((now - acc.preparing.since) / 1000).toFixed(1)} s)`;
+    }
+  }
   const basis: Basis = {
     bandwidthBps: safe ? undefined : link.bandwidthBps,
     edgeLoad: edgeLoad.factor,
@@ -359,7 +397,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
           energyJ: best.energyJ,
         },
         reason:
-          `${why}; predicted ${best.totalMs.toFixed(1)} ms per frame (period ${best.periodMs.toFixed(1)} ms)` +
+          `${why}${prepared}; predicted ${best.totalMs.toFixed(1)} ms per frame (period ${best.periodMs.toFixed(1)} ms)` +
           (safe
             ? ''
             : ` vs ${offload?.totalMs.toFixed(1)} ms full offload and ${edgeOnly?.totalMs.toFixed(1)} ms on the device alone`),

@@ -28,6 +28,11 @@ export class LruCache<K, V> {
     return value;
   }
 
+  /** Returns the value without marking it used. */
+  peek(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
   /** Inserts or replaces a value, evicting the least recently used entries beyond capacity. */
   set(key: K, value: V): void {
     this.map.delete(key);

@@ -40,7 +40,7 @@ import {
   WireFormatError,
   type WireTensor,
 } from '../../schemas/codec.ts';
-import type { WorkerTelemetry } from '../../schemas/messages.ts';
+import { parseJson, TailPrepareSchema, type WorkerTelemetry } from '../../schemas/messages.ts';
 import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
 import { FairQueue } from './fair-queue.ts';
@@ -105,6 +105,10 @@ export class TailWorker {
   private readonly models: ModelDirectory;
   private readonly slots: FairQueue;
   private readonly sessions: LruCache<string, Promise<InferenceSession>>;
+  /** Keys (`<modelId>:<cut>`) of the cached sessions that finished loading: the telemetry's `warm`. */
+  private readonly ready = new Set<string>();
+  /** Tails being prepared for the planner, one at a time (a burst of prepares must not load many at once). */
+  private preparing: Promise<void> = Promise.resolve();
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private served = 0;
@@ -144,6 +148,7 @@ export class TailWorker {
     });
     this.sessions = new LruCache(opts.sessionCache, (key, session) => {
       logger.debug({ key }, 'tail session evicted');
+      this.ready.delete(key);
       void session.then((s) => s.release()).catch(() => undefined);
     });
   }
@@ -180,6 +185,7 @@ export class TailWorker {
       1,
       { ackAfterHandler: true },
     );
+    await this.conn.subscribe(topics.tailPrepare.filter(), (_topic, payload) => this.onPrepare(payload), 1);
     this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
     this.telemetryTimer.unref();
     this.logger.info({ models: this.models.size, group: this.opts.group || null }, 'tail worker ready');
@@ -295,11 +301,57 @@ export class TailWorker {
     if (this.watchTimer) clearInterval(this.watchTimer);
     this.watchTimer = undefined;
     await this.profiling;
+    await this.preparing;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = undefined;
     await this.conn.stop();
     this.sessions.clear();
     for (const e of this.emulated.values()) e.stretch.contention?.stop();
+  }
+
+  /**
+   * A planner is about to move a device to a cut: load its tail now, so the device's first frame there finds it
+   * ready, and say so at once in the telemetry (`warm`), which is what the planner waits for. A prepare for a model
+   * this worker does not hold, or a cut the model does not have, is logged and ignored.
+   */
+  private onPrepare(payload: Buffer): Promise<void> {
+    let prepare: ReturnType<typeof TailPrepareSchema.parse>;
+    try {
+      prepare = parseJson(TailPrepareSchema, 'tail prepare', payload);
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'tail prepare ignored');
+      return Promise.resolve();
+    }
+    const run = async () => {
+      if (this.stopping) return;
+      const model = await this.models.get(prepare.modelId);
+      if (!model?.cuts[prepare.cut]) {
+        this.logger.debug(
+          { model: prepare.modelId, cut: prepare.cut },
+          'tail prepare for a tail not held here',
+        );
+        return;
+      }
+      const key = `${prepare.modelId}:${prepare.cut}`;
+      const started = this.clock.now();
+      const already = this.ready.has(key);
+      await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
+      if (!already)
+        this.logger.info(
+          {
+            device: prepare.device,
+            model: model.name,
+            cut: prepare.cut,
+            ms: Math.round(this.clock.now() - started),
+          },
+          'tail prepared for a plan',
+        );
+      await this.publishTelemetry();
+    };
+    this.preparing = this.preparing
+      .then(run)
+      .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'tail prepare failed'));
+    return Promise.resolve();
   }
 
   private async onRequest(topic: string, payload: Buffer): Promise<void> {
@@ -410,10 +462,16 @@ export class TailWorker {
   private tailSession(key: string, build: () => Uint8Array): Promise<InferenceSession> {
     let session = this.sessions.get(key);
     if (!session) {
-      session = createSession(build(), { threads: this.opts.threads });
-      this.sessions.set(key, session);
+      const created = createSession(build(), { threads: this.opts.threads });
+      session = created;
+      this.sessions.set(key, created);
       // A failed load must not stay cached: the next request tries again.
-      session.catch(() => this.sessions.delete(key));
+      created.then(
+        () => {
+          if (this.sessions.peek(key) === created) this.ready.add(key);
+        },
+        () => this.sessions.delete(key),
+      );
     }
     return session;
   }
@@ -441,6 +499,7 @@ export class TailWorker {
       tailMs,
       served: this.served,
       errors: this.errors,
+      warm: [...this.ready],
     };
     await this.conn
       .publish(topics.workerTelemetry.build({ worker: this.opts.workerId }), JSON.stringify(t), { qos: 0 })

@@ -1,0 +1,63 @@
+/**
+ * The planner's prepare (services/server-tail/worker.ts `onPrepare`): a tail worker asked to load a tail ahead of
+ * a plan loads its session and says so at once in its telemetry (`warm`); a prepare it cannot act on is logged and
+ * ignored, and the worker goes on serving. Real broker, real worker, a raw MQTT client as the planner.
+ */
+import { Writable } from 'node:stream';
+import test from 'ava';
+import { pino } from 'pino';
+import { WorkerTelemetrySchema } from '../schemas/messages.ts';
+import { topics } from '../schemas/topics.ts';
+import { TailWorker } from '../services/server-tail/worker.ts';
+import { collect, connectClient, startBroker } from './helpers/broker.ts';
+import { demoModelDir } from './helpers/models.ts';
+import { tailOptions } from './helpers/services.ts';
+import { waitFor } from './helpers/wait.ts';
+
+test('a prepare loads the tail and the next telemetry, sent at once, reports it warm; bad prepares are ignored', async (t) => {
+  const broker = await startBroker(t);
+  const { dir, model } = await demoModelDir(t);
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  // Telemetry once a minute: a report within seconds of the prepare is the one the prepare sends.
+  const worker = new TailWorker(
+    tailOptions({ mqttUrl: broker.url, workerId: 'tail-prep', modelsDir: dir, telemetryMs: 60_000 }),
+    pino({ level: 'debug' }, sink),
+  );
+  await worker.start();
+  t.teardown(() => worker.stop());
+  const planner = await connectClient(t, broker.url);
+  const telemetry = await collect(planner, topics.workerTelemetry.build({ worker: 'tail-prep' }));
+  const prepare = (body: unknown) =>
+    planner.publishAsync(
+      topics.tailPrepare.build({ planner: 'p1' }),
+      typeof body === 'string' ? body : JSON.stringify(body),
+      { qos: 1 },
+    );
+  const k = Math.floor(model.layers / 2);
+  const valid = { version: 1, device: 'r1', modelId: model.id, cut: k, issuedAt: Date.now() };
+
+  // Not JSON, a wrong field, a model the worker does not hold, a cut the model does not have: logged, no telemetry.
+  await prepare('not json');
+  await prepare({ ...valid, cut: -1 });
+  await prepare({ ...valid, modelId: 'f'.repeat(64) });
+  await prepare({ ...valid, cut: model.layers + 5 });
+  await waitFor(
+    () => lines.filter((l) => /tail prepare/.test(l)).length >= 4,
+    'four ignored prepares logged',
+  );
+  t.regex(lines.join(''), /tail prepare: payload is not JSON/);
+  t.regex(lines.join(''), /tail prepare: cut: /);
+  t.is(telemetry.all.length, 0);
+
+  // A valid prepare: the tail is loaded, logged, and reported warm at once.
+  await prepare(valid);
+  const report = WorkerTelemetrySchema.parse(JSON.parse((await telemetry.next(10_000)).payload.toString()));
+  t.deepEqual(report.warm, [`${model.id}:${k}`]);
+  t.regex(lines.join(''), /tail prepared for a plan/);
+});
