@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   loop: () => import('./loop.ts'),
   emulation: () => import('./emulation.ts'),
   paper: () => import('./paper/run.ts'),
+  soak: () => import('./soak.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -271,6 +271,10 @@ bench
     '--only <id>',
     'only scenarios whose id (model|edge|tail|uplink) contains this, or robot, or steps (measured again)',
   )
+  .option(
+    '--auto-only',
+    "measure the auto planner's runs again in the scenarios already measured, keeping the rest (after a planner change)",
+  )
   .action(
     async (o: {
       quick?: boolean;
@@ -280,11 +284,23 @@ bench
       fresh?: boolean;
       renderOnly?: boolean;
       only?: string;
+      autoOnly?: boolean;
     }) => {
       const { paperOptions, runPaper } = await import('../bench/paper/run.ts');
       await runPaper(paperOptions({ ...o, docDir: o.doc }));
     },
   );
+bench
+  .command('soak')
+  .description(
+    '3 robots, 2 tail workers, the planner and the broker under plan switches and faults (a worker killed, the broker restarted): frames lost and memory growth',
+  )
+  .option('--minutes <n>', 'how long to run', '10')
+  .option('--out <file>', 'results file (JSON)')
+  .action(async (o: { minutes: string; out?: string }) => {
+    const { run } = await import('../bench/soak.ts');
+    await run(['--minutes', o.minutes, ...(o.out ? ['--out', o.out] : [])]);
+  });
 
 try {
   await program.parseAsync(process.argv);

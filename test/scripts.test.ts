@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import test from 'ava';
+import { edgecut } from './helpers/cli.ts';
 
 const run = promisify(execFile);
 const npm = (args: string[]) => run('npm', ['run', '--silent', ...args], { timeout: 180_000 });
@@ -125,4 +126,34 @@ test('npm run bench -- loop --quick: a cold start of the live loop, no frame los
   // Columns: to new plan, frames until right, plan changes (at most 2, as test/loop.test.ts asks of a whole run),
   // fallbacks, final cut, frames lost (0).
   t.regex(stdout, /cold start\s+start\s+[\d.]+ s\s+\d+\s+[012]\s+\d+\s+\d+\s+0\s*$/m, stdout);
+});
+
+test('npm run bench -- soak --minutes 0.5: three robots through a worker kill and a broker restart, no frame lost', async (t) => {
+  t.timeout(300_000);
+  const { stdout } = await npm([
+    'bench',
+    '--',
+    'soak',
+    '--minutes',
+    '0.5',
+    '--out',
+    '.cache/bench/soak-test.json',
+  ]);
+  t.regex(stdout, /fault at .*tail-1 killed \(SIGKILL\), tail-3 started/);
+  t.regex(stdout, /fault at .*broker restarted/);
+  for (const robot of ['robot-1', 'robot-2', 'robot-3'])
+    t.regex(stdout, new RegExp(`\\| ${robot} \\| [1-9]\\d* \\| 0 \\|`));
+  // Half a minute is too short for a memory slope (it is taken after each process's first minute): n/a, not a FAIL.
+  t.regex(stdout, /^soak: [1-9]\d* frames answered, 0 lost, largest RSS slope n\/a MB\/min: PASS$/m, stdout);
+});
+
+test('edgecut bench soak: a bad --minutes is one line, exit 2', async (t) => {
+  for (const bad of ['0', 'ten']) {
+    const r = await edgecut(['bench', 'soak', '--minutes', bad]);
+    t.is(r.code, 2);
+    t.is(
+      r.stderr.trim(),
+      `edgecut: --minutes ${bad} is not allowed: expected a number of minutes above 0, at most 1440`,
+    );
+  }
 });
