@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   emulation: () => import('./emulation.ts'),
   paper: () => import('./paper/run.ts'),
   soak: () => import('./soak.ts'),
+  fairness: () => import('./fairness.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

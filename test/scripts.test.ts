@@ -157,3 +157,12 @@ test('edgecut bench soak: a bad --minutes is one line, exit 2', async (t) => {
     );
   }
 });
+
+test('npm run bench -- fairness --burst 200: the other robot is answered throughout the burst', async (t) => {
+  t.timeout(300_000);
+  const { stdout } = await npm(['bench', '--', 'fairness', '--burst', '200']);
+  t.regex(stdout, /\| alone \| (\d+) \| \1 \|/, stdout);
+  t.regex(stdout, /\| during A's burst of 200 \| (\d+) \| \1 \|/, stdout);
+  t.regex(stdout, /A's burst: .*served/);
+  t.regex(stdout, /B's p95 under the burst: [\d.]+x its idle p95/);
+});

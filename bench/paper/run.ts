@@ -306,7 +306,8 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
           const id = `${m.name}|${c.edge}|${tail}|${uplink}`;
           if (o.only && !id.includes(o.only)) continue;
           const done = results.scenarios.find((x) => x.id === id);
-          if (done && o.autoOnly) {
+          // Measured again already (a resumed --auto-only run): kept, unless --fresh.
+          if (done && o.autoOnly && (o.fresh || done.autoMeasuredAt === undefined)) {
             const edgeMs = c.edge === 'rpi3b' ? RPI_MS[m.name]! : 300;
             scenarioJobs.push({
               id: `${id} (auto)`,
@@ -353,7 +354,7 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
   // Scenarios mostly wait on emulated time, so several run at once, except where this host's own speed shows:
   // Config II's edge is only 3-5x slower than this host and its tail is this host; at 100 Mbit/s a frame takes tens
   // of milliseconds, so the broker's and the shaper's own work on a shared CPU would show in its rate.
-  const alone = (j: Job) => j.id.includes('rpi3b-ncs') || j.id.endsWith('|100mbps');
+  const alone = (j: Job) => j.id.includes('rpi3b-ncs') || j.id.replace(/ \(auto\)$/, '').endsWith('|100mbps');
   try {
     await runJobs(
       edgeJobs.filter((j) => !alone(j)),
