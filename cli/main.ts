@@ -275,6 +275,7 @@ bench
     '--auto-only',
     "measure the auto planner's runs again in the scenarios already measured, keeping the rest (after a planner change)",
   )
+  .option('--pipelined-only', 'likewise for the pipelined run alone, where it ran with another window')
   .action(
     async (o: {
       quick?: boolean;
@@ -285,6 +286,7 @@ bench
       renderOnly?: boolean;
       only?: string;
       autoOnly?: boolean;
+      pipelinedOnly?: boolean;
     }) => {
       const { paperOptions, runPaper } = await import('../bench/paper/run.ts');
       await runPaper(paperOptions({ ...o, docDir: o.doc }));

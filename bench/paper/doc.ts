@@ -88,9 +88,19 @@ const slug = (name: string) =>
     .replace(/[^a-z0-9.]+/g, '-')
     .replace(/^-|-$/g, '');
 
-/** The slowest stage of a run: its name and median ms. */
-function slowestStage(c: Contender): { stage: 'head' | 'transfer' | 'tail'; ms: number } {
-  const stages = (['head', 'transfer', 'tail'] as const).map((stage) => ({ stage, ms: c.stagesMs[stage] }));
+/**
+ * The slowest stage of a run. With frames in flight (`uplinkBps` given) the link's stage is the request's bytes at
+ * the uplink's rate: a request's measured transfer then includes its wait behind the previous ones on the link.
+ */
+function slowestStage(c: Contender, uplinkBps?: number): { stage: 'head' | 'transfer' | 'tail'; ms: number } {
+  const transfer =
+    uplinkBps !== undefined && c.requestBytes !== undefined
+      ? (c.requestBytes * 8000) / uplinkBps
+      : c.stagesMs.transfer;
+  const stages = (['head', 'transfer', 'tail'] as const).map((stage) => ({
+    stage,
+    ms: stage === 'transfer' ? transfer : c.stagesMs[stage],
+  }));
   return stages.reduce((a, b) => (b.ms > a.ms ? b : a));
 }
 
@@ -102,7 +112,7 @@ function edgeOnlyFor(r: PaperResults, model: string, edge: string): Contender | 
 function derive(r: PaperResults, s: ScenarioRecord): Derived {
   const edgeOnly = edgeOnlyFor(r, s.model, s.edge);
   const auto = s.autoSequential.fps;
-  const slowest = slowestStage(s.autoPipelined).ms;
+  const slowest = slowestStage(s.autoPipelined, s.uplinkBps).ms;
   const pipelineBound = slowest > 0 ? 1000 / slowest : undefined;
   const n = s.cuts - 1;
   const chosen = s.autoSequential.cut;
@@ -406,15 +416,16 @@ function missedReasons(d: Derived): string[] {
     );
   if (d.pipelineRatio !== undefined && d.pipelineRatio < PIPELINE_BOUND) {
     const p = s.autoPipelined;
-    const slow = slowestStage(p);
-    const latency = p.stagesMs.head + p.stagesMs.transfer + p.stagesMs.tail;
+    const slow = slowestStage(p, s.uplinkBps);
+    const link = p.requestBytes !== undefined ? (p.requestBytes * 8000) / s.uplinkBps : p.stagesMs.transfer;
+    const latency = p.stagesMs.head + link + p.stagesMs.tail;
     const windowBound = latency > 0 ? (1000 * p.window) / latency : Number.POSITIVE_INFINITY;
     out.push(
       `auto (pipelined) at cut ${p.cut} ran ${formatFps(p.fps)} fps, ` +
         `${ratio(d.pipelineRatio)} of its bound ${formatFps(d.pipelineBound!)} fps (slowest stage: ${slow.stage} ${ms(slow.ms)} ms)` +
         (windowBound < d.pipelineBound!
           ? `; with ${p.window} frames in flight and ${ms(latency)} ms per frame (head ${ms(p.stagesMs.head)} + ` +
-            `transfer ${ms(p.stagesMs.transfer)} + tail ${ms(p.stagesMs.tail)}) the rate is at most ` +
+            `transfer ${ms(link)} + tail ${ms(p.stagesMs.tail)}) the rate is at most ` +
             `${p.window} / ${ms(latency)} ms = ${formatFps(windowBound)} fps, ${ratio(div(p.fps, windowBound))} of which it ran`
           : ''),
     );
@@ -785,6 +796,11 @@ function intro(r: PaperResults): string {
   ].join('\n');
 }
 
+/** The pipelined runs' window(s), as prose. */
+function pipelinedWindows(r: PaperResults): string {
+  return [...new Set(r.scenarios.map((s) => s.autoPipelined.window))].sort().join(' or ');
+}
+
 /** A line saying which scenarios' auto runs were measured again after the rest (`--auto-only`), if any. */
 function reMeasured(r: PaperResults): string[] {
   const again = r.scenarios.filter((s) => s.autoMeasuredAt !== undefined);
@@ -822,8 +838,9 @@ function howMeasured(r: PaperResults): string {
     '- Edge only is measured once per model and edge device; neither the link nor a server takes part.',
     '- Full offload sends the input and runs the whole model on the tail (cut 0).',
     '- Auto is the planner with its defaults from a cold start with no bandwidth given, one frame at a time ' +
-      "(sequential, the paper's way: window 1) and with two frames in flight (pipelined: the edge's default window, " +
-      "for which the planner's default objective is throughput). Its first frames are the cold start: 10, or 2 s " +
+      "(sequential, the paper's way: window 1) and with frames in flight (pipelined, " +
+      `window ${pipelinedWindows(r)}: one frame per stage, for which the planner's default objective is throughput). ` +
+      'Its first frames are the cold start: 10, or 2 s ' +
       'of frames where a frame takes less than 0.2 s. The frames after them are measured: sequential 3 to 10 ' +
       '(about 15 s) and at least 3 s of frames (at most 60); pipelined 4 to 20 (about 20 s) and at least 4 s of ' +
       'frames (at most 80).',
@@ -835,6 +852,9 @@ function howMeasured(r: PaperResults): string {
       'win. Frames per cut: 2 warm-up and 3 measured under 1 s per frame, 1 and 2 under 5 s, 0 and 2 under 15 s, ' +
       'else 1. Oracle best is the best measured cut, edge only included.',
     '- Regret = oracle best fps / auto (sequential) fps - 1; speedup = auto (sequential) fps / edge-only fps.',
+    "- The pipelined run's bound is 1 / its slowest stage: the head's and the tail's median times, and the link's " +
+      "share, its median request's bytes at the uplink's rate (with frames in flight a request's measured transfer " +
+      'includes its wait behind the previous ones on the link).',
     '- fps: for a fixed cut and for auto (sequential), frames / (last answer - first capture); for auto ' +
       '(pipelined), frames / (last answer - the answer before the first measured frame), the steady rate with ' +
       'frames in flight.',

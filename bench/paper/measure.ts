@@ -50,6 +50,7 @@ export interface Setup {
  */
 export function contender(frames: readonly FrameLine[], lost: number, since?: number): Contender {
   const s = frameStats(frames);
+  const sent = frames.filter((f) => f.requestBytes > 0).map((f) => f.requestBytes);
   const last = frames.length ? Math.max(...frames.map((f) => f.at)) : 0;
   const fps = since !== undefined && last > since ? (1000 * frames.length) / (last - since) : s.fps;
   return {
@@ -66,6 +67,7 @@ export function contender(frames: readonly FrameLine[], lost: number, since?: nu
       transfer: frames.length ? median(frames.map((f) => f.transferMs)) : 0,
       tail: frames.length ? median(frames.map((f) => f.tailMs)) : 0,
     },
+    requestBytes: sent.length ? median(sent) : 0,
   };
 }
 

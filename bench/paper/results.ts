@@ -29,6 +29,12 @@ export const ContenderSchema = z.object({
   lost: z.number().int().min(0),
   /** Median stage times of the measured frames, ms. */
   stagesMs: z.object({ head: z.number(), transfer: z.number(), tail: z.number() }),
+  /**
+   * Median bytes of the requests the measured frames sent (0 when none was sent): the link's share of a frame is
+   * these bytes at the uplink's rate, which with frames in flight the measured transfer (which includes the wait
+   * behind the previous requests on the link) is not.
+   */
+  requestBytes: z.number().min(0).optional(),
 });
 export type Contender = z.infer<typeof ContenderSchema>;
 

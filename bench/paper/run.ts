@@ -76,6 +76,8 @@ export interface PaperOptions {
    * full-offload measurements (after a change to the planner, which those do not involve).
    */
   autoOnly: boolean;
+  /** Like `autoOnly`, for the pipelined run alone (where it ran with another window than PIPELINED_WINDOW). */
+  pipelinedOnly: boolean;
 }
 
 /** The options with their defaults; `--jobs` must be a whole number >= 1. */
@@ -100,12 +102,13 @@ export function paperOptions(
     renderOnly: o.renderOnly === true,
     only: typeof o.only === 'string' ? o.only : undefined,
     autoOnly: o.autoOnly === true,
+    pipelinedOnly: o.pipelinedOnly === true,
   };
 }
 
 /**
  * `npm run bench -- paper [--quick] [--jobs N] [--out FILE] [--doc DIR] [--fresh] [--render-only] [--only ID]
- * [--auto-only]`.
+ * [--auto-only] [--pipelined-only]`.
  */
 export async function run(args: string[]): Promise<void> {
   const value = (name: string) => {
@@ -122,6 +125,7 @@ export async function run(args: string[]): Promise<void> {
       renderOnly: args.includes('--render-only'),
       only: value('--only'),
       autoOnly: args.includes('--auto-only'),
+      pipelinedOnly: args.includes('--pipelined-only'),
     }),
   );
 }
@@ -306,8 +310,14 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
           const id = `${m.name}|${c.edge}|${tail}|${uplink}`;
           if (o.only && !id.includes(o.only)) continue;
           const done = results.scenarios.find((x) => x.id === id);
-          // Measured again already (a resumed --auto-only run): kept, unless --fresh.
-          if (done && o.autoOnly && (o.fresh || done.autoMeasuredAt === undefined)) {
+          // Measured again already (a resumed --auto-only run): kept, unless --fresh. With --pipelined-only, the
+          // pipelined run alone, where it ran with another window.
+          const again =
+            done &&
+            (o.pipelinedOnly
+              ? o.fresh || done.autoPipelined.window !== PIPELINED_WINDOW
+              : o.autoOnly && (o.fresh || done.autoMeasuredAt === undefined));
+          if (done && again) {
             const edgeMs = c.edge === 'rpi3b' ? RPI_MS[m.name]! : 300;
             scenarioJobs.push({
               id: `${id} (auto)`,
@@ -322,6 +332,7 @@ async function measureGrid(o: PaperOptions, results: PaperResults, cache: string
                   done.oracle.bestFps,
                   done.cuts - 1,
                   o.quick,
+                  o.pipelinedOnly ? done.autoSequential : undefined,
                 );
                 Object.assign(done, auto, { autoMeasuredAt: new Date().toISOString() });
                 await save();
@@ -469,6 +480,7 @@ async function measureAuto(
   bestFps: number,
   nLayers: number,
   quick: boolean,
+  keepSequential?: ScenarioRecord['autoSequential'],
 ): Promise<Pick<ScenarioRecord, 'autoSequential' | 'autoPipelined'>> {
   const fpsOf = (cut: number) => (cut === nLayers ? edgeFps : measured.find((m) => m.cut === cut)?.fps);
   const best = { fps: bestFps };
@@ -481,16 +493,26 @@ async function measureAuto(
       Math.min(most, Math.ceil((seconds * 1000) / bestMs)),
     );
   const warmup = quick ? 10 : Math.max(10, Math.min(60, Math.ceil(2000 / bestMs)));
-  const seq = await autoRun(s, { window: 1, warmup, measured: quick ? 3 : span(10, 3, 3, 60) });
-  seq.run.settledAtFrame = settledAt(seq.frames, fpsOf, best.fps);
+  let autoSequential = keepSequential;
+  if (!autoSequential) {
+    const seq = await autoRun(s, { window: 1, warmup, measured: quick ? 3 : span(10, 3, 3, 60) });
+    seq.run.settledAtFrame = settledAt(seq.frames, fpsOf, best.fps);
+    autoSequential = seq.run;
+  }
   const pipe = await autoRun(s, {
-    window: 2,
+    window: PIPELINED_WINDOW,
     warmup,
     measured: quick ? 4 : span(20, 4, 4, 80),
   });
   pipe.run.settledAtFrame = settledAt(pipe.frames, fpsOf, best.fps);
-  return { autoSequential: seq.run, autoPipelined: pipe.run };
+  return { autoSequential, autoPipelined: pipe.run };
 }
+
+/**
+ * Frames in flight of the pipelined contender: one per stage (head, uplink, tail), so each stage can be busy at
+ * once. With two, a cut whose three stages take about as long runs at half its latency, not at its slowest stage.
+ */
+export const PIPELINED_WINDOW = 3;
 
 /**
  * The robot of section III-C: a device with a Neural Compute Stick, busy processes standing in for navigation and
