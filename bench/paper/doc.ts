@@ -840,8 +840,9 @@ function howMeasured(r: PaperResults): string {
     '- Auto is the planner with its defaults from a cold start with no bandwidth given, one frame at a time ' +
       "(sequential, the paper's way: window 1) and with frames in flight (pipelined, " +
       `window ${pipelinedWindows(r)}: one frame per stage, for which the planner's default objective is throughput). ` +
-      'Its first frames are the cold start: 10, or 2 s ' +
-      'of frames where a frame takes less than 0.2 s. The frames after them are measured: sequential 3 to 10 ' +
+      "Its first frames are the cold start (each run's `warmup` in results.json): the frames of about 10 s, at " +
+      'least 10 and at most 200 (2 s of frames, at least 10, in runs measured before 2026-12-03 08:20 UTC). ' +
+      'The frames after them are measured: sequential 3 to 10 ' +
       '(about 15 s) and at least 3 s of frames (at most 60); pipelined 4 to 20 (about 20 s) and at least 4 s of ' +
       'frames (at most 80).',
     ...reMeasured(r),

@@ -492,7 +492,9 @@ async function measureAuto(
       Math.min(frames, Math.max(minFrames, Math.ceil(15_000 / bestMs))),
       Math.min(most, Math.ceil((seconds * 1000) / bestMs)),
     );
-  const warmup = quick ? 10 : Math.max(10, Math.min(60, Math.ceil(2000 / bestMs)));
+  // The cold start lasts seconds whatever the frame time (the link measured, the new tail loaded): the warm-up is
+  // the frames of about 10 s, at least 10.
+  const warmup = quick ? 10 : Math.max(10, Math.min(WARMUP_MAX, Math.ceil(WARMUP_MS / bestMs)));
   let autoSequential = keepSequential;
   if (!autoSequential) {
     const seq = await autoRun(s, { window: 1, warmup, measured: quick ? 3 : span(10, 3, 3, 60) });
@@ -513,6 +515,10 @@ async function measureAuto(
  * once. With two, a cut whose three stages take about as long runs at half its latency, not at its slowest stage.
  */
 export const PIPELINED_WINDOW = 3;
+
+/** The auto runs' warm-up: the frames of this long (ms), at least 10 and at most WARMUP_MAX. */
+export const WARMUP_MS = 10_000;
+export const WARMUP_MAX = 200;
 
 /**
  * The robot of section III-C: a device with a Neural Compute Stick, busy processes standing in for navigation and

@@ -25,7 +25,7 @@ import { BUILTIN_PRESETS, type Preset } from '../../common/device/presets.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { ModelDirectory } from '../../common/model-directory.ts';
-import type { ModelHandle } from '../../common/model-handle.ts';
+import type { CrossingTensor, ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
 import { readProfileFile } from '../../common/profile/io.ts';
 import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
@@ -43,6 +43,7 @@ import {
 import { parseJson, TailPrepareSchema, type WorkerTelemetry } from '../../schemas/messages.ts';
 import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
+import { DTYPE_BYTES } from '../../schemas/verify.ts';
 import { FairQueue } from './fair-queue.ts';
 import { LruCache } from './lru.ts';
 import { TailMetrics } from './metrics.ts';
@@ -98,6 +99,15 @@ interface Emulated {
 
 /** Rescan period of the models directory for models added after start. */
 const MODEL_WATCH_MS = 5000;
+
+/** Tensors of zeros shaped as the crossing tensors (an unknown dimension taken as 1). */
+function zeroTensors(specs: readonly CrossingTensor[]): WireTensor[] {
+  return specs.map((spec) => {
+    const shape = spec.shape.map((d) => (d < 0 ? 1 : d));
+    const n = shape.reduce((a, b) => a * b, 1);
+    return { name: spec.name, dtype: spec.dtype, shape, data: new Uint8Array(n * DTYPE_BYTES[spec.dtype]) };
+  });
+}
 
 /** A tail worker component. */
 export class TailWorker {
@@ -335,7 +345,10 @@ export class TailWorker {
       const key = `${prepare.modelId}:${prepare.cut}`;
       const started = this.clock.now();
       const already = this.ready.has(key);
-      await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
+      const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
+      // A session's first run allocates its buffers (a large model's first run takes many times a later one): run
+      // it once on zeros, so the device's first frame at the cut meets a session as fast as it will stay.
+      if (!already) await runWire(session, zeroTensors(model.cuts[prepare.cut]!.tensors));
       if (!already)
         this.logger.info(
           {
