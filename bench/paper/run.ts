@@ -200,7 +200,9 @@ const RPI_MS: Record<string, number> = {
 export async function runPaper(o: PaperOptions): Promise<void> {
   const cache = join(ROOT, '.cache/bench-paper');
   await mkdir(dirname(o.out), { recursive: true });
-  let results = o.fresh ? undefined : await readResults(o.out);
+  // --fresh measures everything again, except with --auto-only or --pipelined-only, where it measures those runs
+  // again and keeps the rest.
+  let results = o.fresh && !o.autoOnly && !o.pipelinedOnly ? undefined : await readResults(o.out);
   const grid = o.quick ? 'quick' : 'full';
   if (results && results.grid !== grid)
     throw new UserError(
