@@ -25,8 +25,8 @@ COPY --from=build /app/bench ./bench
 COPY --from=build /app/tsconfig.json ./
 # Every service answers GET /healthz on its METRICS_PORT (compose.yaml sets one per service).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["node", "bin/edgecut.js", "health"]
-# Run unprivileged. A named volume mounted at /models starts with this directory's owner, so the services can write
-# models into it.
-RUN mkdir -p /models && chown node:node /models
+# Run unprivileged. A named volume mounted at /models or /data (the broker's store) starts with its directory's owner, so
+# the services can write there.
+RUN mkdir -p /models /data && chown node:node /models /data
 USER node
 ENTRYPOINT ["node", "bin/edgecut.js"]

@@ -91,6 +91,8 @@ test('the Dockerfile builds in one stage and runs production dependencies only i
   const runtime = text.slice(text.lastIndexOf('\nFROM '));
   t.regex(runtime, /npm ci --omit=dev/);
   t.regex(runtime, /^USER node$/m, 'the services run unprivileged');
+  // The named volumes start with the image directory's owner: the models and the broker's store are writable.
+  t.regex(runtime, /^RUN mkdir -p \/models \/data && chown node:node \/models \/data$/m);
   t.regex(runtime, /^ENTRYPOINT \["node", "bin\/edgecut\.js"\]$/m);
   // Every directory the CLI and services load at run time is in the runtime image.
   const copied = new Set([...runtime.matchAll(/^COPY --from=build \/app\/(\S+) /gm)].map((m) => m[1] ?? ''));
