@@ -27,6 +27,17 @@ const TAIL_MS = 20;
 const PERIOD_MS = 50;
 const PHASE_MS = 10_000;
 
+/** `p`, or an error naming `what` after `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`fairness: no ${what} within ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 /** `npm run bench -- fairness [--burst N]`. */
 export async function run(args: string[]): Promise<void> {
   const i = args.indexOf('--burst');
@@ -81,7 +92,7 @@ export async function run(args: string[]): Promise<void> {
       }),
     );
     await observer.subscribeAsync(topics.workerProfile.filter(), { qos: 1 });
-    await profiled;
+    await within(profiled, 60_000, 'the worker to profile the demo CNN');
     observer.on('message', (topic, payload) => {
       if (!topics.result.match(topic)) return;
       const m = decodeMessage(payload);
@@ -109,7 +120,18 @@ export async function run(args: string[]): Promise<void> {
     const a = await connect('robot-a');
     const b = await connect('robot-b');
     await send(b, 'robot-b', 'warm');
-    while (!latency.has('warm')) await new Promise((r) => setTimeout(r, 20));
+    await within(
+      new Promise<void>((resolve) => {
+        const poll: NodeJS.Timeout = setInterval(() => {
+          if (!latency.has('warm')) return;
+          clearInterval(poll);
+          resolve();
+        }, 20);
+        poll.unref();
+      }),
+      30_000,
+      'the first answer of the worker',
+    );
     const phase = async (name: string) => {
       const ids: string[] = [];
       const end = performance.now() + PHASE_MS;
@@ -126,7 +148,9 @@ export async function run(args: string[]): Promise<void> {
       const ms = ids.flatMap((id) => (latency.has(id) ? [latency.get(id)!] : []));
       return { sent: ids.length, answered: ms.length, p50: median(ms), p95: quantile(ms, 0.95) };
     };
+    process.stderr.write(`fairness: robot B alone for ${PHASE_MS / 1000} s\n`);
     const idle = await phase('idle');
+    process.stderr.write(`fairness: robot B again while robot A sends ${burst} requests at once\n`);
     const bursting = phase('burst');
     await Promise.all(Array.from({ length: burst }, (_, j) => send(a, 'robot-a', `a${j}`)));
     const loaded = await bursting;

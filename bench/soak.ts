@@ -144,6 +144,7 @@ export async function soak(
   >();
   let brokerInst = track('broker', broker());
   const live = new Set<Instance>();
+  let progress: NodeJS.Timeout | undefined;
   const sampler = setInterval(() => {
     const at = Date.now() - t0;
     for (const inst of live)
@@ -211,6 +212,11 @@ export async function soak(
     log(`soak: ${ROBOTS} robots, 2 workers, planner, broker on ${url}; ${minutes} min`);
 
     const until = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms - (Date.now() - t0))));
+    // Progress once a minute: a long run shows it is alive and what it has answered so far.
+    progress = setInterval(() => {
+      const answered = [...frames.values()].reduce((a, fs) => a + fs.length, 0);
+      log(`${((Date.now() - t0) / 60_000).toFixed(0)} of ${minutes} min: ${answered} frames answered`);
+    }, 60_000);
     // Fault 1: a worker killed outright, and a new one started in its place.
     await until(0.4 * totalMs);
     const victim = tails[0]!;
@@ -236,6 +242,7 @@ export async function soak(
     await Promise.all(robots.map((r) => r.proc.stop(30_000)));
   } finally {
     clearInterval(sampler);
+    clearInterval(progress);
     for (const inst of [...instances].reverse()) await inst.proc.stop(10_000);
     await rm(dir, { recursive: true, force: true });
   }

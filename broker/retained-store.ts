@@ -41,9 +41,8 @@ const { CallBackPersistence } = require('aedes-persistence/callBackPersistence.j
   CallBackPersistence: new (factory: (opts: object) => MemoryStore, opts?: object) => object;
 };
 
-/** A retained message as stored on disk. */
+/** A retained message as stored on disk, under its topic. */
 interface StoredRetained {
-  topic: string;
   qos: 0 | 1 | 2;
   payload: string;
 }
@@ -85,7 +84,7 @@ class DiskRetained extends MemoryPersistence {
     else
       await this.db.put(
         packet.topic,
-        JSON.stringify({ topic: packet.topic, qos: packet.qos, payload: payload.toString('base64') }),
+        JSON.stringify({ qos: packet.qos, payload: payload.toString('base64') } satisfies StoredRetained),
       );
   }
 }

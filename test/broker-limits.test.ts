@@ -5,29 +5,22 @@
  * sends CONNECT is closed. Each refusal is counted and logged once.
  */
 import { connect, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
 import mqtt from 'mqtt';
-import { pino } from 'pino';
 import { EmbeddedBroker } from '../broker/broker.ts';
 import type { BrokerLimits } from '../broker/limits.ts';
 import { waitFor } from './helpers/edge.ts';
+import { capturingLogger, type LogLine } from './helpers/log.ts';
 
 async function brokerWith(
   t: ExecutionContext,
   limits: Partial<BrokerLimits>,
-): Promise<{ broker: EmbeddedBroker; logs: Array<Record<string, unknown>> }> {
-  const logs: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      logs.push(JSON.parse(String(chunk)));
-      done();
-    },
-  });
+): Promise<{ broker: EmbeddedBroker; logs: LogLine[] }> {
+  const { logger, lines: logs } = capturingLogger('warn');
   const broker = new EmbeddedBroker({
     host: '127.0.0.1',
     port: 0,
-    logger: pino({ level: 'warn' }, sink),
+    logger,
     limits,
   });
   await broker.start();

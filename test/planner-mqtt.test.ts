@@ -1,15 +1,14 @@
 /**
  * The planner service on the real embedded broker: retained plans follow synthetic telemetry.
  */
-import { Writable } from 'node:stream';
 import test from 'ava';
-import { pino } from 'pino';
 import { PlanSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
 import { waitFor } from './helpers/edge.ts';
-import { deviceTelemetry, makeProfile } from './helpers/profiles.ts';
+import { capturingLogger } from './helpers/log.ts';
+import { deviceTelemetry, makeProfile, workerTelemetry } from './helpers/profiles.ts';
 
 const telemetry = (device: string, kbps: number, loadavg1: number) =>
   deviceTelemetry(device, Date.now(), kbps, loadavg1);
@@ -19,13 +18,7 @@ const server = makeProfile([1, 1, 1], [100_000, 50_000, 1_000, 10], { device: 'w
 
 test('bandwidth down moves the retained plan later, edge load up moves it earlier, no profile means no plan', async (t) => {
   const broker = await startBroker(t);
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
+  const { logger, lines } = capturingLogger();
   const planner = new Planner(
     {
       mqttUrl: broker.url,
@@ -38,7 +31,7 @@ test('bandwidth down moves the retained plan later, edge load up moves it earlie
       minGain: 0.1,
       linkWindow: 3,
     },
-    pino({ level: 'info' }, sink),
+    logger,
   );
   await planner.start();
   t.teardown(() => planner.stop());
@@ -85,23 +78,16 @@ test('bandwidth down moves the retained plan later, edge load up moves it earlie
   await new Promise((r) => setTimeout(r, 500));
   t.is(planner.plans.get('r2'), undefined);
   t.regex(planner.noPlan.get('r2') ?? '', /has published no profile/);
-  const logged = lines.map((l) => JSON.parse(l) as { msg: string; device?: string; reason?: string });
   t.true(
-    logged.some(
-      (l) => l.msg === 'no plan for device' && l.device === 'r2' && /no profile/.test(l.reason ?? ''),
+    lines.some(
+      (l) => l.msg === 'no plan for device' && l.device === 'r2' && /no profile/.test(String(l.reason ?? '')),
     ),
   );
 });
 
 test('identity from the topic: telemetry naming another device is refused; a silent device is forgotten', async (t) => {
   const broker = await startBroker(t);
-  const lines: Array<{ msg: string; device?: string; err?: string; topic?: string }> = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(JSON.parse(String(chunk)));
-      done();
-    },
-  });
+  const { logger, lines } = capturingLogger();
   const planner = new Planner(
     {
       mqttUrl: broker.url,
@@ -114,7 +100,7 @@ test('identity from the topic: telemetry naming another device is refused; a sil
       linkWindow: 3,
       forgetMs: 300,
     },
-    pino({ level: 'info' }, sink),
+    logger,
   );
   await planner.start();
   t.teardown(() => planner.stop());
@@ -159,22 +145,7 @@ test('identity from the topic: telemetry naming another device is refused; a sil
   );
   // A worker likewise: telemetry on w1's topic naming w2 (an empty queue that would draw the frames) is refused.
   const w1 = topics.workerTelemetry.build({ worker: 'w1' });
-  await robot.publishAsync(
-    w1,
-    JSON.stringify({
-      worker: 'w2',
-      at: Date.now(),
-      loadavg1: 0,
-      cores: 2,
-      queueDepth: 0,
-      running: 0,
-      concurrency: 1,
-      tailMs: {},
-      served: 0,
-      errors: 0,
-    }),
-    { qos: 1 },
-  );
+  await robot.publishAsync(w1, JSON.stringify(workerTelemetry('w2', Date.now())), { qos: 1 });
   await waitFor(() => lines.some((l) => l.topic === w1), 'the forged worker telemetry to be refused');
   t.is(
     lines.find((l) => l.topic === w1)?.err,

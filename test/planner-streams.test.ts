@@ -15,7 +15,7 @@ import {
   type PlanningOptions,
   planEvents,
 } from '../services/planner/streams.ts';
-import { deviceTelemetry, makeProfile, plannerSubjects } from './helpers/profiles.ts';
+import { deviceTelemetry, makeProfile, plannerSubjects, workerTelemetry } from './helpers/profiles.ts';
 
 const telemetry = (at: number, kbps: number, loadavg1 = 0.1) => deviceTelemetry('r1', at, kbps, loadavg1);
 
@@ -321,19 +321,7 @@ test('a device silent for forgetMs is forgotten, once; one that keeps reporting 
 
 test('a new cut waits for a worker to report its tail loaded (asked with a prepare), at most prepareMs', (t) => {
   const key = `${edge.model.id}:2`;
-  const worker = (at: number, warm: string[]): WorkerTelemetry => ({
-    worker: 'w1',
-    at,
-    loadavg1: 0,
-    cores: 2,
-    queueDepth: 0,
-    running: 0,
-    concurrency: 1,
-    tailMs: {},
-    served: 0,
-    errors: 0,
-    warm,
-  });
+  const worker = (at: number, warm: string[]) => workerTelemetry('w1', at, warm);
   // No link configured: the safe start (everything on the device), then the measured 10 Mbit/s link makes cut 2 best.
   const run = (warmAtMs: number | undefined) =>
     simulate(

@@ -3,13 +3,12 @@
  * a plan loads its session and says so at once in its telemetry (`warm`); a prepare it cannot act on is logged and
  * ignored, and the worker goes on serving. Real broker, real worker, a raw MQTT client as the planner.
  */
-import { Writable } from 'node:stream';
 import test from 'ava';
-import { pino } from 'pino';
 import { WorkerTelemetrySchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
+import { capturingLogger } from './helpers/log.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { tailOptions } from './helpers/services.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -17,17 +16,12 @@ import { waitFor } from './helpers/wait.ts';
 test('a prepare loads the tail and the next telemetry, sent at once, reports it warm; bad prepares are ignored', async (t) => {
   const broker = await startBroker(t);
   const { dir, model } = await demoModelDir(t);
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
+  const { logger, lines } = capturingLogger('debug');
+  const logged = (msg: string) => lines.filter((l) => l.msg === msg);
   // Telemetry once a minute: a report within seconds of the prepare is the one the prepare sends.
   const worker = new TailWorker(
     tailOptions({ mqttUrl: broker.url, workerId: 'tail-prep', modelsDir: dir, telemetryMs: 60_000 }),
-    pino({ level: 'debug' }, sink),
+    logger,
   );
   await worker.start();
   t.teardown(() => worker.stop());
@@ -47,17 +41,32 @@ test('a prepare loads the tail and the next telemetry, sent at once, reports it 
   await prepare({ ...valid, cut: -1 });
   await prepare({ ...valid, modelId: 'f'.repeat(64) });
   await prepare({ ...valid, cut: model.layers + 5 });
-  await waitFor(
-    () => lines.filter((l) => /tail prepare/.test(l)).length >= 4,
-    'four ignored prepares logged',
+  const ignored = () => [
+    ...logged('tail prepare ignored'),
+    ...logged('tail prepare for a tail not held here'),
+  ];
+  await waitFor(() => ignored().length >= 4, 'four ignored prepares logged');
+  t.deepEqual(
+    logged('tail prepare ignored').map((l) => String(l.err).replace(/^(tail prepare: cut): .*/, '$1: ...')),
+    ['tail prepare: payload is not JSON', 'tail prepare: cut: ...'],
   );
-  t.regex(lines.join(''), /tail prepare: payload is not JSON/);
-  t.regex(lines.join(''), /tail prepare: cut: /);
+  t.is(logged('tail prepare for a tail not held here').length, 2);
   t.is(telemetry.all.length, 0);
 
   // A valid prepare: the tail is loaded, logged, and reported warm at once.
   await prepare(valid);
   const report = WorkerTelemetrySchema.parse(JSON.parse((await telemetry.next(10_000)).payload.toString()));
   t.deepEqual(report.warm, [`${model.id}:${k}`]);
-  t.regex(lines.join(''), /tail prepared for a plan/);
+  t.is(logged('tail prepared for a plan').length, 1);
+
+  // A burst of prepares for every cut at once: at most 8 wait their turn, the rest are dropped with a warning, and
+  // the worker goes on preparing the ones that waited.
+  const cuts = Array.from({ length: model.layers }, (_, c) => c).filter((c) => c !== k);
+  t.true(cuts.length > 9, `${cuts.length} cuts`);
+  const burst = JSON.stringify(cuts.map((cut) => ({ ...valid, cut })));
+  await planner.publishAsync(topics.tailPrepare.build({ planner: 'p1' }), burst, { qos: 1 }); // an array: refused
+  await Promise.all(cuts.map((cut) => prepare({ ...valid, cut })));
+  await waitFor(() => logged('tail prepare dropped: too many waiting').length > 0, 'a dropped prepare');
+  await waitFor(() => logged('tail prepared for a plan').length >= 9, 'the waiting ones prepared');
+  t.true(logged('tail prepared for a plan').length < cuts.length + 1, 'some were dropped');
 });

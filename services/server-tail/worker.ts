@@ -100,6 +100,9 @@ interface Emulated {
 /** Rescan period of the models directory for models added after start. */
 const MODEL_WATCH_MS = 5000;
 
+/** Prepares (planners' requests to load a tail) waiting at once; more are dropped with a warning. */
+const MAX_PREPARES = 8;
+
 /** Tensors of zeros shaped as the crossing tensors (an unknown dimension taken as 1). */
 function zeroTensors(specs: readonly CrossingTensor[]): WireTensor[] {
   return specs.map((spec) => {
@@ -119,6 +122,8 @@ export class TailWorker {
   private readonly ready = new Set<string>();
   /** Tails being prepared for the planner, one at a time (a burst of prepares must not load many at once). */
   private preparing: Promise<void> = Promise.resolve();
+  /** Keys of the prepares waiting their turn. */
+  private readonly queuedPrepares = new Set<string>();
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private served = 0;
@@ -332,7 +337,19 @@ export class TailWorker {
       this.logger.warn({ err: errorMessage(err) }, 'tail prepare ignored');
       return Promise.resolve();
     }
+    const key = `${prepare.modelId}:${prepare.cut}`;
+    // Bounded: one waiting prepare per tail, and at most MAX_PREPARES waiting in all.
+    if (this.queuedPrepares.has(key)) return Promise.resolve();
+    if (this.queuedPrepares.size >= MAX_PREPARES) {
+      this.logger.warn(
+        { device: prepare.device, cut: prepare.cut, waiting: MAX_PREPARES },
+        'tail prepare dropped: too many waiting',
+      );
+      return Promise.resolve();
+    }
+    this.queuedPrepares.add(key);
     const run = async () => {
+      this.queuedPrepares.delete(key);
       if (this.stopping) return;
       const model = await this.models.get(prepare.modelId);
       if (!model?.cuts[prepare.cut]) {
@@ -342,7 +359,6 @@ export class TailWorker {
         );
         return;
       }
-      const key = `${prepare.modelId}:${prepare.cut}`;
       const started = this.clock.now();
       const already = this.ready.has(key);
       const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));

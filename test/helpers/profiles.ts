@@ -62,6 +62,23 @@ export function deviceTelemetry(device: string, at: number, kbps: number, loadav
   };
 }
 
+/** Telemetry of an idle tail worker with one slot; `warm` lists the tails it reports loaded, when given. */
+export function workerTelemetry(worker: string, at: number, warm?: string[]): WorkerTelemetry {
+  return {
+    worker,
+    at,
+    loadavg1: 0,
+    cores: 2,
+    queueDepth: 0,
+    running: 0,
+    concurrency: 1,
+    tailMs: {},
+    served: 0,
+    errors: 0,
+    ...(warm ? { warm } : {}),
+  };
+}
+
 /**
  * A search of three layers; D_0..D_3 (D_3 is the output, sent back after an offload). T(D) = 1 ms per 1000-byte
  * packet + 0.01 ms per byte, so the result's way back is T(10) = 1.1 ms.
