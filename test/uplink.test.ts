@@ -12,6 +12,11 @@ import {
   publishPacketBytes,
   UplinkMeter,
 } from '../services/edge-head/uplink.ts';
+import { LoopStalls, MIN_STALL_MS, STALL_TICK_MS } from '../services/edge-head/loop-stalls.ts';
+
+const EPOCH = 1_700_000_000_000;
+/** The fake clock's time `ms` after its start. */
+const at = (ms: number): number => EPOCH + ms;
 
 class FakeClock implements Clock {
   t = 1_700_000_000_000;
@@ -38,7 +43,8 @@ const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function setup() {
   const clock = new FakeClock();
-  const meter = new UplinkMeter(clock);
+  const stalls = new LoopStalls(clock);
+  const meter = new UplinkMeter(clock, stalls);
   /** Writes a PUBLISH of `bytes` at `ms`; returns its PUBACK. */
   const write = (ms: number, bytes: number) => {
     clock.at(ms);
@@ -52,7 +58,7 @@ function setup() {
     p.ack();
     await settle();
   };
-  return { clock, meter, write, ackAt };
+  return { clock, meter, write, ackAt, stalls };
 }
 
 test('a single publish gives its bytes and the time from write to PUBACK', async (t) => {
@@ -130,6 +136,54 @@ test('an outstanding publish older than CENSOR_AFTER_MS is a lower bound from ma
   write(3000, 1000);
   clock.at(3500);
   t.deepEqual(meter.take().censored, [{ bytes: 1000, seconds: 0.5 }]);
+});
+
+test('a transfer during which the device loop stood still is no sample; a short stall does not spoil one', async (t) => {
+  const { meter, write, ackAt, stalls } = setup();
+  // A session loaded synchronously from 100 to 3100: the PUBACK of a probe written at 50 is read at 3120.
+  const a = write(50, 16_384);
+  stalls.record(at(100), at(3100));
+  await ackAt(3120, a);
+  t.deepEqual(meter.take().samples, []);
+  t.is(meter.spoiled, 1);
+  // A 40 ms stall within a 1 s upload (4%) leaves the sample as it is.
+  const b = write(5000, 125_000);
+  stalls.record(at(5500), at(5540));
+  await ackAt(6000, b);
+  t.deepEqual(meter.take().samples, [{ bytes: 125_000, seconds: 1 }]);
+  t.is(meter.spoiled, 1);
+});
+
+test('a lower bound and the busy time count only the time the device loop was running', (t) => {
+  const { meter, clock, write, stalls } = setup();
+  write(0, 8000);
+  stalls.record(at(100), at(2100));
+  clock.at(2500);
+  t.is(meter.busyMs(), 500);
+  t.deepEqual(meter.take().censored, [{ bytes: 8000, seconds: 0.5 }]);
+});
+
+test('the stall monitor marks the time since its last tick when it is late by MIN_STALL_MS or more', (t) => {
+  const clock = new FakeClock();
+  const stalls = new LoopStalls(clock);
+  clock.at(0);
+  stalls.start();
+  t.teardown(() => stalls.stop());
+  clock.at(STALL_TICK_MS);
+  stalls.check();
+  clock.at(2 * STALL_TICK_MS + MIN_STALL_MS - 1);
+  stalls.check();
+  t.is(stalls.stalledWithin(at(0), at(10_000)), 0);
+  const last = 2 * STALL_TICK_MS + MIN_STALL_MS - 1;
+  clock.at(last + 2000);
+  stalls.check();
+  t.is(stalls.stalledWithin(at(0), at(100_000)), 2000 - STALL_TICK_MS);
+  t.is(stalls.stalledWithin(at(last + 1000), at(last + 1500)), 500);
+  // Stopped, it infers nothing.
+  stalls.stop();
+  clock.at(last + 10_000);
+  stalls.check();
+  t.is(stalls.stalledWithin(at(0), at(100_000)), 2000 - STALL_TICK_MS);
 });
 
 test('reset() forgets outstanding publishes; their late PUBACKs are no samples', async (t) => {

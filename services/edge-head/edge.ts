@@ -37,6 +37,7 @@ import type { Frame } from './frames.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { FallbackError, fallbackKind } from './pending.ts';
 import { LoadMeter, TelemetryRecorder } from './telemetry.ts';
+import { LoopStalls } from './loop-stalls.ts';
 import { probeBurst, publishPacketBytes, UplinkMeter } from './uplink.ts';
 
 /** Settings of the edge-head component. */
@@ -70,6 +71,8 @@ export interface EdgeOptions {
 
 export type { FrameReport } from './frame-report.ts';
 
+/** A probe burst spoiled by a stall of the device's own loop runs again after this long (ms). */
+export const PROBE_AGAIN_MS = 1000;
 /** Telemetry waits for a probe burst to end for at most this long (ms). */
 const PROBE_HOLD_MS = 2000;
 
@@ -95,6 +98,7 @@ export class EdgeHead {
   private readonly telemetry: TelemetryRecorder;
   private readonly runQueue: RunQueue | undefined;
   private readonly uplink: UplinkMeter;
+  private readonly stalls: LoopStalls;
   private probing: Promise<void> | undefined;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
   private readonly stopProbe = new AbortController();
@@ -137,7 +141,8 @@ export class EdgeHead {
       ...(opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {}),
     });
     this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
-    this.uplink = new UplinkMeter(clock);
+    this.stalls = new LoopStalls(clock);
+    this.uplink = new UplinkMeter(clock, this.stalls);
     this.conn.onPublish = (topic, bytes, acked) => this.uplink.track(publishPacketBytes(topic, bytes), acked);
     this.channel.onErrorReply = (code) => metrics.errorReply(code);
     this.conn.onHandlerError = () => metrics.handlerError();
@@ -194,6 +199,7 @@ export class EdgeHead {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    this.stalls.start();
     // Frames do not wait for the broker: until it is reachable there is no plan, and every frame runs on the device.
     const connected = this.conn.start().then(() => this.online());
     const waitMs = this.opts.brokerWaitMs ?? BROKER_WAIT_MS;
@@ -240,7 +246,11 @@ export class EdgeHead {
     );
     await this.conn.subscribe(topics.plan.build({ device }), (_t, payload) => this.onPlan(payload));
     await this.publishProfile();
-    this.probe();
+    // The first frames need the head of the plan in force (everything, before a plan comes): loading it blocks the
+    // loop for seconds with a large model, so it is loaded before the probe, not during it.
+    const k = this.cutOf(this.incoming ?? this.plan).index;
+    const head = k > 0 ? this.session(`head:${k}`, k, 'head') : Promise.resolve();
+    void head.catch(() => undefined).then(() => this.probe());
   }
 
   /** True when the plan sends nothing (none yet, or everything on the device) and nothing is in flight. */
@@ -255,13 +265,18 @@ export class EdgeHead {
     if (this.stopping !== undefined) return;
     this.lastProbeAt = this.clock.now();
     const topic = topics.deviceProbe.build({ device: this.opts.deviceId });
+    const spoiled = this.uplink.spoiled;
     this.probing = probeBurst(
       (bytes) => this.conn.publish(topic, Buffer.alloc(bytes), { qos: 1 }),
       this.clock.now,
       this.stopProbe.signal,
     )
       .then((sizes) => {
-        this.logger.debug({ sizes }, 'uplink probed');
+        const lost = this.uplink.spoiled - spoiled;
+        this.logger.debug({ sizes, spoiled: lost }, 'uplink probed');
+        // Probes timed while the device's loop stood still were dropped: the burst runs again soon.
+        if (lost > 0)
+          this.lastProbeAt = this.clock.now() - (this.opts.probeMs ?? 15_000) + PROBE_AGAIN_MS;
         void this.publishTelemetry();
       })
       .catch((err: unknown) => this.logger.debug({ err: errorMessage(err) }, 'uplink probe failed'))
@@ -610,6 +625,7 @@ export class EdgeHead {
     this.stopProbe.abort();
     await Promise.allSettled([...this.running]);
     this.load.stop();
+    this.stalls.stop();
     this.runQueue?.stop();
     if (this.started) await this.conn.stop();
     for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);

@@ -10,12 +10,17 @@
  * (censored sample), reported again each time its wait has doubled, so a link that has become very slow is seen
  * before any PUBACK comes.
  *
+ * A span during which the device's own event loop stood still (a session loaded or run synchronously, loop-stalls.ts)
+ * is not evidence of the link: its PUBACK was read late. Such a sample is dropped when the stall is a fifth or more
+ * of it, and a lower bound counts only the time the loop was running.
+ *
  * The probe: when nothing else is sent (no plan yet, or the plan keeps everything on the device), the device sends a
  * short burst of opaque messages of growing size to its probe topic, so the planner knows the link before it ever
  * offloads a frame, and keeps knowing it while it does not.
  */
 import type { Clock } from '../../common/clock.ts';
 import type { TransferSample } from '../../common/plan/link-fit.ts';
+import { MIN_STALL_MS, type StallSource } from './loop-stalls.ts';
 
 /** MQTT bytes of a PUBLISH with packet id: fixed header (up to 5), topic length (2), topic, packet id (2). */
 export function publishPacketBytes(topic: string, payloadBytes: number): number {
@@ -26,6 +31,8 @@ export function publishPacketBytes(topic: string, payloadBytes: number): number 
 export const CENSOR_AFTER_MS = 250;
 /** At most this many samples wait for the next telemetry (the oldest are dropped). */
 export const MAX_SAMPLES = 64;
+/** A sample whose span the loop was stalled for this share of it, or more, is dropped. */
+export const SPOILED_SHARE = 0.2;
 
 interface Outstanding {
   bytes: number;
@@ -39,8 +46,17 @@ export class UplinkMeter {
   private lastAckAt = Number.NEGATIVE_INFINITY;
   private readonly outstanding = new Set<Outstanding>();
   private samples: TransferSample[] = [];
+  private spoiledCount = 0;
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly stalls?: StallSource,
+  ) {}
+
+  /** Samples dropped so far because the device's loop stalled during them. */
+  get spoiled(): number {
+    return this.spoiledCount;
+  }
 
   /** Tracks one PUBLISH of `bytes` (packet bytes) whose PUBACK settles `acked`. */
   track(bytes: number, acked: Promise<unknown>): void {
@@ -55,11 +71,23 @@ export class UplinkMeter {
         const start = Math.max(entry.writtenAt, this.lastAckAt);
         this.lastAckAt = Math.max(this.lastAckAt, at);
         if (!live) return;
+        if (this.stalled(start, at)) {
+          this.spoiledCount++;
+          return;
+        }
         this.samples.push({ bytes, seconds: Math.max(0, at - start) / 1000 });
         if (this.samples.length > MAX_SAMPLES) this.samples.shift();
       },
       () => this.outstanding.delete(entry),
     );
+  }
+
+  /** True when the loop stood still for a good part of [start, end]: the PUBACK was read late. */
+  private stalled(start: number, end: number): boolean {
+    if (!this.stalls) return false;
+    this.stalls.check();
+    const ms = this.stalls.stalledWithin(start, end);
+    return ms >= MIN_STALL_MS && ms >= SPOILED_SHARE * (end - start);
   }
 
   /**
@@ -76,10 +104,21 @@ export class UplinkMeter {
     return this.outstanding.size;
   }
 
-  /** How long the PUBLISH on the link now has been on it (ms), or 0 when the link is idle. */
+  /**
+   * How long the PUBLISH on the link now has been on it (ms), or 0 when the link is idle; time the device's loop
+   * stood still does not count (its PUBACK may have come and not been read).
+   */
   busyMs(): number {
     const oldest = this.oldest();
-    return oldest ? this.clock.now() - Math.max(oldest.writtenAt, this.lastAckAt) : 0;
+    return oldest ? this.runningSince(Math.max(oldest.writtenAt, this.lastAckAt)) : 0;
+  }
+
+  /** Milliseconds since `from` during which the device's loop was running. */
+  private runningSince(from: number): number {
+    const now = this.clock.now();
+    if (!this.stalls) return now - from;
+    this.stalls.check();
+    return now - from - this.stalls.stalledWithin(from, now);
   }
 
   private oldest(): Outstanding | undefined {
@@ -92,7 +131,6 @@ export class UplinkMeter {
    * than {@link CENSOR_AFTER_MS} for their PUBACK (each from the time it could start on the link).
    */
   take(): { samples: TransferSample[]; censored: TransferSample[] } {
-    const now = this.clock.now();
     const samples = this.samples;
     this.samples = [];
     const censored: TransferSample[] = [];
@@ -100,7 +138,7 @@ export class UplinkMeter {
     // when it was written or when the one before it was acknowledged, whichever came later.
     const oldest = this.oldest();
     if (oldest) {
-      const waited = now - Math.max(oldest.writtenAt, this.lastAckAt);
+      const waited = this.runningSince(Math.max(oldest.writtenAt, this.lastAckAt));
       if (waited >= CENSOR_AFTER_MS && waited >= 2 * (oldest.reported ?? 0)) {
         censored.push({ bytes: oldest.bytes, seconds: waited / 1000 });
         oldest.reported = waited;
