@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import type { Clock } from '../common/clock.ts';
+import { LoopStalls, MIN_STALL_MS, STALL_TICK_MS } from '../services/edge-head/loop-stalls.ts';
 import {
   CENSOR_AFTER_MS,
   PROBE,
@@ -12,7 +13,6 @@ import {
   publishPacketBytes,
   UplinkMeter,
 } from '../services/edge-head/uplink.ts';
-import { LoopStalls, MIN_STALL_MS, STALL_TICK_MS } from '../services/edge-head/loop-stalls.ts';
 
 const EPOCH = 1_700_000_000_000;
 /** The fake clock's time `ms` after its start. */

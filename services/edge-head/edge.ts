@@ -34,10 +34,10 @@ import { topics } from '../../schemas/topics.ts';
 import { type DeadlineOptions, frameDeadline, RequestChannel } from './faults.ts';
 import type { FrameReport } from './frame-report.ts';
 import type { Frame } from './frames.ts';
+import { LoopStalls } from './loop-stalls.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { FallbackError, fallbackKind } from './pending.ts';
 import { LoadMeter, TelemetryRecorder } from './telemetry.ts';
-import { LoopStalls } from './loop-stalls.ts';
 import { probeBurst, publishPacketBytes, UplinkMeter } from './uplink.ts';
 
 /** Settings of the edge-head component. */
@@ -275,8 +275,7 @@ export class EdgeHead {
         const lost = this.uplink.spoiled - spoiled;
         this.logger.debug({ sizes, spoiled: lost }, 'uplink probed');
         // Probes timed while the device's loop stood still were dropped: the burst runs again soon.
-        if (lost > 0)
-          this.lastProbeAt = this.clock.now() - (this.opts.probeMs ?? 15_000) + PROBE_AGAIN_MS;
+        if (lost > 0) this.lastProbeAt = this.clock.now() - (this.opts.probeMs ?? 15_000) + PROBE_AGAIN_MS;
         void this.publishTelemetry();
       })
       .catch((err: unknown) => this.logger.debug({ err: errorMessage(err) }, 'uplink probe failed'))
