@@ -1,28 +1,32 @@
 /**
  * `npm run bench -- fairness [--burst N]`: one robot's burst against another robot's latency on a shared tail
- * worker. The embedded broker and one tail worker (one slot, its tails stretched to a slow server's 20 ms), and two
- * robots as raw MQTT clients: robot B sends a request every 50 ms for 10 s alone (idle), then again while robot A
- * sends a burst of N requests (default 2000) at once. Reported: B's median and p95 latency (send to result) idle and
- * under the burst, their ratio (target: p95 within 2x), and how A's burst was answered (served, refused as
- * overloaded). Without the worker's per-device queues B waited behind all of A's requests.
+ * worker. The embedded broker and one tail worker (one slot, its tails stretched to a slow server's 20 ms) run as
+ * processes, as robot A does (bench/fairness-burst.ts); robot B is this process, a raw MQTT client that sends a
+ * request every 50 ms for 10 s alone (idle), then again while robot A sends a burst of N requests (default 2000) at
+ * once. Reported: B's median and p95 latency (send to result) idle and under the burst, their ratio (target: p95
+ * within 2x), and how A's burst was answered (served, refused as overloaded). Without the broker's turns per topic
+ * and the worker's queues per device, B waited behind all of A's requests.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
-import { EmbeddedBroker } from '../broker/broker.ts';
+import { type ServiceProcess, startService } from '../cli/processes.ts';
 import { UserError } from '../common/errors.ts';
-import { silentLogger } from '../common/log.ts';
 import { ModelHandle } from '../common/model-handle.ts';
 import { mulberry32 } from '../common/random.ts';
 import { createSession, runWire } from '../common/runtime.ts';
 import { median, quantile } from '../common/stats.ts';
 import { decodeMessage, emptyTimes, encodeRequest } from '../schemas/codec.ts';
-import { TAIL_GROUP, topics } from '../schemas/topics.ts';
+import { topics } from '../schemas/topics.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
-import { TailWorker } from '../services/server-tail/worker.ts';
+import { freePort } from './processes.ts';
 
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TAIL_MS = 20;
 const PERIOD_MS = 50;
 const PHASE_MS = 10_000;
@@ -38,6 +42,18 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** Which of B's requests took longer than `limitMs`, and when in the phase they were sent. */
+function slowLine(series: ReadonlyArray<[number, number]>, limitMs: number): string {
+  const slow = series.filter(([, ms]) => ms > limitMs);
+  if (slow.length === 0) return `B's requests over ${limitMs.toFixed(1)} ms (2x its idle p95): none`;
+  const worst = Math.max(...slow.map(([, ms]) => ms));
+  return (
+    `B's requests over ${limitMs.toFixed(1)} ms (2x its idle p95): ${slow.length}, sent from ` +
+    `${(slow[0]![0] / 1000).toFixed(2)} s to ${(slow.at(-1)![0] / 1000).toFixed(2)} s into the burst phase ` +
+    `(A's burst starts at 0), the slowest ${worst.toFixed(0)} ms`
+  );
+}
+
 /** `npm run bench -- fairness [--burst N]`. */
 export async function run(args: string[]): Promise<void> {
   const i = args.indexOf('--burst');
@@ -47,43 +63,41 @@ export async function run(args: string[]): Promise<void> {
       `--burst ${String(args[i + 1])} is not allowed: expected a whole number from 1 to 100000`,
     );
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-fairness-'));
-  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, logger: silentLogger });
-  await broker.start();
+  const quiet = { onStdout: () => undefined, onStderr: () => undefined };
+  const procs: ServiceProcess[] = [];
   const clients: mqtt.MqttClient[] = [];
-  let worker: TailWorker | undefined;
+  let robotA: ReturnType<typeof spawn> | undefined;
   try {
-    const model = await ModelHandle.fromFile(await writeDemoModel(dir));
+    const file = await writeDemoModel(dir);
+    const model = await ModelHandle.fromFile(file);
     const k = 1;
     const crossing = await runWire(
       await createSession(model.part(k, 'head')),
       randomInputs(model.inputs, mulberry32(3)),
     );
-    worker = new TailWorker(
+    const port = await freePort();
+    const url = `mqtt://127.0.0.1:${port}`;
+    const broker = startService('broker', ['broker', '--port', String(port), '--host', '127.0.0.1'], quiet);
+    procs.push(broker);
+    await within(broker.ready, 30_000, 'broker ready');
+    // A slow server: the demo CNN's tail (about a millisecond here) stretched to about TAIL_MS.
+    const worker = startService(
+      'tail',
+      ['tail', '--worker-id', 'tail-fair', '--models-dir', dir, '--concurrency', '1', '--threads', '1'],
       {
-        mqttUrl: broker.url,
-        workerId: 'tail-fair',
-        modelsDir: dir,
-        group: TAIL_GROUP,
-        concurrency: 1,
-        threads: 1,
-        maxRequestBytes: 1 << 24,
-        sessionCache: 4,
-        telemetryMs: 1000,
-        profileRuns: 3,
-        // A slow server: the demo CNN's tail (about a millisecond here) stretched to about TAIL_MS.
-        emulateDevice: { kind: 'factor', factor: TAIL_MS },
+        ...quiet,
+        env: { MQTT_URL: url, EMULATE_DEVICE: `x${TAIL_MS}`, PROFILE_RUNS: '3', LOG_LEVEL: 'error' },
       },
-      silentLogger,
     );
-    await worker.start();
+    procs.push(worker);
     const connect = async (id: string) => {
-      const c = await mqtt.connectAsync(broker.url, { clientId: id, reconnectPeriod: 0 });
+      const c = await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0 });
       clients.push(c);
       return c;
     };
     const sentAt = new Map<string, number>();
     const latency = new Map<string, number>();
-    const codes = new Map<string, number>();
+    const offsets = new Map<string, number>();
     const observer = await connect('observer');
     // The worker emulates the slow server once it has profiled the model and published the profile.
     const profiled = new Promise<void>((resolve) =>
@@ -99,10 +113,8 @@ export async function run(args: string[]): Promise<void> {
       const id = m.kind === 'result' || m.kind === 'error' ? m.value.requestId : '';
       const at = sentAt.get(id);
       if (at !== undefined) latency.set(id, performance.now() - at);
-      const code = m.kind === 'error' ? m.value.code : m.kind;
-      if (id.startsWith('a')) codes.set(code, (codes.get(code) ?? 0) + 1);
     });
-    await observer.subscribeAsync(topics.result.filter(), { qos: 1 });
+    await observer.subscribeAsync(topics.result.build({ device: 'robot-b' }), { qos: 1 });
     const send = (c: mqtt.MqttClient, device: string, id: string) => {
       sentAt.set(id, performance.now());
       const times = { ...emptyTimes(), sent: Date.now() };
@@ -117,7 +129,6 @@ export async function run(args: string[]): Promise<void> {
       });
       return c.publishAsync(topics.request.build({ device }), Buffer.from(payload), { qos: 1 });
     };
-    const a = await connect('robot-a');
     const b = await connect('robot-b');
     await send(b, 'robot-b', 'warm');
     await within(
@@ -134,11 +145,13 @@ export async function run(args: string[]): Promise<void> {
     );
     const phase = async (name: string) => {
       const ids: string[] = [];
-      const end = performance.now() + PHASE_MS;
+      const start = performance.now();
+      const end = start + PHASE_MS;
       let n = 0;
       while (performance.now() < end) {
         const id = `${name}${n++}`;
         ids.push(id);
+        offsets.set(id, performance.now() - start);
         void send(b, 'robot-b', id);
         await new Promise((r) => setTimeout(r, PERIOD_MS));
       }
@@ -146,20 +159,50 @@ export async function run(args: string[]): Promise<void> {
       while (ids.some((id) => !latency.has(id)) && performance.now() < deadline)
         await new Promise((r) => setTimeout(r, 20));
       const ms = ids.flatMap((id) => (latency.has(id) ? [latency.get(id)!] : []));
-      return { sent: ids.length, answered: ms.length, p50: median(ms), p95: quantile(ms, 0.95) };
+      /** [ms into the phase it was sent, latency ms] of each answered request. */
+      const series = ids.flatMap(
+        (id): Array<[number, number]> => (latency.has(id) ? [[offsets.get(id)!, latency.get(id)!]] : []),
+      );
+      return {
+        sent: ids.length,
+        answered: ms.length,
+        p50: median(ms),
+        p95: quantile(ms, 0.95),
+        series,
+      };
     };
     process.stderr.write(`fairness: robot B alone for ${PHASE_MS / 1000} s\n`);
     const idle = await phase('idle');
+    // Robot A, its own process: connected and its request computed before the burst phase starts.
+    const a = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/fairness-burst.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, MQTT_URL: url, MODEL_FILE: file, BURST: String(burst) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    robotA = a;
+    const lines = createInterface({ input: a.stdout! })[Symbol.asyncIterator]();
+    const line = async (what: string) => {
+      const next = await within(lines.next(), 180_000, what);
+      if (next.done) throw new Error(`fairness: robot A exited before ${what}`);
+      return JSON.parse(next.value) as Record<string, unknown>;
+    };
+    await line('robot A connected');
     process.stderr.write(`fairness: robot B again while robot A sends ${burst} requests at once\n`);
     const bursting = phase('burst');
-    await Promise.all(Array.from({ length: burst }, (_, j) => send(a, 'robot-a', `a${j}`)));
+    a.stdin!.write('go\n');
     const loaded = await bursting;
+    const report = (await line("robot A's answers")) as {
+      answers: Record<string, number>;
+      unanswered: number;
+    };
+    const codes = new Map(Object.entries(report.answers));
+    if (report.unanswered > 0) codes.set('unanswered', report.unanswered);
     const row = (name: string, p: typeof idle) =>
       `| ${name} | ${p.sent} | ${p.answered} | ${p.p50.toFixed(1)} | ${p.p95.toFixed(1)} |`;
     const ratio = loaded.p95 / idle.p95;
     process.stdout.write(
       [
-        `fairness: one tail worker (1 slot), robot B every ${PERIOD_MS} ms for ${PHASE_MS / 1000} s, alone and while robot A bursts ${burst} requests`,
+        `fairness: broker, one tail worker (1 slot) and robot A as processes; robot B every ${PERIOD_MS} ms for ${PHASE_MS / 1000} s, alone and while robot A bursts ${burst} requests`,
         '',
         '| robot B | requests | answered | median ms | p95 ms |',
         '|---|---|---|---|---|',
@@ -167,14 +210,15 @@ export async function run(args: string[]): Promise<void> {
         row(`during A's burst of ${burst}`, loaded),
         '',
         `A's burst: ${[...codes.entries()].map(([c, n]) => `${n} ${c === 'result' ? 'served' : c}`).join(', ')}`,
+        slowLine(loaded.series, 2 * idle.p95),
         `B's p95 under the burst: ${ratio.toFixed(2)}x its idle p95 (target <= 2x): ${ratio <= 2 ? 'PASS' : 'FAIL'}`,
         '',
       ].join('\n'),
     );
   } finally {
+    robotA?.kill('SIGKILL');
     for (const c of clients) await c.endAsync().catch(() => undefined);
-    await worker?.stop();
-    await broker.stop();
+    for (const p of procs.reverse()) await p.stop().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }

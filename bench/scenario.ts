@@ -74,6 +74,8 @@ export interface ScenarioResult {
   edgeReadyAt: number;
   /** The edge's stderr lines at warn level and above (JSON log lines), for diagnosis. */
   warnings: string[];
+  /** Cuts whose tail the planner asked the workers to load (ahead of a plan, or while the link was measured). */
+  prepared: number[];
 }
 
 /** Runs one scenario to the end of the edge's frames; every process is stopped afterwards. */
@@ -82,6 +84,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const frames: FrameLine[] = [];
   const plans: PlanLine[] = [];
   const warnings: string[] = [];
+  const prepared: number[] = [];
   const quiet = { onStderr: () => undefined, onStdout: () => undefined };
   const base = { ...(o.cwd !== undefined ? { cwd: o.cwd } : {}) };
   try {
@@ -108,6 +111,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
             ...base,
             env: { ...env, LOG_LEVEL: 'info' },
             onStderr: (line) => {
+              if (line.includes('"asking the tail workers to load a tail')) {
+                const cut = (JSON.parse(line) as { cut?: unknown }).cut;
+                if (typeof cut === 'number') prepared.push(cut);
+                return;
+              }
               const p = parsePlanLog(line);
               if (!p) return;
               plans.push(p);
@@ -165,7 +173,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         );
       }),
     ]).finally(() => clearTimeout(timer));
-    return { frames, plans, exitCode, warnings, edgeReadyAt };
+    return { frames, plans, exitCode, warnings, edgeReadyAt, prepared };
   } finally {
     for (const p of procs.reverse()) await p.stop(5000);
   }

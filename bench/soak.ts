@@ -8,13 +8,13 @@
  * never reported; must be 0), plan changes, and the resident memory of every process sampled every 5 s, whose slope
  * after its first minute must stay at or below 1 MB per minute.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ServiceProcess, startService } from '../cli/processes.ts';
 import { UserError } from '../common/errors.ts';
+import { freePort, rssMB } from './processes.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -35,6 +35,10 @@ interface Instance {
   startedAt: number;
   /** [ms since start of the run, MB]. */
   rss: Array<[number, number]>;
+  /** [ms since start of the run, MB] of the V8 heap in use (from the process's /metrics). */
+  heap: Array<[number, number]>;
+  /** Its /metrics port, once its ready line said it. */
+  metricsPort?: number;
 }
 
 /** What a soak run measured. */
@@ -55,27 +59,20 @@ export interface SoakResult {
     firstMB: number;
     lastMB: number;
     slopeMBPerMin: number | null;
+    /** Slope of the V8 heap in use after the first minute: growth that is JavaScript, not native memory. */
+    heapSlopeMBPerMin: number | null;
   }>;
   faults: string[];
   passed: boolean;
 }
 
-/** A free TCP port on loopback (the broker restarts on the same one). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-/** Resident set size of a process, MB, or undefined when it is gone. */
-async function rssMB(pid: number | undefined): Promise<number | undefined> {
-  if (pid === undefined) return undefined;
+/** The V8 heap in use of a service, MB, from its /metrics; undefined when it does not answer. */
+async function heapMB(port: number): Promise<number | undefined> {
   try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
-    return kb === undefined ? undefined : Number(kb) / 1024;
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const text = await res.text();
+    const bytes = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
+    return bytes === undefined ? undefined : Number(bytes) / 2 ** 20;
   } catch {
     return undefined;
   }
@@ -120,20 +117,27 @@ export async function soak(
   await mkdir(models, { recursive: true });
   const port = await freePort();
   const url = `mqtt://127.0.0.1:${port}`;
-  const env = { MQTT_URL: url, LOG_LEVEL: 'error' };
+  // Every service serves /metrics on a free port: its V8 heap tells JavaScript growth from native growth.
+  const env = { MQTT_URL: url, LOG_LEVEL: 'error', METRICS_PORT: '0' };
   const quiet = { onStdout: () => undefined, onStderr: () => undefined };
   const t0 = Date.now();
   const instances: Instance[] = [];
   const faults: string[] = [];
   const track = (name: string, proc: ServiceProcess): Instance => {
-    const inst = { name, proc, startedAt: Date.now() - t0, rss: [] };
+    const inst: Instance = { name, proc, startedAt: Date.now() - t0, rss: [], heap: [] };
     instances.push(inst);
+    void proc.ready.then(
+      (line) => {
+        if (typeof line.metricsPort === 'number') inst.metricsPort = line.metricsPort;
+      },
+      () => undefined,
+    );
     return inst;
   };
   const broker = () =>
     startService('broker', ['broker', '--port', String(port), '--host', '127.0.0.1', '--data-dir', data], {
       ...quiet,
-      env: { LOG_LEVEL: 'error' },
+      env: { LOG_LEVEL: 'error', METRICS_PORT: '0' },
     });
   const tail = (id: string) =>
     startService(id, ['tail', '--worker-id', id, '--models-dir', models], { ...quiet, env });
@@ -147,10 +151,15 @@ export async function soak(
   let progress: NodeJS.Timeout | undefined;
   const sampler = setInterval(() => {
     const at = Date.now() - t0;
-    for (const inst of live)
+    for (const inst of live) {
       void rssMB(inst.proc.child.pid).then((mb) => {
         if (mb !== undefined) inst.rss.push([at, mb]);
       });
+      if (inst.metricsPort !== undefined)
+        void heapMB(inst.metricsPort).then((mb) => {
+          if (mb !== undefined) inst.heap.push([at, mb]);
+        });
+    }
   }, SAMPLE_MS);
   try {
     await brokerInst.proc.ready;
@@ -261,13 +270,14 @@ export async function soak(
     };
   });
   const processes = instances.map((inst) => {
-    const after = inst.rss.filter(([at]) => at >= inst.startedAt + WARMUP_MS);
+    const warm = ([at]: [number, number]) => at >= inst.startedAt + WARMUP_MS;
     return {
       name: inst.name,
       samples: inst.rss.length,
       firstMB: inst.rss[0]?.[1] ?? 0,
       lastMB: inst.rss.at(-1)?.[1] ?? 0,
-      slopeMBPerMin: slopePerMinute(after),
+      slopeMBPerMin: slopePerMinute(inst.rss.filter(warm)),
+      heapSlopeMBPerMin: slopePerMinute(inst.heap.filter(warm)),
     };
   });
   const passed =
@@ -289,13 +299,13 @@ export function formatSoak(r: SoakResult): string {
         `| ${x.device} | ${x.answered} | ${x.lost} | ${x.offloaded} | ${x.fallbacks} | ${x.planChanges} | ${x.cuts.join(', ')} |`,
     ),
     '',
-    `| process | RSS samples | first MB | last MB | slope after 1 min (MB/min, target <= ${RSS_SLOPE_LIMIT}) |`,
-    '|---|---|---|---|---|',
+    `| process | RSS samples | first MB | last MB | slope after 1 min (MB/min, target <= ${RSS_SLOPE_LIMIT}) | of it V8 heap (MB/min) |`,
+    '|---|---|---|---|---|---|',
     ...r.processes.map(
       (p) =>
         `| ${p.name} | ${p.samples} | ${p.firstMB.toFixed(0)} | ${p.lastMB.toFixed(0)} | ${
           p.slopeMBPerMin === null ? 'n/a (ran too briefly)' : p.slopeMBPerMin.toFixed(2)
-        } |`,
+        } | ${p.heapSlopeMBPerMin === null ? 'n/a' : p.heapSlopeMBPerMin.toFixed(2)} |`,
     ),
     '',
   ];

@@ -71,7 +71,14 @@ export const brokerSettings = {
     flag: 'shared-queue',
     schema: schemas.positiveInt,
     default: '1000',
-    doc: 'QoS 1 messages a shared-subscription group holds while none of its members is connected',
+    doc: 'QoS 1 messages a shared-subscription group holds while none of its members is connected or every member has its in-flight bound (over it, the oldest message of the topic with the most waiting is dropped)',
+  }),
+  sharedInflight: setting({
+    env: 'BROKER_SHARED_INFLIGHT',
+    flag: 'shared-inflight',
+    schema: schemas.positiveInt,
+    default: '8',
+    doc: "QoS 1 messages of shared subscriptions a member (a tail worker) may have unacknowledged; the rest wait in the broker in per-topic (per-device) queues served in turns, so one robot's burst does not fill a worker's socket ahead of the others",
   }),
   maxPacketBytes: setting({
     env: 'BROKER_MAX_PACKET_BYTES',

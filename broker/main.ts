@@ -16,7 +16,7 @@ export async function runBroker(cfg: BrokerConfig): Promise<void> {
     port: cfg.port,
     wsPort: cfg.wsPort,
     logger,
-    shared: { maxQueued: cfg.sharedQueue },
+    shared: { maxQueued: cfg.sharedQueue, maxInflight: cfg.sharedInflight },
     usersFile: cfg.users,
     tls: { port: cfg.tlsPort, certFile: cfg.tlsCert, keyFile: cfg.tlsKey },
     tlsOnly: cfg.tlsOnly,

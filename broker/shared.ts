@@ -15,9 +15,21 @@
  * - the member's PUBACK is read off its packet stream; when a member's connection ends, the QoS 1 messages it never
  *   acknowledged go, with DUP=1, to the other members (at-least-once: a member that processed a message but died
  *   before its PUBACK left makes it arrive twice);
+ * - a member has at most `maxInflight` QoS 1 messages of one topic unacknowledged (default
+ *   {@link DEFAULT_MAX_INFLIGHT}); beyond that, messages wait in the group, one queue per topic, and are sent in
+ *   turns, one topic after the other, as PUBACKs free room. Each device publishes its requests on its own topic (the
+ *   ACL sees to it), so a robot that sends a burst queues behind itself: another robot's request goes to a worker at
+ *   once, instead of behind the whole burst in the worker's socket (the worker's own queues per device then serve
+ *   it next);
+ * - a publisher whose topic has more than {@link PAUSE_AFTER} x `maxInflight` messages waiting while the group has a
+ *   connected member is not read from (pause.ts: TCP pushes back on it) until its queue is down to
+ *   `maxInflight`, so a robot's burst waits in its own socket and process, not in the broker's memory, and is not
+ *   dropped; its uploads then take as long as the workers take to serve it, which its link estimate sees;
  * - a member leaves on UNSUBSCRIBE and when its clean session ends; a persistent session's member stays in the group
- *   while disconnected. QoS 1 messages for a group without a connected member wait in a queue bounded by
- *   `maxQueued` messages and `maxQueuedBytes` payload bytes (the oldest are dropped first); QoS 0 ones are dropped;
+ *   while disconnected. QoS 1 messages wait (for a member, or for room) in the group's queues, bounded by
+ *   `maxQueued` messages and `maxQueuedBytes` payload bytes; over the bound the oldest message of the longest queue
+ *   is dropped, so the topic that floods the group loses its own messages; QoS 0 ones are dropped when they would
+ *   wait;
  * - retained messages are not sent to a new shared subscription (MQTT 5 §4.8.2).
  *
  * A malformed `$share/` filter (empty group, `+` or `#` in the group, no or an invalid filter) gets SUBACK 0x80.
@@ -27,6 +39,7 @@ import type { EventEmitter } from 'node:events';
 import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import type { Logger } from '../common/log.ts';
 import { parseSharedFilter, SHARE_PREFIX } from '../common/mqtt-topics.ts';
+import { installPause, pauseReading, resumeReading } from './pause.ts';
 import { encodePublish } from './wire.ts';
 
 /** Limits of the shared subscriptions. */
@@ -35,6 +48,8 @@ export interface SharedOptions {
   maxQueued?: number;
   /** Payload bytes a group holds so; default {@link DEFAULT_MAX_QUEUED_BYTES}. */
   maxQueuedBytes?: number;
+  /** QoS 1 messages of the groups a member may have unacknowledged; default {@link DEFAULT_MAX_INFLIGHT}. */
+  maxInflight?: number;
   logger?: Logger;
 }
 
@@ -42,6 +57,18 @@ export interface SharedOptions {
 export const DEFAULT_MAX_QUEUED = 1000;
 /** Default bound of a group's queue, in payload bytes (64 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+/**
+ * Default of the messages a member may have unacknowledged. A tail worker acknowledges a request as it reads it
+ * (its own queues order the work), so this bounds what waits in its socket, not its queues: enough to keep a
+ * worker busy across a LAN round trip, few enough that a request from another device is a few messages behind.
+ */
+export const DEFAULT_MAX_INFLIGHT = 8;
+/** Packet identifiers a session may have in flight from the groups (aedes' own deliveries use the rest). */
+const MAX_PACKET_IDS = 0xffff - 1024;
+/** A publisher is paused when its topic has more than this many times `maxInflight` messages waiting. */
+export const PAUSE_AFTER = 4;
+/** Drops are logged at most this often per group (ms); the count is in the stats. */
+const DROP_LOG_MS = 5000;
 
 interface Message {
   topic: string;
@@ -56,10 +83,76 @@ interface Member {
   qos: 0 | 1;
 }
 
+/** Messages waiting in a group: one queue per topic, served in turns (a topic's turn ends with one message). */
+class TopicQueues {
+  /** In turn order: the next turn is the first entry; a topic that still has messages moves to the end. */
+  private readonly byTopic = new Map<string, { messages: Message[]; bytes: number }>();
+  length = 0;
+  bytes = 0;
+
+  push(message: Message, front: boolean): void {
+    let q = this.byTopic.get(message.topic);
+    if (!q) {
+      q = { messages: [], bytes: 0 };
+      this.byTopic.set(message.topic, q);
+    }
+    if (front) q.messages.unshift(message);
+    else q.messages.push(message);
+    q.bytes += message.payload.length;
+    this.length++;
+    this.bytes += message.payload.length;
+  }
+
+  /** Messages waiting on one topic. */
+  lengthOf(topic: string): number {
+    return this.byTopic.get(topic)?.messages.length ?? 0;
+  }
+
+  /** The first message of each topic, in turn order (a snapshot: taking from it is safe). */
+  heads(): Message[] {
+    return [...this.byTopic.values()].map((q) => q.messages[0]!);
+  }
+
+  /** Takes the first message of `topic`; its turn passes (it goes to the end of the order). */
+  take(topic: string): Message | undefined {
+    const q = this.byTopic.get(topic);
+    if (!q) return undefined;
+    this.byTopic.delete(topic);
+    const m = this.takeFrom(q);
+    if (q.messages.length > 0) this.byTopic.set(topic, q);
+    return m;
+  }
+
+  /** Drops the oldest message of the topic with the most waiting bytes. */
+  dropFromLongest(): void {
+    let longest: [string, { messages: Message[]; bytes: number }] | undefined;
+    for (const entry of this.byTopic) if (!longest || entry[1].bytes > longest[1].bytes) longest = entry;
+    if (!longest) return;
+    const [topic, q] = longest;
+    this.takeFrom(q);
+    if (q.messages.length === 0) this.byTopic.delete(topic);
+  }
+
+  clear(): void {
+    this.byTopic.clear();
+    this.length = 0;
+    this.bytes = 0;
+  }
+
+  private takeFrom(q: { messages: Message[]; bytes: number }): Message {
+    const m = q.messages.shift()!;
+    q.bytes -= m.payload.length;
+    this.length--;
+    this.bytes -= m.payload.length;
+    return m;
+  }
+}
+
 class Group {
   readonly members = new Map<string, Member>();
-  readonly queue: Message[] = [];
-  queuedBytes = 0;
+  readonly queue = new TopicQueues();
+  lastDropLogAt = Number.NEGATIVE_INFINITY;
+  droppedSinceLog = 0;
   /** Round-robin cursor into the members. */
   next = 0;
   dropped = 0;
@@ -76,6 +169,8 @@ class Group {
 interface Session {
   client: Client;
   inflight: Map<number, { group: Group; message: Message }>;
+  /** Of them, how many per topic. */
+  perTopic: Map<string, number>;
   groups: Set<Group>;
   ended: boolean;
 }
@@ -103,8 +198,6 @@ export interface GroupStats {
   dropped: number;
 }
 
-/** Packet identifiers a session may have in flight before the member counts as full. */
-const MAX_INFLIGHT = 0xffff - 1024;
 /** Load added while a member's socket buffer is full, so that it is chosen only when every member's is. */
 const BACKED_UP = 0x10000;
 
@@ -118,6 +211,11 @@ export class SharedSubscriptions {
   private readonly token = randomBytes(6).toString('hex');
   private readonly maxQueued: number;
   private readonly maxQueuedBytes: number;
+  private readonly maxInflight: number;
+  /** Publishers not read from while their topic's queue is long, by topic. */
+  private readonly paused = new Map<string, Client>();
+  /** Connections whose read loop can be paused (broker/pause.ts installed). */
+  private readonly pausable = new WeakSet<Client>();
   private closed = false;
 
   constructor(
@@ -126,10 +224,54 @@ export class SharedSubscriptions {
   ) {
     this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
     this.maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    // Packet identifiers are 16 bits, shared with aedes' own deliveries to the client.
+    this.maxInflight = Math.min(opts.maxInflight ?? DEFAULT_MAX_INFLIGHT, MAX_PACKET_IDS);
     aedes.on('unsubscribe', (topics, client) => {
       for (const topic of topics) if (topic.startsWith(SHARE_PREFIX)) this.leave(client, topic);
     });
     aedes.on('clientReady', (client) => this.ready(client));
+    aedes.on('publish', (packet, client) => {
+      if (client) this.throttle(client, packet.topic);
+    });
+  }
+
+  /** Pauses a publisher whose topic has a long queue in a group that has a connected member to serve it. */
+  private throttle(client: Client, topic: string): void {
+    if (this.paused.has(topic) || client.closed) return;
+    const high = PAUSE_AFTER * this.maxInflight;
+    for (const group of this.groups.values()) {
+      if (group.queue.lengthOf(topic) <= high) continue;
+      if (![...group.members.values()].some((m) => this.eligible(m))) continue;
+      if (!this.pausable.has(client) || !pauseReading(client)) return;
+      this.paused.set(topic, client);
+      client.conn.once('close', () => {
+        if (this.paused.get(topic) === client) this.paused.delete(topic);
+      });
+      this.opts.logger?.debug(
+        { client: client.id, topic, queued: group.queue.lengthOf(topic) },
+        'publisher paused: its messages wait for the group',
+      );
+      return;
+    }
+  }
+
+  /** Resumes the publisher of `topic` once no group holds more than `maxInflight` of its messages. */
+  private unthrottle(topic: string, force = false): void {
+    const client = this.paused.get(topic);
+    if (!client) return;
+    if (!force) for (const g of this.groups.values()) if (g.queue.lengthOf(topic) > this.maxInflight) return;
+    this.paused.delete(topic);
+    resumeReading(client);
+  }
+
+  /** Resumes the publishers whose messages no connected member is left to take (they would never resume). */
+  private releaseStranded(): void {
+    for (const topic of [...this.paused.keys()]) {
+      const served = [...this.groups.values()].some(
+        (g) => g.queue.lengthOf(topic) > 0 && [...g.members.values()].some((m) => this.eligible(m)),
+      );
+      if (!served) this.unthrottle(topic, true);
+    }
   }
 
   /**
@@ -148,6 +290,7 @@ export class SharedSubscriptions {
       else if (packet.cmd === 'subscribe') this.adjustSubscribe(packet);
     });
     client.conn.once('close', () => this.ended(client));
+    if (installPause(client)) this.pausable.add(client);
   }
 
   /**
@@ -202,14 +345,15 @@ export class SharedSubscriptions {
   /** Stops delivering (before aedes closes). */
   close(): void {
     this.closed = true;
-    for (const group of this.groups.values()) group.queue.length = 0;
+    for (const topic of [...this.paused.keys()]) this.unthrottle(topic, true);
+    for (const group of this.groups.values()) group.queue.clear();
     this.groups.clear();
   }
 
   private session(client: Client): Session {
     let s = this.sessions.get(client);
     if (!s) {
-      s = { client, inflight: new Map(), groups: new Set(), ended: false };
+      s = { client, inflight: new Map(), perTopic: new Map(), groups: new Set(), ended: false };
       this.sessions.set(client, s);
     }
     return s;
@@ -237,19 +381,24 @@ export class SharedSubscriptions {
     if (packet.topic.startsWith('$') && /^[+#]/.test(group.filter)) return;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const message: Message = { topic: packet.topic, payload, qos: packet.qos > 0 ? 1 : 0, dup: false };
-    if (group.queue.length > 0) {
-      this.enqueue(group, [message], false);
-      this.drain(group);
-    } else if (!this.send(group, message)) {
-      this.enqueue(group, [message], false);
-    }
+    // A QoS 0 message does not wait: it goes now or is dropped (enqueue counts it). A QoS 1 one goes behind the
+    // messages of its topic already waiting.
+    if ((message.qos === 0 || group.queue.lengthOf(message.topic) === 0) && this.send(group, message)) return;
+    this.enqueue(group, [message], false);
+    this.drain(group);
   }
 
-  private eligible(member: Member): boolean {
+  /**
+   * Connected and able to take a message now: of QoS 1 on `topic`, only below the bound of that topic's messages in
+   * flight (and of all of them: packet identifiers are 16 bits).
+   */
+  private eligible(member: Member, message?: Message): boolean {
     const client = member.client;
     if (!client?.connected || client.closed || client.conn.destroyed) return false;
     const s = this.sessions.get(client);
-    return s !== undefined && !s.ended && s.inflight.size < MAX_INFLIGHT;
+    if (s === undefined || s.ended) return false;
+    if (!message || message.qos === 0 || member.qos === 0) return true;
+    return (s.perTopic.get(message.topic) ?? 0) < this.maxInflight && s.inflight.size < MAX_PACKET_IDS;
   }
 
   /** A member's load: its QoS 1 messages in flight, and a penalty while its socket's buffer is full. */
@@ -258,8 +407,8 @@ export class SharedSubscriptions {
     return this.sessions.get(client)!.inflight.size + (backedUp ? BACKED_UP : 0);
   }
 
-  /** The connected member with the fewest messages in flight, round-robin among equals. */
-  private pick(group: Group): Member | undefined {
+  /** The member with room for a message of `qos` with the fewest messages in flight, round-robin among equals. */
+  private pick(group: Group, message: Message): Member | undefined {
     const members = [...group.members.values()];
     const n = members.length;
     let best: Member | undefined;
@@ -268,7 +417,7 @@ export class SharedSubscriptions {
     for (let k = 0; k < n; k++) {
       const i = (group.next + k) % n;
       const m = members[i]!;
-      if (!this.eligible(m)) continue;
+      if (!this.eligible(m, message)) continue;
       const load = this.load(m.client!);
       if (load < bestLoad) {
         best = m;
@@ -280,9 +429,9 @@ export class SharedSubscriptions {
     return best;
   }
 
-  /** Writes the message to one member; false when no member is connected. */
+  /** Writes the message to one member; false when no member is connected or none has room. */
   private send(group: Group, message: Message): boolean {
-    const member = this.pick(group);
+    const member = this.pick(group, message);
     if (!member) return false;
     const client = member.client!;
     const s = this.sessions.get(client)!;
@@ -291,6 +440,7 @@ export class SharedSubscriptions {
     if (qos === 1) {
       messageId = this.nextId(s);
       s.inflight.set(messageId, { group, message });
+      s.perTopic.set(message.topic, (s.perTopic.get(message.topic) ?? 0) + 1);
     }
     // [MQTT-3.3.1-9]: RETAIN=0 on a message for an established subscription; DUP=1 on a re-delivery [MQTT-3.3.1-1].
     client.conn.write(
@@ -312,34 +462,53 @@ export class SharedSubscriptions {
 
   private enqueue(group: Group, messages: Message[], front: boolean): void {
     const kept = messages.filter((m) => m.qos === 1);
-    group.dropped += messages.length - kept.length;
-    if (front) group.queue.unshift(...kept);
-    else group.queue.push(...kept);
-    for (const m of kept) group.queuedBytes += m.payload.length;
-    let dropped = 0;
-    while (group.queue.length > this.maxQueued || group.queuedBytes > this.maxQueuedBytes) {
-      const old = group.queue.shift()!;
-      group.queuedBytes -= old.payload.length;
+    let dropped = messages.length - kept.length;
+    // Returned messages go to the front of their topic's queue, in their order.
+    for (const m of front ? [...kept].reverse() : kept) group.queue.push(m, front);
+    while (group.queue.length > this.maxQueued || group.queue.bytes > this.maxQueuedBytes) {
+      group.queue.dropFromLongest();
       dropped++;
     }
+    if (dropped === 0) return;
     group.dropped += dropped;
-    if (dropped > 0 || kept.length < messages.length) {
-      this.opts.logger?.warn(
-        { group: group.key, dropped: dropped + messages.length - kept.length, queued: group.queue.length },
-        'shared subscription without connected member: messages dropped',
-      );
-    }
+    group.droppedSinceLog += dropped;
+    const now = performance.now();
+    if (now - group.lastDropLogAt < DROP_LOG_MS) return;
+    group.lastDropLogAt = now;
+    const connected = [...group.members.values()].some((m) => this.eligible(m));
+    this.opts.logger?.warn(
+      { group: group.key, dropped: group.droppedSinceLog, queued: group.queue.length },
+      connected
+        ? 'shared subscription queue full (every member has its in-flight bound): messages dropped, oldest of the longest topic queue first'
+        : 'shared subscription without connected member: messages dropped',
+    );
+    group.droppedSinceLog = 0;
   }
 
+  /** Sends waiting messages in turns while members have room; a topic at its bound everywhere waits its turn. */
   private drain(group: Group): void {
-    while (group.queue.length > 0 && this.send(group, group.queue[0]!)) {
-      const sent = group.queue.shift()!;
-      group.queuedBytes -= sent.payload.length;
+    for (;;) {
+      let sent = false;
+      for (const m of group.queue.heads()) {
+        if (!this.send(group, m)) continue;
+        group.queue.take(m.topic);
+        sent = true;
+        if (this.paused.has(m.topic)) this.unthrottle(m.topic);
+      }
+      if (!sent) return;
     }
   }
 
+  /** A PUBACK frees room at the member: the group whose message it was sends its next one. */
   private acked(client: Client, messageId: number): void {
-    this.sessions.get(client)?.inflight.delete(messageId);
+    const s = this.sessions.get(client);
+    const f = s?.inflight.get(messageId);
+    if (!f) return;
+    s!.inflight.delete(messageId);
+    const n = (s!.perTopic.get(f.message.topic) ?? 1) - 1;
+    if (n > 0) s!.perTopic.set(f.message.topic, n);
+    else s!.perTopic.delete(f.message.topic);
+    if (f.group.queue.length > 0 && this.groups.get(f.group.key) === f.group) this.drain(f.group);
   }
 
   private leave(client: Client, key: string): void {
@@ -348,6 +517,7 @@ export class SharedSubscriptions {
     const member = group.members.get(client.id);
     if (member && (member.client === client || member.client === undefined)) this.remove(group, client.id);
     this.sessions.get(client)?.groups.delete(group);
+    this.releaseStranded();
   }
 
   private remove(group: Group, clientId: string): void {
@@ -380,6 +550,7 @@ export class SharedSubscriptions {
     s.ended = true;
     if (this.closed) {
       s.inflight.clear();
+      s.perTopic.clear();
       return;
     }
     for (const group of s.groups) {
@@ -395,6 +566,8 @@ export class SharedSubscriptions {
       returned.set(group, list);
     }
     s.inflight.clear();
+    s.perTopic.clear();
+    this.releaseStranded();
     for (const [group, messages] of returned) {
       if (this.groups.get(group.key) !== group) {
         this.opts.logger?.debug({ group: group.key, lost: messages.length }, 'shared subscription gone');

@@ -276,6 +276,10 @@ bench
     "measure the auto planner's runs again in the scenarios already measured, keeping the rest (after a planner change)",
   )
   .option('--pipelined-only', 'likewise for the pipelined run alone, where it ran with another window')
+  .option(
+    '--refine-only',
+    "measure again, for longer, edge only and the oracle's cuts near its best where they had fewer frames than its second look takes",
+  )
   .action(
     async (o: {
       quick?: boolean;
@@ -287,6 +291,7 @@ bench
       only?: string;
       autoOnly?: boolean;
       pipelinedOnly?: boolean;
+      refineOnly?: boolean;
     }) => {
       const { paperOptions, runPaper } = await import('../bench/paper/run.ts');
       await runPaper(paperOptions({ ...o, docDir: o.doc }));

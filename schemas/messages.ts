@@ -98,6 +98,11 @@ export const DeviceTelemetrySchema = z.object({
     .max(64)
     .optional(),
   /**
+   * Answered requests since the last telemetry: ms from the request's PUBACK to its answer, less the worker's own
+   * span (receipt to reply): the way to the worker and the result's way back, which the uplink samples do not see.
+   */
+  returns: z.array(z.number().min(0)).max(64).optional(),
+  /**
    * Runnable threads of other processes, averaged over the last second (Linux `procs_running` less the device's
    * own): the load of everything else within a second, where the load average takes a minute.
    */
@@ -149,6 +154,11 @@ export const TailPrepareSchema = z.object({
   modelId: z.string().max(200),
   /** The cut whose tail to load. */
   cut: z.number().int().min(0),
+  /**
+   * Asked before the device's uplink is measured, for a cut the device will likely use: a worker loads it only
+   * while its session cache has room, after the prepares of plans.
+   */
+  speculative: z.boolean().optional(),
   issuedAt: z.number(),
 });
 /** A request to load one tail ahead of a plan change. */

@@ -7,13 +7,14 @@
 import test, { type ExecutionContext } from 'ava';
 import mqtt from 'mqtt';
 import { EmbeddedBroker } from '../broker/broker.ts';
+import { PAUSE_AFTER } from '../broker/shared.ts';
 import { encodePublish } from '../broker/wire.ts';
 import { silentLogger } from '../common/log.ts';
 import { sharedFilter } from '../schemas/topics.ts';
 import { startBroker } from './helpers/broker.ts';
 import { connectNoDelay, forEachBroker } from './helpers/mosquitto.ts';
 import { RawClient, type RawConnectOptions } from './helpers/raw-mqtt.ts';
-import { sleep } from './helpers/wait.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
 let ids = 0;
 const cid = (name: string) => `${name}-${process.pid}-${++ids}`;
@@ -59,6 +60,17 @@ async function waitTotal(clients: RawClient[], count: number, timeoutMs = 5000):
 
 const payloads = (c: RawClient) => c.messages.map((m) => m.payload.toString());
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `m${from + i}`);
+
+/** An embedded broker with the given shared-subscription options. */
+async function brokerWith(
+  t: ExecutionContext,
+  shared: ConstructorParameters<typeof EmbeddedBroker>[0]['shared'],
+) {
+  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, logger: silentLogger, shared });
+  await broker.start();
+  t.teardown(() => broker.stop());
+  return broker;
+}
 
 forEachBroker(
   'three members share 300 messages: each gets some, none twice, all delivered',
@@ -218,7 +230,8 @@ test('a slow member that holds its acknowledgements gets fewer messages', async 
 });
 
 test('equal members take turns', async (t) => {
-  const broker = await startBroker(t);
+  // Room for all 30 unacknowledged: the in-flight bound is not what this is about.
+  const broker = await brokerWith(t, { maxInflight: 10 });
   // QoS 0 members never have anything in flight; QoS 1 members that hold their acknowledgements stay level.
   for (const qos of [0, 1]) {
     const filter = `$share/turns${qos}/t/x`;
@@ -261,6 +274,79 @@ test('QoS 1 messages for a group without connected members wait for the next mem
   await sleep(100);
   t.deepEqual(payloads(next), range(5, 6));
   t.true(next.messages.every((m) => !m.dup));
+});
+
+test('a member has at most maxInflight unacknowledged per topic; the rest wait in queues per topic, in turns', async (t) => {
+  const broker = await brokerWith(t, { maxInflight: 2 });
+  const m = await member(t, broker.url, '$share/g/req/+', 1, { autoAck: false });
+  const a = await publisher(t, broker.url);
+  const b = await publisher(t, broker.url);
+  const c = await publisher(t, broker.url);
+  await publishMany(a, 'req/a', 10);
+  await m.waitMessages(2);
+  // Robot A's burst does not fill the member's socket: two in flight, the rest in the broker.
+  t.like(broker.sharedStats()[0], { inflight: 2, queued: 8, dropped: 0 });
+  // Robot B's requests go at once, beside A's: B has nothing in flight.
+  await publishMany(b, 'req/b', 3, 1, 100);
+  await m.waitMessages(4);
+  t.deepEqual(payloads(m), ['m0', 'm1', 'm100', 'm101']);
+  // C as well; then each PUBACK frees one place of its topic, and the waiting topics take turns.
+  await publishMany(c, 'req/c', 3, 1, 200);
+  await m.waitMessages(6);
+  t.like(broker.sharedStats()[0], { inflight: 6, queued: 10 });
+  for (const id of ['m0', 'm100', 'm200', 'm1', 'm2']) {
+    const n = m.messages.length;
+    m.puback(m.messages.find((x) => x.payload.toString() === id)!.messageId!);
+    await m.waitMessages(n + 1);
+  }
+  t.deepEqual(payloads(m).slice(6), ['m2', 'm102', 'm202', 'm3', 'm4']);
+  t.like(broker.sharedStats()[0], { inflight: 6, queued: 5 });
+});
+
+test('a publisher whose topic has a long queue is not read from until it is short again; nothing is dropped', async (t) => {
+  const broker = await brokerWith(t, { maxInflight: 1 });
+  const m = await member(t, broker.url, '$share/g/req/+', 1, { autoAck: false });
+  const a = await publisher(t, broker.url);
+  // 30 messages of 256 KiB written at once (the broker reads a socket 64 KiB at a time): it stops reading once
+  // more than PAUSE_AFTER x 1 wait.
+  const n = 30;
+  const body = (i: number) => Buffer.concat([Buffer.from(`m${i}:`), Buffer.alloc(256 * 1024)]);
+  const sends = Array.from({ length: n }, (_, i) => a.publish('req/a', body(i), { qos: 1 }));
+  await m.waitMessages(1);
+  await waitFor(() => broker.sharedStats()[0]!.queued >= PAUSE_AFTER, 'the queue to fill');
+  await sleep(300);
+  const held = broker.sharedStats()[0]!.queued;
+  t.true(held <= 2 * PAUSE_AFTER, `${held} waiting in the broker`);
+  // Acknowledging one at a time lets the rest through, in order, none dropped.
+  for (let k = 1; k < n; k++) {
+    m.puback(m.messages[k - 1]!.messageId!);
+    await m.waitMessages(k + 1);
+  }
+  await Promise.all(sends);
+  t.deepEqual(
+    m.messages.map((x) => x.payload.subarray(0, x.payload.indexOf(':')).toString()),
+    range(n),
+  );
+  t.like(broker.sharedStats()[0], { dropped: 0 });
+});
+
+test('over the bound, a group drops the oldest messages of the topic with the most waiting', async (t) => {
+  // Two of a topic in flight, at most five waiting; no topic has enough waiting to be paused (8).
+  const broker = await brokerWith(t, { maxInflight: 2, maxQueued: 5 });
+  const m = await member(t, broker.url, '$share/g/req/+', 1, { autoAck: false });
+  const a = await publisher(t, broker.url);
+  const b = await publisher(t, broker.url);
+  await publishMany(a, 'req/a', 8);
+  await publishMany(b, 'req/b', 4, 1, 100);
+  await m.waitMessages(4);
+  // In flight m0, m1, m100, m101; A's m2..m4 dropped to keep five waiting, B's two kept.
+  t.like(broker.sharedStats()[0], { inflight: 4, queued: 5, dropped: 3 });
+  for (const id of ['m0', 'm100', 'm1', 'm101', 'm5']) {
+    const n = m.messages.length;
+    m.puback(m.messages.find((x) => x.payload.toString() === id)!.messageId!);
+    await m.waitMessages(n + 1);
+  }
+  t.deepEqual(payloads(m), ['m0', 'm1', 'm100', 'm101', 'm5', 'm102', 'm6', 'm103', 'm7']);
 });
 
 test('a malformed $share filter gets SUBACK 0x80 and the connection stays open', async (t) => {
@@ -327,7 +413,7 @@ forEachBroker(
 );
 
 test('shared and plain deliveries to one client never share a packet identifier in flight', async (t) => {
-  const broker = await startBroker(t);
+  const broker = await brokerWith(t, { maxInflight: 20 });
   const c = await RawClient.connect(t, broker.url, { clientId: cid('both'), autoAck: false });
   t.deepEqual(await c.subscribe(['i/plain', 1], ['$share/g/i/shared', 1]), [1, 1]);
   const pub = await publisher(t, broker.url);

@@ -476,3 +476,34 @@ test('broker unreachable at start: frames run on the device at once; when the br
   const profiles = await collect(client, topics.deviceProfile.build({ device: 'robot-nb' }));
   t.true((await profiles.next(10_000)).payload.length > 0);
 });
+
+test('telemetry reports the way back of answered requests: PUBACK to answer, less the worker span', async (t) => {
+  const broker = await startBroker(t);
+  const { dir, model } = await demoModelDir(t);
+  const client = await connectClient(t, broker.url);
+  const worker = new TailWorker(
+    tailOptions({ mqttUrl: broker.url, workerId: 'tail-back', modelsDir: dir }),
+    silentLogger,
+  );
+  await worker.start();
+  t.teardown(() => worker.stop());
+  const edge = await edgeFor(t, model, { mqttUrl: broker.url, deviceId: 'robot-back', telemetryMs: 200 });
+  const telemetry = await collect(client, topics.deviceTelemetry.build({ device: 'robot-back' }));
+  await publishPlan(client, planFor(model, 'robot-back', 8));
+  t.true(await edge.waitForPlan(5000));
+  const reports: FrameReport[] = [];
+  await edge.run(frames(model, 4), (r) => reports.push(r));
+  t.deepEqual(
+    reports.map((r) => r.tailBy),
+    ['tail-back', 'tail-back', 'tail-back', 'tail-back'],
+  );
+  const returns: number[] = [];
+  while (returns.length < 4) {
+    const m = DeviceTelemetrySchema.parse(JSON.parse((await telemetry.next()).payload.toString()));
+    returns.push(...(m.returns ?? []));
+  }
+  t.is(returns.length, 4);
+  // Each is within its frame's measured transfer (send to answer, less the worker span), which adds the upload.
+  const longest = Math.max(...reports.map((r) => r.transferMs));
+  for (const ms of returns) t.true(ms >= 0 && ms <= longest + 1, `${ms} ms (transfers up to ${longest} ms)`);
+});

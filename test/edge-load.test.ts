@@ -276,7 +276,7 @@ test('loadavg: the device itself counted once; without ownLoad1 the paper rule l
   );
 });
 
-test('telemetry from a device is bounded: at most 64 lower bounds and late frames, 1024 uplink samples', (t) => {
+test('telemetry from a device is bounded: at most 64 lower bounds, late frames and ways back, 1024 uplink samples', (t) => {
   const base = { ...telemetry(0, {}, {}) };
   const late = Array.from({ length: 65 }, () => ({ cut: 1, bytes: 1, waitedMs: 1 }));
   const r = DeviceTelemetrySchema.safeParse({ ...base, late });
@@ -288,6 +288,10 @@ test('telemetry from a device is bounded: at most 64 lower bounds and late frame
   t.true(DeviceTelemetrySchema.safeParse({ ...base, late: late.slice(1) }).success);
   const transfers = Array.from({ length: 1025 }, () => ({ bytes: 1, seconds: 0 }));
   t.false(DeviceTelemetrySchema.safeParse({ ...base, transfers }).success);
+  const returns = Array.from({ length: 65 }, () => 3);
+  t.false(DeviceTelemetrySchema.safeParse({ ...base, returns }).success);
+  t.true(DeviceTelemetrySchema.safeParse({ ...base, returns: returns.slice(1) }).success);
+  t.false(DeviceTelemetrySchema.safeParse({ ...base, returns: [-1] }).success);
 });
 
 function parseError(fn: () => unknown): string {

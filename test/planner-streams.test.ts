@@ -10,10 +10,13 @@ import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { decide } from '../services/planner/decide.ts';
 import {
+  likelyCuts,
   type PlannerEvent,
   type PlannerSources,
   type PlanningOptions,
   planEvents,
+  SPECULATIVE_RATES_BPS,
+  SPECULATIVE_TAILS,
 } from '../services/planner/streams.ts';
 import { deviceTelemetry, makeProfile, plannerSubjects, workerTelemetry } from './helpers/profiles.ts';
 
@@ -319,6 +322,21 @@ test('a device silent for forgetMs is forgotten, once; one that keeps reporting 
   t.is(back.plan.seq, 1);
 });
 
+test('likelyCuts: the cuts best at some uplink rate, most rates first, the faster rate breaking ties, at most 3', (t) => {
+  const layers = 10;
+  // Everything on the device up to 300 kbit/s, cut 7 to 3 Mbit/s, cut 4 to 30 Mbit/s, cut 0 above.
+  const best = (bps: number) => (bps <= 3e5 ? layers : bps <= 3e6 ? 7 : bps <= 3e7 ? 4 : 0);
+  t.deepEqual(likelyCuts(best, layers), [0, 4, 7]);
+  t.deepEqual(
+    likelyCuts(() => layers, layers),
+    [],
+  );
+  const many = (bps: number) => SPECULATIVE_RATES_BPS.indexOf(bps);
+  t.is(likelyCuts(many, layers).length, SPECULATIVE_TAILS);
+  // All tie at one rate each: the fastest rates' cuts first.
+  t.deepEqual(likelyCuts(many, layers), [8, 7, 6]);
+});
+
 test('a new cut waits for a worker to report its tail loaded (asked with a prepare), at most prepareMs', (t) => {
   const key = `${edge.model.id}:2`;
   const worker = (at: number, warm: string[]) => workerTelemetry('w1', at, warm);
@@ -342,13 +360,17 @@ test('a new cut waits for a worker to report its tail loaded (asked with a prepa
       e.kind === 'plan'
         ? [[time, 'plan', e.plan.cut.index]]
         : e.kind === 'prepare'
-          ? [[time, 'prepare', e.cut]]
+          ? [[time, e.speculative ? 'guess' : 'prepare', e.cut]]
           : [],
     );
-  // The worker reports the tail loaded at 4.5 s: the switch follows at once, the reason says so.
+  // The worker reports the tail loaded at 4.5 s: the switch follows at once, the reason says so. While the link is
+  // not measured yet, the workers are asked (once) for the likely tails: cut 2 (best from 1 to 30 Mbit/s) and cut 0
+  // (from 100 Mbit/s).
   const warmed = run(4000);
   t.deepEqual(summary(warmed), [
     [0, 'plan', 3],
+    [500, 'guess', 2],
+    [500, 'guess', 0],
     [1000, 'prepare', 2],
     [4500, 'plan', 2],
   ]);
@@ -360,6 +382,8 @@ test('a new cut waits for a worker to report its tail loaded (asked with a prepa
   const cold = run(undefined);
   t.deepEqual(summary(cold), [
     [0, 'plan', 3],
+    [500, 'guess', 2],
+    [500, 'guess', 0],
     [1000, 'prepare', 2],
     [11_000, 'plan', 2],
   ]);

@@ -4,6 +4,7 @@
 import test from 'ava';
 import { linkFromBandwidth, parseRate, transferMs } from '../common/plan/link.ts';
 import { searchPartition } from '../common/plan/search.ts';
+import { returnExcess } from '../services/planner/inputs.ts';
 import { THREE_LAYERS } from './helpers/profiles.ts';
 
 const base = THREE_LAYERS;
@@ -109,4 +110,24 @@ test("throughput with a window: the period is max(slowest stage, latency / windo
   t.is(one.best.index, 2);
   t.is(one.best.periodMs, 14);
   t.throws(() => searchPartition({ ...input, window: 0 }), { message: 'window must be >= 1 frame, got 0' });
+});
+
+test('returnMs, the measured cost of an offloaded frame beyond the link model, is paid by every k < N', (t) => {
+  const plain = searchPartition(base);
+  const r = searchPartition({ ...base, returnMs: 50 });
+  t.deepEqual(
+    r.candidates.map((c) => Math.round(c.totalMs * 10) / 10),
+    [68.1, 72.1, 106.1, 60],
+  );
+  // Full offload won by 42 ms over the device alone; 50 ms more per offloaded frame turns that around.
+  t.is(plain.best.index, 0);
+  t.is(r.best.index, 3);
+  t.throws(() => searchPartition({ ...base, returnMs: -1 }), { message: /returnMs must be >= 0/ });
+});
+
+test('returnExcess: the median way back less the predicted return, never below 0, only from 3 samples', (t) => {
+  t.is(returnExcess([12, 9], 2), undefined);
+  t.is(returnExcess([12, 9, 30], 2), 10);
+  t.is(returnExcess([12, 9, 30, 11], 2), 9.5);
+  t.is(returnExcess([1, 1, 1], 2), 0);
 });

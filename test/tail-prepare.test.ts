@@ -70,3 +70,49 @@ test('a prepare loads the tail and the next telemetry, sent at once, reports it 
   await waitFor(() => logged('tail prepared for a plan').length >= 9, 'the waiting ones prepared');
   t.true(logged('tail prepared for a plan').length < cuts.length + 1, 'some were dropped');
 });
+
+test('a speculative prepare (before the link is measured) loads a tail only while the session cache has room', async (t) => {
+  const broker = await startBroker(t);
+  const { dir, model } = await demoModelDir(t);
+  const { logger, lines } = capturingLogger('debug');
+  const logged = (msg: string) => lines.filter((l) => l.msg === msg).map((l) => l.cut);
+  const worker = new TailWorker(
+    tailOptions({
+      mqttUrl: broker.url,
+      workerId: 'tail-guess',
+      modelsDir: dir,
+      telemetryMs: 60_000,
+      sessionCache: 2,
+    }),
+    logger,
+  );
+  await worker.start();
+  t.teardown(() => worker.stop());
+  const planner = await connectClient(t, broker.url);
+  const telemetry = await collect(planner, topics.workerTelemetry.build({ worker: 'tail-guess' }));
+  const prepare = (cut: number, speculative?: boolean) =>
+    planner.publishAsync(
+      topics.tailPrepare.build({ planner: 'p1' }),
+      JSON.stringify({ version: 1, device: 'r1', modelId: model.id, cut, speculative, issuedAt: Date.now() }),
+      { qos: 1 },
+    );
+  const warm = async () =>
+    WorkerTelemetrySchema.parse(JSON.parse((await telemetry.next(10_000)).payload.toString())).warm;
+  // An empty cache: the guess is loaded and reported warm like a plan's tail.
+  await prepare(1, true);
+  t.deepEqual(await warm(), [`${model.id}:1`]);
+  t.deepEqual(logged('tail prepared ahead of the first plan'), [1]);
+  // A plan's prepare fills the cache (2 sessions).
+  await prepare(2);
+  t.deepEqual(await warm(), [`${model.id}:1`, `${model.id}:2`]);
+  // A further guess would push out a tail in use: skipped, nothing evicted.
+  await prepare(3, true);
+  await waitFor(
+    () => logged('speculative tail prepare skipped: cache full').length > 0,
+    'the skipped guess logged',
+  );
+  t.deepEqual(logged('speculative tail prepare skipped: cache full'), [3]);
+  // A plan's prepare for that cut is loaded: the cache evicts the least recently used tail (the guess).
+  await prepare(3);
+  t.deepEqual(await warm(), [`${model.id}:2`, `${model.id}:3`]);
+});

@@ -180,6 +180,20 @@ export function framesFor(predictedMs: number): { warm: number; n: number } {
   return { warm: predictedMs < 5_000 ? 1 : 0, n: 2 };
 }
 
+/**
+ * The oracle's second look: cuts measured within {@link REFINE_WITHIN} of the best are measured again for about
+ * {@link REFINE_MS} (at least 3 frames, at most {@link REFINE_MAX}), so the reference is not three frames of a
+ * 2-core host's noise where a few cuts are about as fast as each other.
+ */
+export const REFINE_WITHIN = 0.9;
+export const REFINE_MS = 3000;
+export const REFINE_MAX = 60;
+
+/** Frames of the second look at a cut whose frame takes `ms`. */
+export function refineFrames(ms: number): number {
+  return Math.min(REFINE_MAX, Math.max(3, Math.ceil(REFINE_MS / Math.max(ms, 1))));
+}
+
 /** A fixed-cut run: the benchmark publishes each plan itself and measures the frames at it. */
 export interface DrivenRun {
   profiles: Profiles;
@@ -193,7 +207,10 @@ export interface DrivenRun {
  */
 export async function drivenRun(
   s: Setup,
-  plan: (measure: (t: CutTarget) => Promise<FrameLine[]>, profiles: Profiles) => Promise<void>,
+  plan: (
+    measure: (t: CutTarget, frames?: number) => Promise<FrameLine[]>,
+    profiles: Profiles,
+  ) => Promise<void>,
 ): Promise<DrivenRun> {
   const feed = new FrameFeed();
   const cuts = new Map<number, FrameLine[]>();
@@ -213,7 +230,7 @@ export async function drivenRun(
         profiles = await readProfiles(client);
         let seq = 0;
         const device = profiles.device;
-        await plan(async (t) => {
+        await plan(async (t, frames) => {
           const at = Date.now();
           const message: Plan = PlanSchema.parse({
             version: 1,
@@ -231,7 +248,7 @@ export async function drivenRun(
             qos: 1,
             retain: true,
           });
-          const { warm, n } = framesFor(t.predictedMs);
+          const { warm, n } = frames ? { warm: 1, n: frames } : framesFor(t.predictedMs);
           const got = await feed.collect(
             (f) => f.cut === t.cut && f.at - f.totalMs >= at,
             warm + n,
@@ -329,11 +346,11 @@ export async function autoRun(
  * is within 5% of the best (`fpsOf` gives a cut's measured fps, undefined when the oracle did not measure it).
  */
 export function settledAt(
-  frames: readonly FrameLine[],
+  frames: ReadonlyArray<{ cut: number; fallback: unknown }>,
   fpsOf: (cut: number) => number | undefined,
   best: number,
 ): number | null {
-  const good = (f: FrameLine) => !f.fallback && (fpsOf(f.cut) ?? 0) >= 0.95 * best;
+  const good = (f: { cut: number; fallback: unknown }) => !f.fallback && (fpsOf(f.cut) ?? 0) >= 0.95 * best;
   let from: number | null = null;
   for (let i = frames.length - 1; i >= 0; i--) {
     if (!good(frames[i]!)) break;

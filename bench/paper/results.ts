@@ -116,6 +116,8 @@ export const ScenarioRecordSchema = z.object({
   seconds: z.number().min(0),
   /** When the auto runs alone were measured again (`--auto-only`), if they were. */
   autoMeasuredAt: z.string().optional(),
+  /** When the oracle's cuts near its best were measured again for longer (`--refine-only`), if they were. */
+  oracleRefinedAt: z.string().optional(),
 });
 export type ScenarioRecord = z.infer<typeof ScenarioRecordSchema>;
 
@@ -127,6 +129,8 @@ export const EdgeOnlyRecordSchema = z.object({
   emulated: z.string(),
   run: ContenderSchema,
   measuredAt: z.string(),
+  /** When it was measured again for longer (`--refine-only`), if it was. */
+  refinedAt: z.string().optional(),
 });
 export type EdgeOnlyRecord = z.infer<typeof EdgeOnlyRecordSchema>;
 

@@ -5,7 +5,8 @@
  *
  * Refinements over the paper, each for a physical reason:
  * - The result travels back: an offloaded frame also pays T(D_out) for the model's output (a few KiB for a
- *   classifier). The edge-only candidate pays neither way.
+ *   classifier), and what the device measured an offloaded frame to cost beyond the link model (`returnMs`: the
+ *   broker's forwarding both ways). The edge-only candidate pays neither way.
  * - Load factors multiply the stage latencies: the edge's from its load (Fig. 17), the server's from its queue.
  * - A second objective, throughput: with frames pipelined, the edge, the link and the server work on different
  *   frames at once, so the slowest stage bounds the rate; so does the window, the frames a device keeps in flight
@@ -60,6 +61,11 @@ export interface SearchInput {
   power?: EdgePower;
   /** Frames the device keeps in flight (its pipeline's window); default: as many as the stages allow. */
   window?: number;
+  /**
+   * What an offloaded frame measurably costs beyond the link model, ms: the way through the broker to the worker
+   * and back, (de)serialising. Added to the result's way back of every k < N. Default 0.
+   */
+  returnMs?: number;
 }
 
 /** One candidate cut with its predicted stage times. */
@@ -119,7 +125,9 @@ export function searchPartition(input: SearchInput): SearchResult {
   const suffixS = new Float64Array(n + 1);
   for (let i = n - 1; i >= 0; i--) suffixS[i] = suffixS[i + 1]! + serverMs[i]!;
   const outputBytes = cuts.find((c) => c.index === n)?.bytes ?? 0;
-  const back = transferMs(link, outputBytes);
+  const extra = input.returnMs ?? 0;
+  if (!(Number.isFinite(extra) && extra >= 0)) throw new RangeError(`returnMs must be >= 0, got ${extra}`);
+  const back = transferMs(link, outputBytes) + extra;
   const candidates: Candidate[] = new Array(cuts.length);
   let best = 0;
   for (let j = 0; j < cuts.length; j++) {

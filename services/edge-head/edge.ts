@@ -440,9 +440,11 @@ export class EdgeHead {
     });
     const sent = { ...base, requestBytes: payload.length, deadlineMs };
     let result: InferenceResult;
+    let uploadedAt: number | undefined;
     try {
       result = await this.channel.send(base.requestId, payload, deadlineMs, () => {
-        const uploadMs = this.clock.now() - times.sent;
+        uploadedAt = this.clock.now();
+        const uploadMs = uploadedAt - times.sent;
         if (uploadMs <= deadlineMs) return;
         // Offloading pauses while the plan this frame followed is in force (a newer plan has its own deadlines).
         if (plan && plan.seq === this.plan?.seq)
@@ -457,6 +459,8 @@ export class EdgeHead {
     const received = this.clock.now();
     const workerSpan = result.times.replied - result.times.tailReceived;
     const transferMs = Math.max(0, received - times.sent - workerSpan);
+    // The way to the worker and back, which the uplink samples (to the PUBACK) do not see.
+    if (uploadedAt !== undefined) this.telemetry.returned(received - uploadedAt - workerSpan);
     return {
       ...sent,
       tailBy: result.workerId,

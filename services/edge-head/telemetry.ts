@@ -117,6 +117,7 @@ export class TelemetryRecorder {
   private headCounts = new Map<number, number>();
   private lastCut: number | undefined;
   private late: NonNullable<DeviceTelemetry['late']> = [];
+  private returns: number[] = [];
   private readonly own: OwnLoad;
 
   constructor(
@@ -155,6 +156,15 @@ export class TelemetryRecorder {
     if (this.late.length > 64) this.late.shift();
   }
 
+  /**
+   * Records an answered request's way back: ms from its PUBACK to its answer, less the worker's span (the last 64
+   * are kept until the next telemetry).
+   */
+  returned(ms: number): void {
+    this.returns.push(Math.max(0, ms));
+    if (this.returns.length > 64) this.returns.shift();
+  }
+
   /** Reads the host's load and assembles a telemetry message; samples are handed over once. */
   async collect(
     fields: Pick<DeviceTelemetry, 'device' | 'framesInFlight' | 'fallbacks' | 'window'>,
@@ -176,6 +186,7 @@ export class TelemetryRecorder {
     this.headCounts = new Map();
     const { samples, censored } = this.uplink.take();
     const late = this.late.splice(0);
+    const returns = this.returns.splice(0);
     return {
       ...fields,
       at: now(),
@@ -192,6 +203,7 @@ export class TelemetryRecorder {
       transfers: samples,
       ...(censored.length > 0 ? { censored } : {}),
       ...(late.length > 0 ? { late } : {}),
+      ...(returns.length > 0 ? { returns } : {}),
     };
   }
 }

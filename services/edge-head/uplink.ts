@@ -11,8 +11,10 @@
  * before any PUBACK comes.
  *
  * A span during which the device's own event loop stood still (a session loaded or run synchronously, loop-stalls.ts)
- * is not evidence of the link: its PUBACK was read late. Such a sample is dropped when the stall is a fifth or more
- * of it, and a lower bound counts only the time the loop was running.
+ * is not a measurement of the link: its PUBACK may have come during the stall and been read after it. When the
+ * stall is a fifth of the span or more, the span less the stall is reported as a lower bound instead (the upload
+ * took at least the time before the stall), and a lower bound of an outstanding PUBLISH counts only the time the
+ * loop was running.
  *
  * The probe: when nothing else is sent (no plan yet, or the plan keeps everything on the device), the device sends a
  * short burst of opaque messages of growing size to its probe topic, so the planner knows the link before it ever
@@ -46,6 +48,8 @@ export class UplinkMeter {
   private lastAckAt = Number.NEGATIVE_INFINITY;
   private readonly outstanding = new Set<Outstanding>();
   private samples: TransferSample[] = [];
+  /** Lower bounds from samples spoiled by a stall of the loop, for the next take(). */
+  private bounds: TransferSample[] = [];
   private spoiledCount = 0;
 
   constructor(
@@ -53,7 +57,7 @@ export class UplinkMeter {
     private readonly stalls?: StallSource,
   ) {}
 
-  /** Samples dropped so far because the device's loop stalled during them. */
+  /** Samples spoiled so far by a stall of the device's loop (reported as lower bounds, or not at all). */
   get spoiled(): number {
     return this.spoiledCount;
   }
@@ -71,8 +75,14 @@ export class UplinkMeter {
         const start = Math.max(entry.writtenAt, this.lastAckAt);
         this.lastAckAt = Math.max(this.lastAckAt, at);
         if (!live) return;
-        if (this.stalled(start, at)) {
+        const stalled = this.stalledMs(start, at);
+        if (stalled >= MIN_STALL_MS && stalled >= SPOILED_SHARE * (at - start)) {
           this.spoiledCount++;
+          const running = at - start - stalled;
+          if (running >= CENSOR_AFTER_MS) {
+            this.bounds.push({ bytes, seconds: running / 1000 });
+            if (this.bounds.length > MAX_SAMPLES) this.bounds.shift();
+          }
           return;
         }
         this.samples.push({ bytes, seconds: Math.max(0, at - start) / 1000 });
@@ -82,12 +92,11 @@ export class UplinkMeter {
     );
   }
 
-  /** True when the loop stood still for a good part of [start, end]: the PUBACK was read late. */
-  private stalled(start: number, end: number): boolean {
-    if (!this.stalls) return false;
+  /** How long the loop stood still within [start, end] (ms). */
+  private stalledMs(start: number, end: number): number {
+    if (!this.stalls) return 0;
     this.stalls.check();
-    const ms = this.stalls.stalledWithin(start, end);
-    return ms >= MIN_STALL_MS && ms >= SPOILED_SHARE * (end - start);
+    return this.stalls.stalledWithin(start, end);
   }
 
   /**
@@ -133,7 +142,8 @@ export class UplinkMeter {
   take(): { samples: TransferSample[]; censored: TransferSample[] } {
     const samples = this.samples;
     this.samples = [];
-    const censored: TransferSample[] = [];
+    const censored: TransferSample[] = this.bounds;
+    this.bounds = [];
     // The oldest outstanding PUBLISH is the one on the link now (the ones behind it have not started): it started
     // when it was written or when the one before it was acknowledged, whichever came later.
     const oldest = this.oldest();

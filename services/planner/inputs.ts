@@ -275,6 +275,27 @@ export interface PlanInputs {
   power?: EdgePower | undefined;
   /** Frames the device keeps in flight, as its telemetry says; undefined: not bounded by it. */
   window?: number | undefined;
+  /** Measured cost of an offloaded frame beyond the link model, ms (see {@link returnExcess}); 0 until measured. */
+  returnMs?: number | undefined;
+}
+
+/** Answered requests' ways back a device's estimate keeps (the newest). */
+export const RETURN_WINDOW = 16;
+/** Fewer ways back than this are not an estimate yet. */
+export const RETURN_MIN = 3;
+
+/**
+ * The measured cost of an offloaded frame beyond the link model: the median of the device's recent ways back (from
+ * a request's PUBACK to its answer, less the worker's span: forwarding to the worker and the result's return) less
+ * what the link model predicts for the result's return, never below 0. Undefined with fewer than
+ * {@link RETURN_MIN} samples.
+ */
+export function returnExcess(returns: readonly number[], predictedBackMs: number): number | undefined {
+  if (returns.length < RETURN_MIN) return undefined;
+  const sorted = [...returns].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return Math.max(0, median - predictedBackMs);
 }
 
 /** The search input for Algorithm 1. */
@@ -289,5 +310,6 @@ export function toSearchInput(i: PlanInputs): SearchInput {
     objective: i.objective,
     ...(i.power ? { power: i.power } : {}),
     ...(i.window !== undefined ? { window: i.window } : {}),
+    ...(i.returnMs ? { returnMs: i.returnMs } : {}),
   };
 }

@@ -316,13 +316,16 @@ export class Planner {
     if (e.kind === 'prepare') {
       this.logger.info(
         { device: e.device, cut: e.cut },
-        'asking the tail workers to load a tail before the switch',
+        e.speculative
+          ? 'asking the tail workers to load a tail the device will likely use, while its uplink is measured'
+          : 'asking the tail workers to load a tail before the switch',
       );
       const prepare: TailPrepare = {
         version: 1,
         device: e.device,
         modelId: e.modelId,
         cut: e.cut,
+        ...(e.speculative ? { speculative: true } : {}),
         issuedAt: this.clock.now(),
       };
       await this.conn

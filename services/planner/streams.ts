@@ -26,7 +26,7 @@ import {
   timer,
 } from 'rxjs';
 import { type Preset, presetPower } from '../../common/device/presets.ts';
-import type { LinkModel } from '../../common/plan/link.ts';
+import { type LinkModel, transferMs } from '../../common/plan/link.ts';
 import { type FittedLink, LinkEstimator } from '../../common/plan/link-fit.ts';
 import { type Objective, searchPartition } from '../../common/plan/search.ts';
 import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../../schemas/messages.ts';
@@ -39,6 +39,8 @@ import {
   type LateEvidence,
   nextEdgeLoad,
   nextLateEvidence,
+  RETURN_WINDOW,
+  returnExcess,
   serverLayers,
   serverLoadFactor,
   toSearchInput,
@@ -97,7 +99,7 @@ export type PlannerEvent =
   | { kind: 'plan'; device: string; plan: Plan }
   | { kind: 'no-plan'; device: string; reason: string }
   | { kind: 'forgotten'; device: string; silentMs: number }
-  | { kind: 'prepare'; device: string; modelId: string; cut: number };
+  | { kind: 'prepare'; device: string; modelId: string; cut: number; speculative?: boolean };
 
 /** The tail workers as the planner knows them. */
 interface Workers {
@@ -162,7 +164,37 @@ interface DeviceAcc {
   actedOnChange?: string;
   /** A switch waiting for a worker to load its tail, and since when. */
   preparing?: { cut: number; since: number } | undefined;
+  /** The model whose likely tails were prepared during the safe start (once per model). */
+  speculated?: string;
+  /** The device's recent ways back of answered requests, ms (the newest {@link RETURN_WINDOW}). */
+  returns?: number[];
   out: PlannerEvent[];
+}
+
+/**
+ * Uplink rates the safe start looks at, 100 kbit/s to 1 Gbit/s about three apart: the cuts that would be best at
+ * some of them are the tails worth loading on the workers before the link is measured.
+ */
+export const SPECULATIVE_RATES_BPS = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9];
+/** At most this many tails are prepared during a safe start. */
+export const SPECULATIVE_TAILS = 3;
+
+/**
+ * The cuts (other than everything on the device) that are best at some of {@link SPECULATIVE_RATES_BPS}, those
+ * best at most of the rates first (the faster rate breaks a tie), at most {@link SPECULATIVE_TAILS}.
+ */
+export function likelyCuts(best: (bps: number) => number, layers: number): number[] {
+  const wins = new Map<number, { n: number; fastest: number }>();
+  for (const bps of SPECULATIVE_RATES_BPS) {
+    const k = best(bps);
+    if (k === layers) continue;
+    const w = wins.get(k) ?? { n: 0, fastest: 0 };
+    wins.set(k, { n: w.n + 1, fastest: Math.max(w.fastest, bps) });
+  }
+  return [...wins.entries()]
+    .sort(([, a], [, b]) => b.n - a.n || b.fastest - a.fastest)
+    .slice(0, SPECULATIVE_TAILS)
+    .map(([k]) => k);
 }
 
 /** An edge load factor that moved by this fraction since the plan in force is a change, not noise: no hold. */
@@ -267,6 +299,8 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
       acc.late,
       now,
     );
+  if (freshTelemetry && i.telemetry?.returns?.length)
+    next.returns = [...(acc.returns ?? []), ...i.telemetry.returns].slice(-RETURN_WINDOW);
   const queues = serverLoadFactor(fresh);
   const serverLoad = next.late && next.late.factor > queues.factor ? next.late : queues;
   // No uplink knowledge and none configured: the safe start, everything on the device until the link is measured.
@@ -290,6 +324,8 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     next.lastNoPlan = reason;
     return next;
   }
+  const outputBytes = profile.cuts.find((c) => c.index === profile.layers.length)?.bytes ?? 0;
+  const returnMs = safe ? undefined : returnExcess(next.returns ?? [], transferMs(link.link, outputBytes));
   const inputs = {
     profile,
     serverMs,
@@ -299,10 +335,35 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     objective,
     power,
     window: i.telemetry?.window,
+    returnMs,
   };
   const replan = () => {
     const result = searchPartition(toSearchInput(inputs));
     if (safe) {
+      // While the link is being measured, the workers load the tails the plan will likely need, so the first plan
+      // on the measured link need not wait for one (seconds for a large model). Only what workers report warm
+      // tails for (they take prepares); they load these only while their session cache has room.
+      if (
+        acc.speculated !== modelId &&
+        (opts.prepareMs ?? 0) > 0 &&
+        fresh.some((t) => t.warm !== undefined)
+      ) {
+        next.speculated = modelId;
+        const at = (bps: number) =>
+          searchPartition(
+            toSearchInput({
+              ...inputs,
+              link: {
+                link: { setupMs: 0, alphaMs: 0, mtu: 1500, betaMsPerByte: 8000 / bps },
+                bandwidthBps: bps,
+                samples: 0,
+                source: 'configured',
+              },
+            }),
+          ).best.index;
+        for (const cut of likelyCuts(at, profile.layers.length))
+          next.out.push({ kind: 'prepare', device, modelId, cut, speculative: true });
+      }
       const edgeOnly = result.candidates.find((c) => c.index === profile.layers.length)!;
       return {
         result,
@@ -412,6 +473,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
                 ...(link.bounded ? { bounded: link.bounded } : {}),
                 ...(link.change ? { change: link.change } : {}),
               },
+          ...(returnMs !== undefined ? { returnMs } : {}),
           edgeLoad: { mode: opts.edgeLoadMode, factor: edgeLoad.factor, source: edgeLoad.source },
           serverLoad: inputs.serverLoad,
           serverProfiles: profiles.length,

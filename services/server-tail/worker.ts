@@ -40,7 +40,12 @@ import {
   WireFormatError,
   type WireTensor,
 } from '../../schemas/codec.ts';
-import { parseJson, TailPrepareSchema, type WorkerTelemetry } from '../../schemas/messages.ts';
+import {
+  parseJson,
+  type TailPrepare,
+  TailPrepareSchema,
+  type WorkerTelemetry,
+} from '../../schemas/messages.ts';
 import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
 import { DTYPE_BYTES } from '../../schemas/verify.ts';
@@ -122,8 +127,9 @@ export class TailWorker {
   private readonly ready = new Set<string>();
   /** Tails being prepared for the planner, one at a time (a burst of prepares must not load many at once). */
   private preparing: Promise<void> = Promise.resolve();
-  /** Keys of the prepares waiting their turn. */
-  private readonly queuedPrepares = new Set<string>();
+  /** The prepares waiting their turn, by key; a plan's go before speculative ones. */
+  private readonly queuedPrepares = new Map<string, TailPrepare>();
+  private prepareRunning = false;
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private served = 0;
@@ -330,7 +336,7 @@ export class TailWorker {
    * this worker does not hold, or a cut the model does not have, is logged and ignored.
    */
   private onPrepare(payload: Buffer): Promise<void> {
-    let prepare: ReturnType<typeof TailPrepareSchema.parse>;
+    let prepare: TailPrepare;
     try {
       prepare = parseJson(TailPrepareSchema, 'tail prepare', payload);
     } catch (err) {
@@ -338,8 +344,12 @@ export class TailWorker {
       return Promise.resolve();
     }
     const key = `${prepare.modelId}:${prepare.cut}`;
-    // Bounded: one waiting prepare per tail, and at most MAX_PREPARES waiting in all.
-    if (this.queuedPrepares.has(key)) return Promise.resolve();
+    // Bounded: one waiting prepare per tail (a plan's replaces a speculative one), at most MAX_PREPARES in all.
+    const waiting = this.queuedPrepares.get(key);
+    if (waiting) {
+      if (waiting.speculative && !prepare.speculative) this.queuedPrepares.set(key, prepare);
+      return Promise.resolve();
+    }
     if (this.queuedPrepares.size >= MAX_PREPARES) {
       this.logger.warn(
         { device: prepare.device, cut: prepare.cut, waiting: MAX_PREPARES },
@@ -347,40 +357,67 @@ export class TailWorker {
       );
       return Promise.resolve();
     }
-    this.queuedPrepares.add(key);
-    const run = async () => {
-      this.queuedPrepares.delete(key);
-      if (this.stopping) return;
-      const model = await this.models.get(prepare.modelId);
-      if (!model?.cuts[prepare.cut]) {
-        this.logger.debug(
-          { model: prepare.modelId, cut: prepare.cut },
-          'tail prepare for a tail not held here',
-        );
-        return;
-      }
-      const started = this.clock.now();
-      const already = this.ready.has(key);
-      const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
-      // A session's first run allocates its buffers (a large model's first run takes many times a later one): run
-      // it once on zeros, so the device's first frame at the cut meets a session as fast as it will stay.
-      if (!already) await runWire(session, zeroTensors(model.cuts[prepare.cut]!.tensors));
-      if (!already)
-        this.logger.info(
-          {
-            device: prepare.device,
-            model: model.name,
-            cut: prepare.cut,
-            ms: Math.round(this.clock.now() - started),
-          },
-          'tail prepared for a plan',
-        );
-      await this.publishTelemetry();
-    };
-    this.preparing = this.preparing
-      .then(run)
-      .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'tail prepare failed'));
+    this.queuedPrepares.set(key, prepare);
+    if (!this.prepareRunning) {
+      this.prepareRunning = true;
+      this.preparing = this.runPrepares().finally(() => {
+        this.prepareRunning = false;
+      });
+    }
     return Promise.resolve();
+  }
+
+  /** Runs the waiting prepares one at a time, a plan's first. */
+  private async runPrepares(): Promise<void> {
+    for (;;) {
+      const all = [...this.queuedPrepares.entries()];
+      const next = all.find(([, p]) => !p.speculative) ?? all[0];
+      if (!next) return;
+      const [key, prepare] = next;
+      this.queuedPrepares.delete(key);
+      if (this.stopping) continue;
+      await this.prepareOne(key, prepare).catch((err: unknown) =>
+        this.logger.warn({ err: errorMessage(err) }, 'tail prepare failed'),
+      );
+    }
+  }
+
+  private async prepareOne(key: string, prepare: TailPrepare): Promise<void> {
+    const model = await this.models.get(prepare.modelId);
+    if (!model?.cuts[prepare.cut]) {
+      this.logger.debug(
+        { model: prepare.modelId, cut: prepare.cut },
+        'tail prepare for a tail not held here',
+      );
+      return;
+    }
+    const already = this.ready.has(key);
+    // A guess must not push out a tail in use: it is loaded only while the cache has room.
+    if (prepare.speculative && !already && this.sessions.size >= this.opts.sessionCache) {
+      this.logger.debug(
+        { model: model.name, cut: prepare.cut },
+        'speculative tail prepare skipped: cache full',
+      );
+      return;
+    }
+    const started = this.clock.now();
+    const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
+    // A session's first run allocates its buffers (a large model's first run takes many times a later one): run
+    // it once on zeros, so the device's first frame at the cut meets a session as fast as it will stay.
+    if (!already) {
+      await runWire(session, zeroTensors(model.cuts[prepare.cut]!.tensors));
+      this.logger.info(
+        {
+          device: prepare.device,
+          model: model.name,
+          cut: prepare.cut,
+          ms: Math.round(this.clock.now() - started),
+          ...(prepare.speculative ? { speculative: true } : {}),
+        },
+        prepare.speculative ? 'tail prepared ahead of the first plan' : 'tail prepared for a plan',
+      );
+    }
+    await this.publishTelemetry();
   }
 
   private async onRequest(topic: string, payload: Buffer): Promise<void> {
