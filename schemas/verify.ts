@@ -11,7 +11,7 @@
  *
  * Together with codec.ts this is the only module importing schemas/generated.
  */
-import type { DType, ErrorCode, StageTimes } from './codec.ts';
+
 import {
   Body,
   Error as ErrorTable,
@@ -23,6 +23,7 @@ import {
   DType as WireDType,
   ErrorCode as WireErrorCode,
 } from './generated/edgecut_generated.ts';
+import type { DType, ErrorCode, StageTimes } from './wire-types.ts';
 
 /** Thrown for any message that cannot be encoded or decoded; `code` is the ErrorCode to reply with. */
 export class WireFormatError extends Error {

@@ -48,3 +48,38 @@ for (const [room, forbidden] of RULES)
           broken.push(`${file} imports ${target}`);
     t.deepEqual(broken, []);
   });
+
+/** Import cycles among the files of a room (each as a list of files), found by depth-first search. */
+async function cycles(room: string): Promise<string[][]> {
+  const files = await tsFiles(room);
+  const graph = new Map<string, string[]>();
+  for (const f of files) {
+    const targets = (await importsOf(f)).map((x) => (x.endsWith('.ts') ? x : `${x}.ts`));
+    graph.set(
+      f,
+      targets.filter((x) => graph.has(x) || files.includes(x)),
+    );
+  }
+  const found: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const visit = (f: string, path: string[]): void => {
+    if (state.get(f) === 'done') return;
+    if (state.get(f) === 'open') {
+      found.push([...path.slice(path.indexOf(f)), f]);
+      return;
+    }
+    state.set(f, 'open');
+    for (const g of graph.get(f) ?? []) visit(g, [...path, f]);
+    state.set(f, 'done');
+  };
+  for (const f of files) visit(f, []);
+  return found;
+}
+
+for (const room of ['schemas', 'common', 'broker'])
+  test(`no import cycle among the files of ${room}`, async (t) => {
+    t.deepEqual(
+      (await cycles(room)).map((c) => c.join(' -> ')),
+      [],
+    );
+  });

@@ -176,14 +176,22 @@ interface DeviceAcc {
  * some of them are the tails worth loading on the workers before the link is measured.
  */
 export const SPECULATIVE_RATES_BPS = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9];
-/** At most this many tails are prepared during a safe start. */
-export const SPECULATIVE_TAILS = 3;
+/**
+ * At most this many tails are prepared during a safe start. One: a worker loading a second guess (seconds, and
+ * onnxruntime-node blocks the worker while it loads) would hold up the first requests at the cut actually chosen,
+ * which then miss their deadline and read as a slow server (`edgecut bench paper` saw it with three).
+ */
+export const SPECULATIVE_TAILS = 1;
 
 /**
  * The cuts (other than everything on the device) that are best at some of {@link SPECULATIVE_RATES_BPS}, those
- * best at most of the rates first (the faster rate breaks a tie), at most {@link SPECULATIVE_TAILS}.
+ * best at most of the rates first (the faster rate breaks a tie), at most `most`.
  */
-export function likelyCuts(best: (bps: number) => number, layers: number): number[] {
+export function likelyCuts(
+  best: (bps: number) => number,
+  layers: number,
+  most: number = SPECULATIVE_TAILS,
+): number[] {
   const wins = new Map<number, { n: number; fastest: number }>();
   for (const bps of SPECULATIVE_RATES_BPS) {
     const k = best(bps);
@@ -193,7 +201,7 @@ export function likelyCuts(best: (bps: number) => number, layers: number): numbe
   }
   return [...wins.entries()]
     .sort(([, a], [, b]) => b.n - a.n || b.fastest - a.fastest)
-    .slice(0, SPECULATIVE_TAILS)
+    .slice(0, most)
     .map(([k]) => k);
 }
 
@@ -340,7 +348,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   const replan = () => {
     const result = searchPartition(toSearchInput(inputs));
     if (safe) {
-      // While the link is being measured, the workers load the tails the plan will likely need, so the first plan
+      // While the link is being measured, the workers load the tail the plan will likely need, so the first plan
       // on the measured link need not wait for one (seconds for a large model). Only what workers report warm
       // tails for (they take prepares); they load these only while their session cache has room.
       if (

@@ -357,6 +357,9 @@ export class TailWorker {
       );
       return Promise.resolve();
     }
+    // A plan's prepare ends the guessing: guesses still waiting would only hold up this one and the requests.
+    if (!prepare.speculative)
+      for (const [k, p] of this.queuedPrepares) if (p.speculative) this.queuedPrepares.delete(k);
     this.queuedPrepares.set(key, prepare);
     if (!this.prepareRunning) {
       this.prepareRunning = true;
@@ -425,6 +428,8 @@ export class TailWorker {
     if (device === undefined) return;
     const receivedAt = this.clock.now();
     this.metrics.receivedBytes(payload.length);
+    // Requests end the guessing too: a guess loading now would block them (onnxruntime-node loads synchronously).
+    for (const [k, p] of this.queuedPrepares) if (p.speculative) this.queuedPrepares.delete(k);
     let requestId = '';
     let modelId = '';
     try {
