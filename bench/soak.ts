@@ -37,6 +37,8 @@ interface Instance {
   rss: Array<[number, number]>;
   /** [ms since start of the run, MB] of the V8 heap in use (from the process's /metrics). */
   heap: Array<[number, number]>;
+  /** [ms since start of the run, MB] of memory outside the heap that V8 tracks (Buffers, from /metrics). */
+  external: Array<[number, number]>;
   /** Its /metrics port, once its ready line said it. */
   metricsPort?: number;
 }
@@ -61,18 +63,27 @@ export interface SoakResult {
     slopeMBPerMin: number | null;
     /** Slope of the V8 heap in use after the first minute: growth that is JavaScript, not native memory. */
     heapSlopeMBPerMin: number | null;
+    /** Slope of Buffers and other memory V8 tracks outside its heap after the first minute. */
+    externalSlopeMBPerMin: number | null;
+    /** Resident memory every 30 s: [minutes since the start of the run, MB]. */
+    rss: Array<[number, number]>;
   }>;
   faults: string[];
   passed: boolean;
 }
 
-/** The V8 heap in use of a service, MB, from its /metrics; undefined when it does not answer. */
-async function heapMB(port: number): Promise<number | undefined> {
+/** The V8 heap in use and the external memory of a service, MB, from its /metrics; undefined when it does not answer. */
+async function memoryMB(port: number): Promise<{ heap: number; external: number } | undefined> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
     const text = await res.text();
-    const bytes = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
-    return bytes === undefined ? undefined : Number(bytes) / 2 ** 20;
+    const read = (name: string) => {
+      const v = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
+      return v === undefined ? undefined : Number(v) / 2 ** 20;
+    };
+    const heap = read('nodejs_heap_size_used_bytes');
+    const external = read('nodejs_external_memory_bytes');
+    return heap === undefined || external === undefined ? undefined : { heap, external };
   } catch {
     return undefined;
   }
@@ -124,7 +135,7 @@ export async function soak(
   const instances: Instance[] = [];
   const faults: string[] = [];
   const track = (name: string, proc: ServiceProcess): Instance => {
-    const inst: Instance = { name, proc, startedAt: Date.now() - t0, rss: [], heap: [] };
+    const inst: Instance = { name, proc, startedAt: Date.now() - t0, rss: [], heap: [], external: [] };
     instances.push(inst);
     void proc.ready.then(
       (line) => {
@@ -156,8 +167,10 @@ export async function soak(
         if (mb !== undefined) inst.rss.push([at, mb]);
       });
       if (inst.metricsPort !== undefined)
-        void heapMB(inst.metricsPort).then((mb) => {
-          if (mb !== undefined) inst.heap.push([at, mb]);
+        void memoryMB(inst.metricsPort).then((m) => {
+          if (!m) return;
+          inst.heap.push([at, m.heap]);
+          inst.external.push([at, m.external]);
         });
     }
   }, SAMPLE_MS);
@@ -278,6 +291,10 @@ export async function soak(
       lastMB: inst.rss.at(-1)?.[1] ?? 0,
       slopeMBPerMin: slopePerMinute(inst.rss.filter(warm)),
       heapSlopeMBPerMin: slopePerMinute(inst.heap.filter(warm)),
+      externalSlopeMBPerMin: slopePerMinute(inst.external.filter(warm)),
+      rss: inst.rss
+        .filter((_, i) => i % 6 === 0)
+        .map(([ms, mb]): [number, number] => [Math.round(ms / 6000) / 10, Math.round(mb)]),
     };
   });
   const passed =
@@ -299,13 +316,15 @@ export function formatSoak(r: SoakResult): string {
         `| ${x.device} | ${x.answered} | ${x.lost} | ${x.offloaded} | ${x.fallbacks} | ${x.planChanges} | ${x.cuts.join(', ')} |`,
     ),
     '',
-    `| process | RSS samples | first MB | last MB | slope after 1 min (MB/min, target <= ${RSS_SLOPE_LIMIT}) | of it V8 heap (MB/min) |`,
-    '|---|---|---|---|---|---|',
+    `| process | RSS samples | first MB | last MB | slope after 1 min (MB/min, target <= ${RSS_SLOPE_LIMIT}) | V8 heap (MB/min) | external (MB/min) |`,
+    '|---|---|---|---|---|---|---|',
     ...r.processes.map(
       (p) =>
         `| ${p.name} | ${p.samples} | ${p.firstMB.toFixed(0)} | ${p.lastMB.toFixed(0)} | ${
           p.slopeMBPerMin === null ? 'n/a (ran too briefly)' : p.slopeMBPerMin.toFixed(2)
-        } | ${p.heapSlopeMBPerMin === null ? 'n/a' : p.heapSlopeMBPerMin.toFixed(2)} |`,
+        } | ${p.heapSlopeMBPerMin === null ? 'n/a' : p.heapSlopeMBPerMin.toFixed(2)} | ${
+          p.externalSlopeMBPerMin === null ? 'n/a' : p.externalSlopeMBPerMin.toFixed(2)
+        } |`,
     ),
     '',
   ];

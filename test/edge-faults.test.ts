@@ -507,3 +507,36 @@ test('telemetry reports the way back of answered requests: PUBACK to answer, les
   const longest = Math.max(...reports.map((r) => r.transferMs));
   for (const ms of returns) t.true(ms >= 0 && ms <= longest + 1, `${ms} ms (transfers up to ${longest} ms)`);
 });
+
+test('the device keeps at most SESSION_CACHE sessions however many cuts it is moved across; results stay exact', async (t) => {
+  const broker = await startBroker(t);
+  const { dir, model } = await demoModelDir(t);
+  const client = await connectClient(t, broker.url);
+  const worker = new TailWorker(
+    tailOptions({ mqttUrl: broker.url, workerId: 'tail-lru', modelsDir: dir }),
+    silentLogger,
+  );
+  await worker.start();
+  t.teardown(() => worker.stop());
+  const edge = await edgeFor(t, model, {
+    mqttUrl: broker.url,
+    deviceId: 'robot-lru',
+    sessionCache: 2,
+    verify: true,
+  });
+  const cuts = [2, 4, 6, 8, 10, 12].filter((k) => k < model.layers);
+  t.true(cuts.length >= 5, `${cuts.length} cuts`);
+  let seq = 0;
+  for (const k of cuts) {
+    await publishPlan(client, { ...planFor(model, 'robot-lru', k), seq: ++seq });
+    await waitFor(() => edge.currentPlan?.cut.index === k, `the plan for cut ${k} in force`);
+    const reports: FrameReport[] = [];
+    await edge.run(frames(model, 2), (r) => reports.push(r));
+    for (const r of reports) {
+      t.is(r.cut.index, k);
+      t.is(r.tailBy, 'tail-lru');
+      t.true(r.maxAbsDiff !== undefined && r.maxAbsDiff <= 1e-5, `cut ${k}: max diff ${r.maxAbsDiff}`);
+    }
+    t.true(edge.sessionsKept <= 2, `${edge.sessionsKept} sessions kept after cut ${k}`);
+  }
+});

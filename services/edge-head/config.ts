@@ -121,6 +121,13 @@ export const edgeSettings = {
     default: '1',
     doc: 'onnxruntime intra-op threads (use the tail workers’ value for bit-identical results)',
   }),
+  sessionCache: setting({
+    env: 'SESSION_CACHE',
+    flag: 'session-cache',
+    schema: schemas.positiveInt,
+    default: '4',
+    doc: 'onnxruntime sessions kept on the device (the head of each cut, the tails for fallback, the whole model with VERIFY; least recently used go first): a device the planner moves across many cuts keeps a few, not all',
+  }),
   verify: setting({
     env: 'VERIFY',
     flag: 'verify',

@@ -22,6 +22,7 @@ import {
 } from '../../common/device/emulation.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
+import { LruCache } from '../../common/lru.ts';
 import type { CutInfo, ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
 import { createSession, maxAbsDiff, runWire } from '../../common/runtime.ts';
@@ -48,6 +49,8 @@ export interface EdgeOptions {
   deviceId: string;
   window: number;
   threads: number;
+  /** Sessions kept (heads, fallback tails, the whole model), least recently used evicted. Default 4. */
+  sessionCache?: number;
   verify: boolean;
   /** Deadline without a predicted plan, and the upper bound of derived deadlines (ms). */
   resultTimeoutMs: number;
@@ -70,6 +73,9 @@ export interface EdgeOptions {
 }
 
 export type { FrameReport } from './frame-report.ts';
+
+/** Sessions the device keeps by default (SESSION_CACHE). */
+export const DEFAULT_SESSION_CACHE = 4;
 
 /** A probe burst spoiled by a stall of the device's own loop runs again after this long (ms). */
 export const PROBE_AGAIN_MS = 1000;
@@ -105,7 +111,7 @@ export class EdgeHead {
   /** An upload took longer than its frame's deadline under plan `seq`: offloading pauses until a new plan. */
   private slowUplink: { seq: number; until: number; uploadMs: number } | undefined;
   private readonly deadlines: DeadlineOptions;
-  private readonly sessions = new Map<string, Promise<InferenceSession>>();
+  private readonly sessions: LruCache<string, Promise<InferenceSession>>;
   /** Keys of the sessions that finished loading. */
   private readonly loaded = new Set<string>();
   /** The newest plan received, which may wait for its head session before it is put in force. */
@@ -141,6 +147,12 @@ export class EdgeHead {
       ...(opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {}),
     });
     this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
+    // An evicted session is released behind the computation in progress: sessions are taken and run inside one
+    // turn of `compute`, so none is released while it runs.
+    this.sessions = new LruCache(opts.sessionCache ?? DEFAULT_SESSION_CACHE, (key, session) => {
+      this.loaded.delete(key);
+      void this.compute.run(async () => (await session).release()).catch(() => undefined);
+    });
     this.stalls = new LoopStalls(clock);
     this.uplink = new UplinkMeter(clock, this.stalls);
     this.conn.onPublish = (topic, bytes, acked) => this.uplink.track(publishPacketBytes(topic, bytes), acked);
@@ -183,6 +195,11 @@ export class EdgeHead {
   /** Frames sent and not yet answered. */
   get inFlight(): number {
     return this.channel.inFlight;
+  }
+
+  /** onnxruntime sessions the device holds now (at most SESSION_CACHE). */
+  get sessionsKept(): number {
+    return this.sessions.size;
   }
 
   /** Frames whose tail ran locally although they were meant to be offloaded. */
@@ -522,11 +539,16 @@ export class EdgeHead {
     let s = this.sessions.get(key);
     if (!s) {
       const bytes = side === 'whole' ? this.model.bytes : this.model.part(k, side);
-      s = createSession(bytes, { threads: this.opts.threads });
-      this.sessions.set(key, s);
-      s.then(
-        () => this.loaded.add(key),
-        () => this.sessions.delete(key),
+      const created = createSession(bytes, { threads: this.opts.threads });
+      s = created;
+      this.sessions.set(key, created);
+      created.then(
+        () => {
+          if (this.sessions.peek(key) === created) this.loaded.add(key);
+        },
+        () => {
+          if (this.sessions.peek(key) === created) this.sessions.delete(key);
+        },
       );
     }
     return s;
@@ -631,7 +653,6 @@ export class EdgeHead {
     this.stalls.stop();
     this.runQueue?.stop();
     if (this.started) await this.conn.stop();
-    for (const s of this.sessions.values()) void s.then((x) => x.release()).catch(() => undefined);
     this.sessions.clear();
     this.loaded.clear();
     if (this.fallbackCount > 0 || this.channel.ignored > 0)

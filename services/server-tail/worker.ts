@@ -24,6 +24,7 @@ import { hostBench } from '../../common/device/host.ts';
 import { BUILTIN_PRESETS, type Preset } from '../../common/device/presets.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
+import { LruCache } from '../../common/lru.ts';
 import { ModelDirectory } from '../../common/model-directory.ts';
 import type { CrossingTensor, ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
@@ -50,7 +51,6 @@ import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
 import { DTYPE_BYTES } from '../../schemas/verify.ts';
 import { FairQueue } from './fair-queue.ts';
-import { LruCache } from './lru.ts';
 import { TailMetrics } from './metrics.ts';
 import { checkRequestTensors, RequestError } from './validate.ts';
 
