@@ -45,9 +45,17 @@ export interface StartOptions {
   onStderr?: (line: string) => void;
 }
 
+/**
+ * V8 options of every service process. A bounded young generation: left to itself V8 grows it from 1 to 16 MiB per
+ * semi-space while a service allocates steadily (a tensor per frame), and a device's resident memory then climbs
+ * about 2 MB a minute for many minutes; at 1 MiB it stays flat and lower (docs/deploy.md). The Dockerfile sets the
+ * same through NODE_OPTIONS.
+ */
+export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=1'];
+
 /** Starts `edgecut <args>` as a child process. */
 export function startService(name: string, args: string[], opts: StartOptions = {}): ServiceProcess {
-  const child = spawn(process.execPath, [EDGECUT_BIN, ...args], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, EDGECUT_BIN, ...args], {
     env: opts.inheritEnv === false ? { ...opts.env } : { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),

@@ -9,6 +9,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parse } from 'yaml';
+import { SERVICE_NODE_FLAGS } from '../cli/processes.ts';
 import { settingsOf } from '../cli/service-commands.ts';
 
 const run = promisify(execFile);
@@ -94,6 +95,8 @@ test('the Dockerfile builds in one stage and runs production dependencies only i
   // The named volumes start with the image directory's owner: the models and the broker's store are writable.
   t.regex(runtime, /^RUN mkdir -p \/models \/data && chown node:node \/models \/data$/m);
   t.regex(runtime, /^ENTRYPOINT \["node", "bin\/edgecut\.js"\]$/m);
+  // The services' V8 options, as `edgecut stack up` and the benchmarks start them.
+  t.regex(runtime, new RegExp(`^ENV NODE_OPTIONS=${SERVICE_NODE_FLAGS.join(' ')}$`, 'm'));
   // Every directory the CLI and services load at run time is in the runtime image.
   const copied = new Set([...runtime.matchAll(/^COPY --from=build \/app\/(\S+) /gm)].map((m) => m[1] ?? ''));
   for (const dir of ['bin', 'cli', 'common', 'broker', 'services', 'schemas', 'data']) {
