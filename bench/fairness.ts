@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- fairness [--burst N]`: one robot's burst against another robot's latency on a shared tail
- * worker. The embedded broker and one tail worker (one slot, its tails stretched to a slow server's 20 ms) run as
+ * worker. The embedded broker and one tail worker (its default concurrency, one tail per core; its tails stretched to a
+ * slow server's 20 ms) run as
  * processes, as robot A does (bench/fairness-burst.ts); robot B is this process, a raw MQTT client that sends a
  * request every 50 ms for 10 s alone (idle), then again while robot A sends a burst of N requests (default 2000) at
  * once. Reported: B's median and p95 latency (send to result) idle and under the burst, their ratio (target: p95
@@ -9,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -83,7 +84,8 @@ export async function run(args: string[]): Promise<void> {
     // A slow server: the demo CNN's tail (about a millisecond here) stretched to about TAIL_MS.
     const worker = startService(
       'tail',
-      ['tail', '--worker-id', 'tail-fair', '--models-dir', dir, '--concurrency', '1', '--threads', '1'],
+      // The worker as a user runs it: one tail at a time per core (TAIL_CONCURRENCY=auto).
+      ['tail', '--worker-id', 'tail-fair', '--models-dir', dir, '--threads', '1'],
       {
         ...quiet,
         env: { MQTT_URL: url, EMULATE_DEVICE: `x${TAIL_MS}`, PROFILE_RUNS: '3', LOG_LEVEL: 'error' },
@@ -202,7 +204,7 @@ export async function run(args: string[]): Promise<void> {
     const ratio = loaded.p95 / idle.p95;
     process.stdout.write(
       [
-        `fairness: broker, one tail worker (1 slot) and robot A as processes; robot B every ${PERIOD_MS} ms for ${PHASE_MS / 1000} s, alone and while robot A bursts ${burst} requests`,
+        `fairness: broker, one tail worker (${cpus().length} slots, one per core) and robot A as processes; robot B every ${PERIOD_MS} ms for ${PHASE_MS / 1000} s, alone and while robot A bursts ${burst} requests`,
         '',
         '| robot B | requests | answered | median ms | p95 ms |',
         '|---|---|---|---|---|',
