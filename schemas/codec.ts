@@ -45,16 +45,9 @@ import type {
   WireTensor,
 } from './wire-types.ts';
 
-export type {
-  DType,
-  ErrorCode,
-  InferenceError,
-  InferenceRequest,
-  InferenceResult,
-  StageTimes,
-  WireMessage,
-  WireTensor,
-} from './wire-types.ts';
+/** The wire types (wire-types.ts), for the modules that encode and decode with this one. */
+export type * from './wire-types.ts';
+
 /** Re-exported from verify.ts: the error type, element sizes and limits. */
 export { DTYPE_BYTES, WIRE_LIMITS, WireFormatError };
 
