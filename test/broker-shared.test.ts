@@ -6,10 +6,8 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import mqtt from 'mqtt';
-import { EmbeddedBroker } from '../broker/broker.ts';
 import { PAUSE_AFTER } from '../broker/shared.ts';
 import { encodePublish } from '../broker/wire.ts';
-import { silentLogger } from '../common/log.ts';
 import { sharedFilter } from '../schemas/topics.ts';
 import { startBroker } from './helpers/broker.ts';
 import { connectNoDelay, forEachBroker } from './helpers/mosquitto.ts';
@@ -62,15 +60,8 @@ const payloads = (c: RawClient) => c.messages.map((m) => m.payload.toString());
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `m${from + i}`);
 
 /** An embedded broker with the given shared-subscription options. */
-async function brokerWith(
-  t: ExecutionContext,
-  shared: ConstructorParameters<typeof EmbeddedBroker>[0]['shared'],
-) {
-  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, logger: silentLogger, shared });
-  await broker.start();
-  t.teardown(() => broker.stop());
-  return broker;
-}
+const brokerWith = (t: ExecutionContext, shared: Parameters<typeof startBroker>[3]) =>
+  startBroker(t, false, 0, shared);
 
 forEachBroker(
   'three members share 300 messages: each gets some, none twice, all delivered',
@@ -254,14 +245,7 @@ test('equal members take turns', async (t) => {
 });
 
 test('QoS 1 messages for a group without connected members wait for the next member, within the bound', async (t) => {
-  const broker = new EmbeddedBroker({
-    host: '127.0.0.1',
-    port: 0,
-    logger: silentLogger,
-    shared: { maxQueued: 5 },
-  });
-  await broker.start();
-  t.teardown(() => broker.stop());
+  const broker = await brokerWith(t, { maxQueued: 5 });
   const away = await member(t, broker.url, '$share/g/w/x', 1, { clientId: cid('away'), clean: false });
   await away.disconnect();
   const pub = await publisher(t, broker.url);

@@ -6,7 +6,6 @@
  */
 import test from 'ava';
 import type { MqttClient } from 'mqtt';
-import { EmbeddedBroker } from '../broker/broker.ts';
 import { silentLogger } from '../common/log.ts';
 import { mulberry32 } from '../common/random.ts';
 import { createSession, runWire } from '../common/runtime.ts';
@@ -15,7 +14,7 @@ import { topics } from '../schemas/topics.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { FairQueue } from '../services/server-tail/fair-queue.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
-import { connectClient } from './helpers/broker.ts';
+import { connectClient, startBroker } from './helpers/broker.ts';
 import { waitFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { tailOptions } from './helpers/services.ts';
@@ -54,14 +53,7 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
   // A broker that passes every request on at once, as an external one does: the embedded broker's own holding back
   // (at most BROKER_SHARED_INFLIGHT of a device's requests at a worker, broker/shared.ts) is switched off here, so
   // the worker's bounds are what is tested.
-  const broker = new EmbeddedBroker({
-    host: '127.0.0.1',
-    port: 0,
-    logger: silentLogger,
-    shared: { maxInflight: 100_000 },
-  });
-  await broker.start();
-  t.teardown(() => broker.stop());
+  const broker = await startBroker(t, false, 0, { maxInflight: 100_000 });
   const { dir, model } = await demoModelDir(t);
   // One slot, tails stretched to a slow server's (far longer than a message's way through the broker), 8 requests
   // per device at most waiting.

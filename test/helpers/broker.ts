@@ -29,12 +29,18 @@ export function portFree(port: number): Promise<boolean> {
 }
 
 /** Starts the embedded broker on a free loopback port (or the given one); stops it at teardown. */
-export async function startBroker(t: ExecutionContext, ws = false, port = 0): Promise<EmbeddedBroker> {
+export async function startBroker(
+  t: ExecutionContext,
+  ws = false,
+  port = 0,
+  shared?: ConstructorParameters<typeof EmbeddedBroker>[0]['shared'],
+): Promise<EmbeddedBroker> {
   const broker = new EmbeddedBroker({
     host: '127.0.0.1',
     port,
     wsPort: ws ? 0 : undefined,
     logger: silentLogger,
+    ...(shared ? { shared } : {}),
   });
   await broker.start();
   t.teardown(() => broker.stop());
