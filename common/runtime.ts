@@ -4,6 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { type DType, tensorElements, tensorFromTyped, type WireTensor } from '../schemas/codec.ts';
+import { DTYPE_BYTES } from '../schemas/verify.ts';
 import { halvesToFloats } from './half.ts';
 
 /** Session settings shared by every service, so whole, head and tail run under the same conditions. */
@@ -115,6 +116,28 @@ export async function runWire(
 }
 
 /** Largest absolute difference between two tensors' values (float16 compared as its raw bits' values). */
+/** Tensors of zeros shaped as `specs` (an unknown dimension taken as 1). */
+export function zeroTensors(
+  specs: ReadonlyArray<{ name: string; dtype: DType; shape: readonly number[] }>,
+): WireTensor[] {
+  return specs.map((spec) => {
+    const shape = spec.shape.map((d) => (d < 0 ? 1 : d));
+    const n = shape.reduce((a, b) => a * b, 1);
+    return { name: spec.name, dtype: spec.dtype, shape, data: new Uint8Array(n * DTYPE_BYTES[spec.dtype]) };
+  });
+}
+
+/**
+ * Runs a new session once on zeros: its first run allocates its buffers (a large model's first run takes many times
+ * a later one), so that the first real input meets the session as fast as it will stay.
+ */
+export async function warmUp(
+  session: ort.InferenceSession,
+  inputs: ReadonlyArray<{ name: string; dtype: DType; shape: readonly number[] }>,
+): Promise<void> {
+  await runWire(session, zeroTensors(inputs));
+}
+
 export function maxAbsDiff(a: WireTensor, b: WireTensor): number {
   if (a.dtype !== b.dtype || a.shape.join('x') !== b.shape.join('x')) return Number.POSITIVE_INFINITY;
   const x = a.dtype === 'float16' ? halvesToFloats(tensorElements(a) as Uint16Array) : tensorElements(a);

@@ -224,27 +224,27 @@ function fakeSend(clock: FakeClock, bps: number, sent: number[] = [], after?: (b
   };
 }
 
-test('probe burst at 1 Mbit/s: 4, 8, 16 KiB, stopping at the first probe of at least 100 ms', async (t) => {
+test('probe burst at 1 Mbit/s: 4, 8, 16 KiB (at least three probes, then the first of at least 40 ms)', async (t) => {
   const clock = new FakeClock();
   const sent: number[] = [];
   const sizes = await probeBurst(fakeSend(clock, 1e6, sent), clock.now);
-  // 4 KiB takes 33 ms, 8 KiB 66 ms, 16 KiB 131 ms >= 100 ms.
+  // 4 KiB takes 33 ms, 8 KiB 66 ms, 16 KiB 131 ms: the third probe ends it.
   t.deepEqual(sizes, [4096, 8192, 16_384]);
   t.deepEqual(sent, sizes);
-  t.is(PROBE.targetMs, 100);
+  t.is(PROBE.targetMs, 40);
 });
 
-test('probe burst on a fast link goes up to 1 MiB; at 10 Mbit/s it stops at 128 KiB', async (t) => {
+test('probe burst at 100 Mbit/s stops at 512 KiB, at 10 Mbit/s at 64 KiB; at 1 Gbit/s it goes up to 1 MiB', async (t) => {
   const clock = new FakeClock();
-  const sizes = await probeBurst(fakeSend(clock, 100e6), clock.now);
+  const kib = (sizes: number[]) => sizes.map((k) => k * 1024);
+  // 512 KiB at 100 Mbit/s: 42 ms.
+  t.deepEqual(await probeBurst(fakeSend(clock, 100e6), clock.now), kib([4, 8, 16, 32, 64, 128, 256, 512]));
+  // 64 KiB at 10 Mbit/s: 52 ms.
+  t.deepEqual(await probeBurst(fakeSend(clock, 10e6), clock.now), kib([4, 8, 16, 32, 64]));
+  // 1 MiB at 1 Gbit/s: 8 ms, the largest probe.
   t.deepEqual(
-    sizes,
-    [4, 8, 16, 32, 64, 128, 256, 512, 1024].map((k) => k * 1024),
-  );
-  // 128 KiB at 10 Mbit/s: 105 ms.
-  t.deepEqual(
-    await probeBurst(fakeSend(clock, 10e6), clock.now),
-    [4, 8, 16, 32, 64, 128].map((k) => k * 1024),
+    await probeBurst(fakeSend(clock, 1e9), clock.now),
+    kib([4, 8, 16, 32, 64, 128, 256, 512, 1024]),
   );
 });
 
@@ -252,26 +252,26 @@ test('a probe that stalled (far slower than twice the one before) is sent again,
   const clock = new FakeClock();
   const link = fakeSend(clock, 100e6);
   let n = 0;
-  // The 128 KiB probe stalls for 250 ms once (a busy broker): sent again, and the burst goes on to 1 MiB.
+  // The 128 KiB probe stalls for 250 ms once (a busy broker): sent again, and the burst goes on to 512 KiB.
   const stallOnce = async (bytes: number) => {
     if (bytes === 131_072 && n++ === 0) clock.t += 250;
     await link(bytes);
   };
   const kib = (sizes: number[]) => sizes.map((k) => k * 1024);
-  t.deepEqual(await probeBurst(stallOnce, clock.now), kib([4, 8, 16, 32, 64, 128, 128, 256, 512, 1024]));
+  t.deepEqual(await probeBurst(stallOnce, clock.now), kib([4, 8, 16, 32, 64, 128, 128, 256, 512]));
   // Stalling every time: sent three times, then the burst ends.
   const always = async (bytes: number) => {
     if (bytes === 131_072) clock.t += 250;
     await link(bytes);
   };
   t.deepEqual(await probeBurst(always, clock.now), kib([4, 8, 16, 32, 64, 128, 128, 128]));
-  // A small probe that stalls past 100 ms on a fast link (16 KiB, where 8 KiB took 1 ms) does not end the burst.
+  // A small probe that stalls past the target on a fast link (16 KiB, where 8 KiB took 1 ms) does not end the burst.
   let once = 0;
   const small = async (bytes: number) => {
     if (bytes === 16_384 && once++ === 0) clock.t += 100;
     await link(bytes);
   };
-  t.deepEqual(await probeBurst(small, clock.now), kib([4, 8, 16, 16, 32, 64, 128, 256, 512, 1024]));
+  t.deepEqual(await probeBurst(small, clock.now), kib([4, 8, 16, 16, 32, 64, 128, 256, 512]));
 });
 
 test('probe burst on a very slow link still sends three probes, the last four times the first', async (t) => {

@@ -25,7 +25,7 @@ import type { Logger } from '../../common/log.ts';
 import { LruCache } from '../../common/lru.ts';
 import type { CutInfo, ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
-import { createSession, maxAbsDiff, runWire } from '../../common/runtime.ts';
+import { createSession, maxAbsDiff, runWire, warmUp } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
 import { shapeUplink, type UplinkShape } from '../../common/shaping.ts';
 import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from '../../schemas/codec.ts';
@@ -236,6 +236,7 @@ export class EdgeHead {
         this.logger.error({ err: errorMessage(err) }, 'no broker connection: frames run on the device only'),
       );
     }
+    this.load.start();
     this.telemetryTimer = setInterval(() => {
       if (this.idleLink() && this.clock.now() - this.lastProbeAt >= (this.opts.probeMs ?? 15_000))
         this.probe();
@@ -539,7 +540,15 @@ export class EdgeHead {
     let s = this.sessions.get(key);
     if (!s) {
       const bytes = side === 'whole' ? this.model.bytes : this.model.part(k, side);
-      const created = createSession(bytes, { threads: this.opts.threads });
+      // Warmed up before use: the first run of a session allocates its buffers and, run by the first frame, would
+      // both slow that frame and stall the loop in the middle of the link probe that starts with it.
+      const inputs = side === 'tail' ? this.model.cuts[k]!.tensors : this.model.inputs;
+      const created = createSession(bytes, { threads: this.opts.threads }).then(async (session) => {
+        await warmUp(session, inputs).catch((err: unknown) =>
+          this.logger.debug({ err: errorMessage(err), session: key }, 'session warm-up failed'),
+        );
+        return session;
+      });
       s = created;
       this.sessions.set(key, created);
       created.then(
@@ -622,7 +631,7 @@ export class EdgeHead {
 
   private async publishTelemetry(): Promise<void> {
     if (this.stopping !== undefined || !this.conn.connected) return;
-    const t = await this.telemetry.collect(
+    const t = this.telemetry.collect(
       {
         device: this.opts.deviceId,
         framesInFlight: this.channel.inFlight,
@@ -631,7 +640,6 @@ export class EdgeHead {
       },
       this.clock.now,
     );
-    if (this.stopping !== undefined || !this.conn.connected) return;
     await this.conn
       .publish(topics.deviceTelemetry.build({ device: this.opts.deviceId }), JSON.stringify(t), { qos: 1 })
       .catch(() => undefined);

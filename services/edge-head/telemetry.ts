@@ -1,8 +1,8 @@
 /**
  * What the device reports about itself in its telemetry: head latency per cut, uplink samples (uplink.ts), frames that
  * missed their deadline, its own CPU use, whole-machine CPU use
- * (node-os-utils: two /proc/stat snapshots 200 ms apart on Linux), and the 1-minute load average and core count
- * (the paper's load factor, Fig. 17).
+ * (node-os-utils: two /proc/stat snapshots 200 ms apart on Linux, taken in the background so that telemetry never
+ * waits for them), and the 1-minute load average and core count (the paper's load factor, Fig. 17).
  */
 import { cpus, loadavg } from 'node:os';
 import { OSUtils } from 'node-os-utils';
@@ -20,29 +20,56 @@ export interface HostLoad {
   cores: number;
 }
 
-/** Reads the host's load. */
+/**
+ * Reads the host's load. Whole-machine CPU use takes a sampling window (200 ms on Linux): `read` returns the last
+ * completed sample at once and starts the next one, so a telemetry message sent right after a probe burst is not
+ * held back by it (it was, by 200 ms, which delayed the device's first plan by as much).
+ */
 export class LoadMeter {
   private osu: OSUtils | undefined;
   private warned = false;
+  private last = 0;
+  private sampling: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(private readonly logger: Logger) {}
 
-  /** Samples CPU use (takes ~200 ms on Linux) and reads the load average. */
-  async read(): Promise<HostLoad> {
+  /** Starts sampling CPU use, so that the first telemetry has a figure. Idempotent. */
+  start(): void {
+    this.sample();
+  }
+
+  /** The last CPU use sampled (0 before the first sample ends), the load average and the core count; never waits. */
+  read(): HostLoad {
+    this.sample();
+    return { cpuPercent: this.last, loadavg1: loadavg()[0] ?? 0, cores: Math.max(1, cpus().length) };
+  }
+
+  /** The sample running now, if any (for tests). */
+  settled(): Promise<void> {
+    return this.sampling ?? Promise.resolve();
+  }
+
+  private sample(): void {
+    if (this.sampling || this.stopped) return;
     this.osu ??= new OSUtils({ cacheEnabled: false });
-    let cpuPercent = 0;
-    try {
-      const r = await this.osu.cpu.usage();
-      if (r.success && Number.isFinite(r.data)) cpuPercent = r.data;
-      else this.warnOnce(r.success ? `not a number: ${r.data}` : r.error.message);
-    } catch (err) {
-      this.warnOnce(errorMessage(err));
-    }
-    return { cpuPercent, loadavg1: loadavg()[0] ?? 0, cores: Math.max(1, cpus().length) };
+    this.sampling = this.osu.cpu
+      .usage()
+      .then(
+        (r) => {
+          if (r.success && Number.isFinite(r.data)) this.last = r.data;
+          else this.warnOnce(r.success ? `not a number: ${r.data}` : r.error.message);
+        },
+        (err: unknown) => this.warnOnce(errorMessage(err)),
+      )
+      .finally(() => {
+        this.sampling = undefined;
+      });
   }
 
   /** Releases the monitor. Idempotent. */
   stop(): void {
+    this.stopped = true;
     this.osu?.destroy();
     this.osu = undefined;
   }
@@ -166,12 +193,12 @@ export class TelemetryRecorder {
   }
 
   /** Reads the host's load and assembles a telemetry message; samples are handed over once. */
-  async collect(
+  collect(
     fields: Pick<DeviceTelemetry, 'device' | 'framesInFlight' | 'fallbacks' | 'window'>,
     now: () => number,
-  ): Promise<DeviceTelemetry> {
+  ): DeviceTelemetry {
     const own = this.own.read();
-    const host = await this.meter.read();
+    const host = this.meter.read();
     const load = this.isolated
       ? { cpuPercent: Math.min(100, (own * 100) / host.cores), loadavg1: own, cores: host.cores }
       : host;

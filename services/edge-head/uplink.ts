@@ -159,17 +159,19 @@ export class UplinkMeter {
 }
 
 /**
- * Probe sizes: start here, double while a probe takes less than the target, at most the maximum. The maximum is
- * large enough for a fast link's probe to be timed by its bytes, not by the fixed cost of a message (at 100 Mbit/s
- * 64 KiB takes 5 ms, about a broker round trip on a busy host, and fits to a link tens of times too slow; 1 MiB
- * takes 84 ms). A slow link stops long before it: 16 KiB at 1 Mbit/s. At least three probes, so the largest is four
- * times the smallest: sizes that far apart tell the per-byte cost from the set-up (common/plan/link-fit.ts
- * DETERMINED_SPREAD), and the planner may act on the burst at once.
+ * Probe sizes: start here, double while a probe takes less than the target, at most the maximum. The target is long
+ * enough for a probe to be timed by its bytes, not by the fixed cost of a message (a broker round trip on a busy host
+ * is a few ms), and short because the device waits for the burst before its first plan: at 100 Mbit/s the burst
+ * stops at 512 KiB (42 ms; 1 MiB more would add 84 ms, a frame or two of a fast device run all on its own), at
+ * 10 Mbit/s at 64 KiB (52 ms), at 1 Mbit/s at 16 KiB. The maximum serves links faster still (1 MiB takes 8 ms at
+ * 1 Gbit/s). At least three probes, so the largest is four times the smallest: sizes that far apart tell the
+ * per-byte cost from the set-up (common/plan/link-fit.ts DETERMINED_SPREAD), and the planner may act on the burst
+ * at once.
  */
 export const PROBE = {
   firstBytes: 4096,
   maxBytes: 1024 * 1024,
-  targetMs: 100,
+  targetMs: 40,
   minProbes: 3,
   /** A probe slower than stallRatio x the previous one (half its size), plus stallMs, stalled: it is sent again. */
   stallRatio: 3,

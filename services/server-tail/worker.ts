@@ -26,11 +26,11 @@ import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { LruCache } from '../../common/lru.ts';
 import { ModelDirectory } from '../../common/model-directory.ts';
-import type { CrossingTensor, ModelHandle } from '../../common/model-handle.ts';
+import type { ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
 import { readProfileFile } from '../../common/profile/io.ts';
 import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
-import { createSession, runWire } from '../../common/runtime.ts';
+import { createSession, runWire, warmUp } from '../../common/runtime.ts';
 import { median } from '../../common/stats.ts';
 import {
   decodeMessage,
@@ -49,7 +49,6 @@ import {
 } from '../../schemas/messages.ts';
 import { type Profile, ProfileError } from '../../schemas/profile.ts';
 import { sharedFilter, topics } from '../../schemas/topics.ts';
-import { DTYPE_BYTES } from '../../schemas/verify.ts';
 import { FairQueue } from './fair-queue.ts';
 import { TailMetrics } from './metrics.ts';
 import { checkRequestTensors, RequestError } from './validate.ts';
@@ -107,15 +106,6 @@ const MODEL_WATCH_MS = 5000;
 
 /** Prepares (planners' requests to load a tail) waiting at once; more are dropped with a warning. */
 const MAX_PREPARES = 8;
-
-/** Tensors of zeros shaped as the crossing tensors (an unknown dimension taken as 1). */
-function zeroTensors(specs: readonly CrossingTensor[]): WireTensor[] {
-  return specs.map((spec) => {
-    const shape = spec.shape.map((d) => (d < 0 ? 1 : d));
-    const n = shape.reduce((a, b) => a * b, 1);
-    return { name: spec.name, dtype: spec.dtype, shape, data: new Uint8Array(n * DTYPE_BYTES[spec.dtype]) };
-  });
-}
 
 /** A tail worker component. */
 export class TailWorker {
@@ -405,10 +395,8 @@ export class TailWorker {
     }
     const started = this.clock.now();
     const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
-    // A session's first run allocates its buffers (a large model's first run takes many times a later one): run
-    // it once on zeros, so the device's first frame at the cut meets a session as fast as it will stay.
     if (!already) {
-      await runWire(session, zeroTensors(model.cuts[prepare.cut]!.tensors));
+      await warmUp(session, model.cuts[prepare.cut]!.tensors);
       this.logger.info(
         {
           device: prepare.device,
