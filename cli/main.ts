@@ -265,7 +265,10 @@ bench
   .option('--jobs <n>', 'scenarios measured at once', undefined)
   .option('--out <file>', 'results file, read to resume and written after every scenario')
   .option('--doc <dir>', 'where results.md and its charts go')
-  .option('--fresh', 'measure everything again instead of resuming')
+  .option(
+    '--fresh',
+    'measure everything again instead of resuming (with --only: the chosen scenarios and their edge only)',
+  )
   .option('--render-only', 'render the doc from the results file without measuring')
   .option(
     '--only <id>',

@@ -880,7 +880,8 @@ function howMeasured(r: PaperResults): string {
     '- Full offload sends the input and runs the whole model on the tail (cut 0).',
     '- Auto is the planner with its defaults from a cold start with no bandwidth given, one frame at a time ' +
       "(sequential, the paper's way: window 1) and with frames in flight (pipelined, " +
-      `window ${pipelinedWindows(r)}: one frame per stage, for which the planner's default objective is throughput). ` +
+      `window ${pipelinedWindows(r)}: one frame per place a frame spends time, head, uplink, tail and the way back, ` +
+      "for which the planner's default objective is throughput). " +
       "Its first frames are the cold start (each run's `warmup` in results.json): the frames of about 10 s, at " +
       'least 10 and at most 200 (2 s of frames, at least 10, in the runs measured before 2026-12-03 08:10 UTC: ' +
       'all of Config I). ' +
