@@ -21,6 +21,8 @@ export const hasMosquitto = existsSync(MOSQUITTO_BIN);
 export interface MosquittoHandle {
   /** `mqtt://127.0.0.1:<port>`. */
   url: string;
+  /** The broker's process id (for its CPU time and memory). */
+  pid: number | undefined;
   /** Stops the broker and removes its configuration directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -110,7 +112,7 @@ export async function launchMosquitto(
         stopped ??= stopProcess(child).then(() => rm(dir, { recursive: true, force: true }));
         return stopped;
       };
-      return { url: `mqtt://127.0.0.1:${port}`, stop };
+      return { url: `mqtt://127.0.0.1:${port}`, pid: child.pid, stop };
     }
     await stopProcess(child);
     await rm(dir, { recursive: true, force: true });

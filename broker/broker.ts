@@ -16,6 +16,7 @@ import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
+import { type LargePublishStats, largePublishPath } from './large-publish.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
 import { openRetainedStore, type RetainedStore } from './retained-store.ts';
@@ -91,6 +92,8 @@ export class EmbeddedBroker {
   private tlsServer: TlsServer | undefined;
   private access: AccessControl | undefined;
   private limits: Limits | undefined;
+  /** PUBLISH packets assembled in one buffer by the cheap path (large-publish.ts). */
+  readonly largePublishes: LargePublishStats = { packets: 0 };
   private store: RetainedStore | undefined;
   private readonly sockets = new Set<Socket>();
   private tcpPort = 0;
@@ -236,6 +239,7 @@ export class EmbeddedBroker {
       const client = aedes.handle(stream, req);
       addresses.set(client, address);
       limits.gate(client, address);
+      largePublishPath(client, this.largePublishes);
       conformance.attach(client);
       shared?.attach(client);
       return client;

@@ -65,13 +65,10 @@ function disabledOptimizers(opts: RuntimeOptions): string {
   return names.join(';');
 }
 
-/** Loads a model into a CPU session (defaults chosen so head + tail are bit-identical to the whole model). */
-export async function createSession(
-  model: Uint8Array,
-  opts: RuntimeOptions = {},
-): Promise<ort.InferenceSession> {
+/** onnxruntime's session options for `opts` (a plain object: a session thread gets the same ones). */
+export function sessionOptions(opts: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
   const disabled = disabledOptimizers(opts);
-  return ort.InferenceSession.create(model, {
+  return {
     executionProviders: ['cpu'],
     intraOpNumThreads: opts.threads ?? 1,
     interOpNumThreads: 1,
@@ -80,7 +77,15 @@ export async function createSession(
     logSeverityLevel: 3,
     ...(opts.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profileFilePrefix } : {}),
     ...(disabled ? { extra: { optimization: { disable_specified_optimizers: disabled } } } : {}),
-  });
+  };
+}
+
+/** Loads a model into a CPU session (defaults chosen so head + tail are bit-identical to the whole model). */
+export async function createSession(
+  model: Uint8Array,
+  opts: RuntimeOptions = {},
+): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, sessionOptions(opts));
 }
 
 const ORT_TYPE: Record<DType, ort.Tensor.Type> = {
@@ -115,7 +120,6 @@ export async function runWire(
   return session.outputNames.map((name) => fromOrt(name, out[name]!));
 }
 
-/** Largest absolute difference between two tensors' values (float16 compared as its raw bits' values). */
 /** Tensors of zeros shaped as `specs` (an unknown dimension taken as 1). */
 export function zeroTensors(
   specs: ReadonlyArray<{ name: string; dtype: DType; shape: readonly number[] }>,
@@ -138,6 +142,7 @@ export async function warmUp(
   await runWire(session, zeroTensors(inputs));
 }
 
+/** Largest absolute difference between two tensors' values (float16 compared as its raw bits' values). */
 export function maxAbsDiff(a: WireTensor, b: WireTensor): number {
   if (a.dtype !== b.dtype || a.shape.join('x') !== b.shape.join('x')) return Number.POSITIVE_INFINITY;
   const x = a.dtype === 'float16' ? halvesToFloats(tensorElements(a) as Uint16Array) : tensorElements(a);

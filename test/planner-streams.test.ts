@@ -327,7 +327,7 @@ test('likelyCuts: the cuts best at some uplink rate, most rates first, the faste
   // Everything on the device up to 300 kbit/s, cut 7 to 3 Mbit/s, cut 4 to 30 Mbit/s, cut 0 above.
   const best = (bps: number) => (bps <= 3e5 ? layers : bps <= 3e6 ? 7 : bps <= 3e7 ? 4 : 0);
   t.deepEqual(likelyCuts(best, layers, 3), [0, 4, 7]);
-  t.deepEqual(likelyCuts(best, layers), [0], `by default the ${SPECULATIVE_TAILS} most likely`);
+  t.deepEqual(likelyCuts(best, layers), [0, 4], `by default the ${SPECULATIVE_TAILS} most likely`);
   t.deepEqual(
     likelyCuts(() => layers, layers),
     [],
@@ -364,12 +364,13 @@ test('a new cut waits for a worker to report its tail loaded (asked with a prepa
           : [],
     );
   // The worker reports the tail loaded at 4.5 s: the switch follows at once, the reason says so. While the link is
-  // not measured yet, the workers are asked (once) for the likely tail: cut 2 (best from 1 to 30 Mbit/s; cut 0 is
-  // best from 100 Mbit/s).
+  // not measured yet, the workers are asked (once) for the likely tails: cut 2 (best from 1 to 30 Mbit/s), then
+  // cut 0 (best from 100 Mbit/s).
   const warmed = run(4000);
   t.deepEqual(summary(warmed), [
     [0, 'plan', 3],
     [500, 'guess', 2],
+    [500, 'guess', 0],
     [1000, 'prepare', 2],
     [4500, 'plan', 2],
   ]);
@@ -382,6 +383,7 @@ test('a new cut waits for a worker to report its tail loaded (asked with a prepa
   t.deepEqual(summary(cold), [
     [0, 'plan', 3],
     [500, 'guess', 2],
+    [500, 'guess', 0],
     [1000, 'prepare', 2],
     [11_000, 'plan', 2],
   ]);

@@ -158,6 +158,32 @@ test('edgecut bench soak: a bad --minutes is one line, exit 2', async (t) => {
   }
 });
 
+test('npm run bench -- broker --quick: edgecut broker and Mosquitto side by side, every QoS 1 message delivered', async (t) => {
+  t.timeout(300_000);
+  const { stdout } = await npm(['bench', '--', 'broker', '--quick']);
+  // Each row: msg/s of both brokers and their ratio, ..., and the messages lost by each (QoS 1: none).
+  for (const clients of ['1 -> 1', '3 -> \\$share of 3'])
+    t.regex(
+      stdout,
+      new RegExp(
+        `^\\| 64 KiB \\| 1 \\| ${clients} \\| [1-9][\\d.]* \\| [1-9][\\d.]* \\| [\\d.]+x \\|.* \\| 0 / 0 \\|$`,
+        'm',
+      ),
+      stdout,
+    );
+});
+
+test('npm run bench -- broker: a bad flag is one line, exit 2', async (t) => {
+  const r = await npm(['bench', '--', 'broker', '--rounds', '0']).catch(
+    (err: { code: number; stderr: string }) => err,
+  );
+  t.is((r as { code?: number }).code, 2);
+  t.is(
+    (r as { stderr: string }).stderr.trim(),
+    'bench broker: --rounds 0 is not allowed: expected a whole number >= 1',
+  );
+});
+
 test('npm run bench -- fairness --burst 200: the other robot is answered throughout the burst', async (t) => {
   t.timeout(300_000);
   const { stdout } = await npm(['bench', '--', 'fairness', '--burst', '200']);

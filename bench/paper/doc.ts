@@ -884,7 +884,7 @@ function howMeasured(r: PaperResults): string {
       "for which the planner's default objective is throughput). " +
       "Its first frames are the cold start (each run's `warmup` in results.json): the frames of about 10 s, at " +
       'least 10 and at most 200 (2 s of frames, at least 10, in the runs measured before 2026-12-03 08:10 UTC: ' +
-      'all of Config I). ' +
+      "Config I's sequential runs). " +
       'The frames after them are measured: sequential 3 to 10 ' +
       '(about 15 s) and at least 3 s of frames (at most 60); pipelined 4 to 20 (about 20 s) and at least 4 s of ' +
       'frames (at most 80).',

@@ -10,7 +10,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
-import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import {
   ComputeStretch,
@@ -25,8 +24,9 @@ import type { Logger } from '../../common/log.ts';
 import { LruCache } from '../../common/lru.ts';
 import type { CutInfo, ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
-import { createSession, maxAbsDiff, runWire, warmUp } from '../../common/runtime.ts';
+import { maxAbsDiff, zeroTensors } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
+import { SessionThread } from '../../common/session-thread.ts';
 import { shapeUplink, type UplinkShape } from '../../common/shaping.ts';
 import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from '../../schemas/codec.ts';
 import { type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
@@ -111,7 +111,8 @@ export class EdgeHead {
   /** An upload took longer than its frame's deadline under plan `seq`: offloading pauses until a new plan. */
   private slowUplink: { seq: number; until: number; uploadMs: number } | undefined;
   private readonly deadlines: DeadlineOptions;
-  private readonly sessions: LruCache<string, Promise<InferenceSession>>;
+  /** Sessions, each in a thread of its own (common/session-thread.ts): loading and running one never stalls the loop. */
+  private readonly sessions: LruCache<string, Promise<SessionThread>>;
   /** Keys of the sessions that finished loading. */
   private readonly loaded = new Set<string>();
   /** The newest plan received, which may wait for its head session before it is put in force. */
@@ -214,6 +215,8 @@ export class EdgeHead {
 
   /** Connects, listens for its plan and results, and publishes its profile. Idempotent. */
   async start(): Promise<void> {
+    // The first session's thread starts now, not when the first frame or prepare needs it.
+    SessionThread.prestart();
     if (this.started) return;
     this.started = true;
     this.stalls.start();
@@ -374,7 +377,7 @@ export class EdgeHead {
       const mark = this.runQueue?.mark();
       try {
         return await this.stretch.run(
-          async () => (session ? runWire(session, frame.inputs) : frame.inputs),
+          async () => (session ? session.run(frame.inputs) : frame.inputs),
           profiledSpan(this.profile, 0, cut.index),
         );
       } finally {
@@ -407,7 +410,7 @@ export class EdgeHead {
         : await this.offload(frame, plan, head.value, times, base);
     if (this.opts.verify) {
       const whole = await this.compute.run(async () =>
-        runWire(await this.session('whole', 0, 'whole'), frame.inputs),
+        (await this.session('whole', 0, 'whole')).run(frame.inputs),
       );
       report.maxAbsDiff = Math.max(
         ...whole.map((t, i) =>
@@ -513,10 +516,7 @@ export class EdgeHead {
     const k = sent.cut.index;
     const tail = await this.compute.run(async () => {
       const session = await this.session(`tail:${k}`, k, 'tail');
-      return this.stretch.run(
-        () => runWire(session, crossing),
-        profiledSpan(this.profile, k, this.model.layers),
-      );
+      return this.stretch.run(() => session.run(crossing), profiledSpan(this.profile, k, this.model.layers));
     });
     return {
       ...sent,
@@ -536,17 +536,22 @@ export class EdgeHead {
     return this.model.cuts[index]!;
   }
 
-  private session(key: string, k: number, side: 'head' | 'tail' | 'whole'): Promise<InferenceSession> {
+  private session(key: string, k: number, side: 'head' | 'tail' | 'whole'): Promise<SessionThread> {
     let s = this.sessions.get(key);
     if (!s) {
-      const bytes = side === 'whole' ? this.model.bytes : this.model.part(k, side);
-      // Warmed up before use: the first run of a session allocates its buffers and, run by the first frame, would
-      // both slow that frame and stall the loop in the middle of the link probe that starts with it.
-      const inputs = side === 'tail' ? this.model.cuts[k]!.tensors : this.model.inputs;
-      const created = createSession(bytes, { threads: this.opts.threads }).then(async (session) => {
-        await warmUp(session, inputs).catch((err: unknown) =>
-          this.logger.debug({ err: errorMessage(err), session: key }, 'session warm-up failed'),
-        );
+      // The whole model's bytes stay the model's (copied to the thread); a part is built for the session alone.
+      const created = (
+        side === 'whole'
+          ? SessionThread.create(this.model.bytes, { threads: this.opts.threads })
+          : SessionThread.create(this.model.part(k, side), { threads: this.opts.threads }, true)
+      ).then(async (session) => {
+        // Warmed up before use: the first run of a session allocates its buffers and would slow the first frame.
+        const inputs = side === 'tail' ? this.model.cuts[k]!.tensors : this.model.inputs;
+        await session
+          .run(zeroTensors(inputs))
+          .catch((err: unknown) =>
+            this.logger.debug({ err: errorMessage(err), session: key }, 'session warm-up failed'),
+          );
         return session;
       });
       s = created;

@@ -177,11 +177,13 @@ interface DeviceAcc {
  */
 export const SPECULATIVE_RATES_BPS = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9];
 /**
- * At most this many tails are prepared during a safe start. One: a worker loading a second guess (seconds, and
- * onnxruntime-node blocks the worker while it loads) would hold up the first requests at the cut actually chosen,
- * which then miss their deadline and read as a slow server (`edgecut bench paper` saw it with three).
+ * At most this many tails are prepared during a safe start: the two cuts best over most of the rates, for a fast
+ * and a middling link (AlexNet in Config II: cut 3 at 100 Mbit/s, cut 13 at 10 Mbit/s, whose tail takes 3 s to
+ * load). A worker loads them one after the other in threads of their own, and a plan's prepare never waits behind
+ * them (services/server-tail/worker.ts); when sessions loaded on the worker's own thread, a second guess held up the
+ * first requests at the cut actually chosen.
  */
-export const SPECULATIVE_TAILS = 1;
+export const SPECULATIVE_TAILS = 2;
 
 /**
  * The cuts (other than everything on the device) that are best at some of {@link SPECULATIVE_RATES_BPS}, those

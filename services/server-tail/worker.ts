@@ -7,7 +7,6 @@
 import { readdir } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import type { InferenceSession } from 'onnxruntime-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import {
   ComputeStretch,
@@ -30,7 +29,8 @@ import type { ModelHandle } from '../../common/model-handle.ts';
 import { Connection } from '../../common/mqtt.ts';
 import { readProfileFile } from '../../common/profile/io.ts';
 import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
-import { createSession, runWire, warmUp } from '../../common/runtime.ts';
+import { zeroTensors } from '../../common/runtime.ts';
+import { SessionThread } from '../../common/session-thread.ts';
 import { median } from '../../common/stats.ts';
 import {
   decodeMessage,
@@ -112,14 +112,15 @@ export class TailWorker {
   private readonly conn: Connection;
   private readonly models: ModelDirectory;
   private readonly slots: FairQueue;
-  private readonly sessions: LruCache<string, Promise<InferenceSession>>;
+  /** Tail sessions, each in a thread of its own (common/session-thread.ts), so loading one blocks nothing else. */
+  private readonly sessions: LruCache<string, Promise<SessionThread>>;
   /** Keys (`<modelId>:<cut>`) of the cached sessions that finished loading: the telemetry's `warm`. */
   private readonly ready = new Set<string>();
-  /** Tails being prepared for the planner, one at a time (a burst of prepares must not load many at once). */
+  /** Tails being prepared for the planner, one at a time per lane (a burst of prepares must not load many at once). */
   private preparing: Promise<void> = Promise.resolve();
-  /** The prepares waiting their turn, by key; a plan's go before speculative ones. */
+  /** The prepares waiting their turn, by key, in two lanes: plans' prepares and speculative ones. */
   private readonly queuedPrepares = new Map<string, TailPrepare>();
-  private prepareRunning = false;
+  private readonly prepareRunning = { plan: false, guess: false };
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private served = 0;
@@ -176,6 +177,8 @@ export class TailWorker {
 
   /** Scans the model directory, connects and starts taking requests. */
   async start(): Promise<void> {
+    // The first session's thread starts now, not when the first frame or prepare needs it.
+    SessionThread.prestart();
     const spec = this.opts.emulateDevice;
     // A device this host cannot emulate (faster than it) stops the worker at start, with one line.
     if (spec && spec.kind !== 'none')
@@ -337,7 +340,10 @@ export class TailWorker {
     // Bounded: one waiting prepare per tail (a plan's replaces a speculative one), at most MAX_PREPARES in all.
     const waiting = this.queuedPrepares.get(key);
     if (waiting) {
-      if (waiting.speculative && !prepare.speculative) this.queuedPrepares.set(key, prepare);
+      if (waiting.speculative && !prepare.speculative) {
+        this.queuedPrepares.set(key, prepare);
+        this.startPrepares('plan');
+      }
       return Promise.resolve();
     }
     if (this.queuedPrepares.size >= MAX_PREPARES) {
@@ -351,20 +357,29 @@ export class TailWorker {
     if (!prepare.speculative)
       for (const [k, p] of this.queuedPrepares) if (p.speculative) this.queuedPrepares.delete(k);
     this.queuedPrepares.set(key, prepare);
-    if (!this.prepareRunning) {
-      this.prepareRunning = true;
-      this.preparing = this.runPrepares().finally(() => {
-        this.prepareRunning = false;
-      });
-    }
+    this.startPrepares(prepare.speculative ? 'guess' : 'plan');
     return Promise.resolve();
   }
 
-  /** Runs the waiting prepares one at a time, a plan's first. */
-  private async runPrepares(): Promise<void> {
+  /**
+   * Two lanes, each one prepare at a time: a plan's never waits behind a guess being loaded (sessions load in threads
+   * of their own, so both can).
+   */
+  private startPrepares(lane: 'plan' | 'guess'): void {
+    if (this.prepareRunning[lane]) return;
+    this.prepareRunning[lane] = true;
+    const done = this.runPrepares(lane === 'guess').finally(() => {
+      this.prepareRunning[lane] = false;
+    });
+    this.preparing = Promise.all([this.preparing, done]).then(() => undefined);
+  }
+
+  /** Runs the waiting prepares of one lane (guesses, or plans' prepares) one at a time. */
+  private async runPrepares(speculative: boolean): Promise<void> {
     for (;;) {
-      const all = [...this.queuedPrepares.entries()];
-      const next = all.find(([, p]) => !p.speculative) ?? all[0];
+      const next = [...this.queuedPrepares.entries()].find(
+        ([, p]) => (p.speculative ?? false) === speculative,
+      );
       if (!next) return;
       const [key, prepare] = next;
       this.queuedPrepares.delete(key);
@@ -396,7 +411,8 @@ export class TailWorker {
     const started = this.clock.now();
     const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
     if (!already) {
-      await warmUp(session, model.cuts[prepare.cut]!.tensors);
+      // A session's first run allocates its buffers: run once on zeros, so the device's first frame meets it warm.
+      await session.run(zeroTensors(model.cuts[prepare.cut]!.tensors));
       this.logger.info(
         {
           device: prepare.device,
@@ -493,11 +509,11 @@ export class TailWorker {
       outputs = emulated
         ? (
             await emulated.stretch.run(
-              () => runWire(ready, req.tensors),
+              () => ready.run(req.tensors),
               profiledSpan(emulated.hostProfile, req.cutId, model.layers),
             )
           ).value
-        : await runWire(ready, req.tensors);
+        : await ready.run(req.tensors);
       times.tailEnd = this.clock.now();
     } finally {
       release();
@@ -518,10 +534,10 @@ export class TailWorker {
     this.metrics.served(req.modelId, (times.tailEnd - times.tailStart) / 1000);
   }
 
-  private tailSession(key: string, build: () => Uint8Array): Promise<InferenceSession> {
+  private tailSession(key: string, build: () => Uint8Array): Promise<SessionThread> {
     let session = this.sessions.get(key);
     if (!session) {
-      const created = createSession(build(), { threads: this.opts.threads });
+      const created = SessionThread.create(build(), { threads: this.opts.threads }, true);
       session = created;
       this.sessions.set(key, created);
       // A failed load must not stay cached: the next request tries again.

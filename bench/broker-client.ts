@@ -1,0 +1,158 @@
+/**
+ * One client of `npm run bench -- broker`, as a process of its own: a publisher keeping `inflight` messages of
+ * `size` bytes in flight on its topic, or a subscriber counting what arrives on its filter. The first 8 bytes of a
+ * payload are its send time (ms since the epoch, with fractions; one host, one clock), so a subscriber measures
+ * each message's latency through the broker.
+ *
+ * Protocol with bench/broker.ts: the argument is this client's job as JSON; the client prints `{"ready":true}` once
+ * it is connected (and subscribed), reads the start time (epoch ms) from a line on stdin, runs until the end of the
+ * measured window, and prints its result as one JSON line. Messages count when sent (publisher) or received
+ * (subscriber) inside the window [start + warmMs, start + warmMs + durationMs).
+ */
+
+import type { Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import mqtt from 'mqtt';
+import { storeWithoutClone } from '../common/mqtt-patches.ts';
+
+/** What one client does. */
+export interface ClientJob {
+  url: string;
+  role: 'pub' | 'sub';
+  /** Publisher: the topic; subscriber: the filter. */
+  topic: string;
+  size: number;
+  qos: 0 | 1;
+  /** Publisher: messages in flight at once (QoS 1: unacknowledged; QoS 0: not yet written to the socket). */
+  inflight: number;
+  warmMs: number;
+  durationMs: number;
+  /** Subscriber: how long after the window to wait for stragglers before reporting. */
+  graceMs: number;
+}
+
+/** What a client reports. */
+export interface ClientResult {
+  role: 'pub' | 'sub';
+  /** Messages sent (publisher: acknowledged, for QoS 1) or received inside the window. */
+  messages: number;
+  bytes: number;
+  /** Subscriber: latency of the messages received in the window, ms (sorted ascending). */
+  latenciesMs?: number[];
+  /** Publisher: messages sent in all (warm-up included), so a subscriber's losses can be told. */
+  sentTotal?: number;
+  /** Subscriber: messages received in all. */
+  receivedTotal?: number;
+}
+
+const now = () => performance.timeOrigin + performance.now();
+
+function connect(job: ClientJob): Promise<mqtt.MqttClient> {
+  const client = mqtt.connect(job.url, {
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    // The broker's cost is measured, not the client's: no deep copy of each QoS 1 payload.
+    queueQoSZero: false,
+  });
+  storeWithoutClone(client);
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => {
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      resolve(client);
+    });
+    client.once('error', reject);
+  });
+}
+
+async function startSignal(): Promise<number> {
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    const at = Number(line.trim());
+    if (Number.isFinite(at)) {
+      lines.close();
+      return at;
+    }
+  }
+  throw new Error('stdin closed before the start time came');
+}
+
+async function publisher(job: ClientJob, client: mqtt.MqttClient, start: number): Promise<ClientResult> {
+  const from = start + job.warmMs;
+  const until = from + job.durationMs;
+  let messages = 0;
+  let sentTotal = 0;
+  const wait = start - now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  await new Promise<void>((resolve) => {
+    let running = 0;
+    const pump = () => {
+      while (running < job.inflight && now() < until) {
+        const payload = Buffer.allocUnsafe(job.size);
+        payload.fill(0x5a, 8);
+        const sentAt = now();
+        payload.writeDoubleLE(sentAt, 0);
+        running++;
+        sentTotal++;
+        client.publish(job.topic, payload, { qos: job.qos }, (err) => {
+          running--;
+          if (!err && sentAt >= from && sentAt < until) messages++;
+          if (now() >= until && running === 0) resolve();
+          else setImmediate(pump);
+        });
+      }
+    };
+    pump();
+  });
+  return { role: 'pub', messages, bytes: messages * job.size, sentTotal };
+}
+
+async function subscriber(
+  job: ClientJob,
+  client: mqtt.MqttClient,
+  start: Promise<number>,
+): Promise<ClientResult> {
+  const latencies: number[] = [];
+  let receivedTotal = 0;
+  let from = Number.POSITIVE_INFINITY;
+  let until = Number.POSITIVE_INFINITY;
+  client.on('message', (_topic, payload) => {
+    const at = now();
+    receivedTotal++;
+    if (at >= from && at < until && payload.length >= 8) latencies.push(at - payload.readDoubleLE(0));
+  });
+  await client.subscribeAsync(job.topic, { qos: job.qos });
+  process.stdout.write('{"ready":true}\n');
+  const t0 = await start;
+  from = t0 + job.warmMs;
+  until = from + job.durationMs;
+  await new Promise((r) => setTimeout(r, until + job.graceMs - now()));
+  latencies.sort((a, b) => a - b);
+  return {
+    role: 'sub',
+    messages: latencies.length,
+    bytes: latencies.length * job.size,
+    latenciesMs: latencies,
+    receivedTotal,
+  };
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2] ?? '{}') as ClientJob;
+  const client = await connect(job);
+  let result: ClientResult;
+  if (job.role === 'sub') {
+    result = await subscriber(job, client, startSignal());
+  } else {
+    process.stdout.write('{"ready":true}\n');
+    result = await publisher(job, client, await startSignal());
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  await client.endAsync(true);
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench broker client: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,301 @@
+/**
+ * `npm run bench -- broker [--quick] [--rounds N] [--seconds S] [--sizes LIST]`: `edgecut broker` against Mosquitto
+ * (`set_tcp_nodelay true`) in the same run, on loopback, with the broker, every publisher and every subscriber in a
+ * process of its own (bench/broker-client.ts). Per payload size (1 KiB, 64 KiB, 1 MiB, 4 MiB), QoS (0, 1) and
+ * topology (one publisher to one subscriber; three publishers, each on its own topic, to a `$share` group of
+ * three), and per broker: messages and MB per second delivered, latency p50 and p99 (publish to delivery), the
+ * broker's CPU seconds per GB delivered and its peak resident memory. Each case starts a fresh broker; rounds
+ * alternate which broker goes first; the table gives medians over rounds and the ratio edgecut / Mosquitto.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { startBrokerProcess } from '../cli/processes.ts';
+import { UserError } from '../common/errors.ts';
+import { median } from '../common/stats.ts';
+import type { ClientJob, ClientResult } from './broker-client.ts';
+import { hasMosquitto, launchMosquitto, MOSQUITTO_BIN } from './mosquitto.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLIENT = join(ROOT, 'bench/broker-client.ts');
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** Messages a publisher keeps in flight (the issue's measurement: 16 QoS 1 messages). */
+const INFLIGHT = 16;
+
+type BrokerName = 'edgecut' | 'mosquitto';
+type Topology = '1:1' | '3:$share3';
+
+interface Case {
+  size: number;
+  qos: 0 | 1;
+  topology: Topology;
+}
+
+/** One broker's measurement of one case in one round. */
+interface Measured {
+  msgPerS: number;
+  mbPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuSPerGB: number;
+  peakRssMB: number;
+  /** Messages published (warm-up included) that no subscriber received (QoS 0 may drop; QoS 1 must not). */
+  lost: number;
+}
+
+interface Row extends Case {
+  edgecut: Measured;
+  mosquitto: Measured;
+}
+
+/** The options of a run. */
+export interface BrokerBenchOptions {
+  rounds: number;
+  seconds: number;
+  sizes: number[];
+  qos: Array<0 | 1>;
+  topologies: Topology[];
+}
+
+function options(args: string[]): BrokerBenchOptions {
+  const value = (name: string) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const quick = args.includes('--quick');
+  const rounds = Number(value('--rounds') ?? (quick ? 1 : 3));
+  const seconds = Number(value('--seconds') ?? (quick ? 1 : 3));
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new UserError(`--rounds ${value('--rounds')} is not allowed: expected a whole number >= 1`);
+  if (!(seconds > 0 && seconds <= 600))
+    throw new UserError(
+      `--seconds ${value('--seconds')} is not allowed: expected a number of seconds above 0, at most 600`,
+    );
+  const sizeArg = value('--sizes');
+  const sizes = sizeArg
+    ? sizeArg.split(',').map((s) => parseSize(s))
+    : quick
+      ? [64 * KIB]
+      : [KIB, 64 * KIB, MIB, 4 * MIB];
+  return {
+    rounds,
+    seconds,
+    sizes,
+    qos: quick ? [1] : [0, 1],
+    topologies: ['1:1', '3:$share3'],
+  };
+}
+
+function parseSize(s: string): number {
+  const m = /^(\d+)(k|m)?$/i.exec(s.trim());
+  const bytes = m ? Number(m[1]) * (m[2]?.toLowerCase() === 'm' ? MIB : m[2] ? KIB : 1) : Number.NaN;
+  if (!(bytes >= 8 && bytes <= 8 * MIB - 1024))
+    throw new UserError(
+      `--sizes ${s} is not allowed: expected payload sizes from 8 bytes to 8 MiB less 1 KiB (the broker's packet limit), such as 1k,64k,1m,4m`,
+    );
+  return bytes;
+}
+
+function label(size: number): string {
+  return size >= MIB ? `${size / MIB} MiB` : size >= KIB ? `${size / KIB} KiB` : `${size} B`;
+}
+
+/** CPU seconds (user + system) a process has used, or undefined when it is gone. */
+async function cpuSeconds(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, 12 and 13 after the command name.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Peak resident set size of a process (VmHWM), MB. */
+async function peakRssMB(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmHWM:\s+(\d+)/.exec(status)?.[1];
+    return kb === undefined ? Number.NaN : Number(kb) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface Client {
+  child: ChildProcess;
+  ready: Promise<void>;
+  result: Promise<ClientResult>;
+}
+
+function startClient(job: ClientJob): Client {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  let onReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
+    onReady = resolve;
+  });
+  const result = new Promise<ClientResult>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (line === '{"ready":true}') onReady();
+      else if (line.startsWith('{')) resolve(JSON.parse(line) as ClientResult);
+    });
+    child.once('exit', (code) =>
+      reject(
+        new Error(`bench broker client (${job.role} ${job.topic}) exited with ${code}: ${stderr.trim()}`),
+      ),
+    );
+  });
+  return { child, ready: Promise.race([ready, result.then(() => undefined)]), result };
+}
+
+async function startBroker(
+  name: BrokerName,
+): Promise<{ url: string; pid: number | undefined; stop(): Promise<unknown> }> {
+  if (name === 'mosquitto') return launchMosquitto({ noDelay: true });
+  const quiet = { onStdout: () => undefined, onStderr: () => undefined };
+  const { proc, url } = await startBrokerProcess({ ...quiet, env: { LOG_LEVEL: 'error' } });
+  return { url, pid: proc.child.pid, stop: () => proc.stop(5000) };
+}
+
+async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Promise<Measured> {
+  const broker = await startBroker(name);
+  const clients: Client[] = [];
+  try {
+    const n = c.topology === '1:1' ? 1 : 3;
+    const warmMs = 500;
+    const durationMs = o.seconds * 1000;
+    const base = { url: broker.url, size: c.size, qos: c.qos, inflight: INFLIGHT, warmMs, durationMs };
+    const subs = Array.from({ length: n }, () =>
+      startClient({
+        ...base,
+        role: 'sub',
+        topic: c.topology === '1:1' ? 'bench/0' : '$share/bench/bench/+',
+        graceMs: 1500,
+      }),
+    );
+    clients.push(...subs);
+    await Promise.all(subs.map((s) => s.ready));
+    const pubs = Array.from({ length: n }, (_, i) =>
+      startClient({ ...base, role: 'pub', topic: `bench/${i}`, graceMs: 0 }),
+    );
+    clients.push(...pubs);
+    await Promise.all(pubs.map((p) => p.ready));
+    const start = performance.timeOrigin + performance.now() + 300;
+    for (const cl of clients) cl.child.stdin?.write(`${start}\n`);
+    const at = (t: number) =>
+      new Promise((r) => setTimeout(r, Math.max(0, t - (performance.timeOrigin + performance.now()))));
+    await at(start + warmMs);
+    const cpu0 = await cpuSeconds(broker.pid);
+    await at(start + warmMs + durationMs);
+    const cpu1 = await cpuSeconds(broker.pid);
+    const [subResults, pubResults] = await Promise.all([
+      Promise.all(subs.map((s) => s.result)),
+      Promise.all(pubs.map((p) => p.result)),
+    ]);
+    const peak = await peakRssMB(broker.pid);
+    const received = subResults.reduce((a, r) => a + r.messages, 0);
+    const bytes = received * c.size;
+    const latencies = subResults.flatMap((r) => r.latenciesMs ?? []).sort((a, b) => a - b);
+    const q = (p: number) =>
+      latencies.length
+        ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!
+        : Number.NaN;
+    const sent = pubResults.reduce((a, r) => a + (r.sentTotal ?? 0), 0);
+    const got = subResults.reduce((a, r) => a + (r.receivedTotal ?? 0), 0);
+    const cpu = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : Number.NaN;
+    return {
+      msgPerS: received / o.seconds,
+      mbPerS: bytes / MIB / o.seconds,
+      p50Ms: q(0.5),
+      p99Ms: q(0.99),
+      cpuSPerGB: bytes > 0 ? cpu / (bytes / 1024 ** 3) : Number.NaN,
+      peakRssMB: peak,
+      lost: Math.max(0, sent - got),
+    };
+  } finally {
+    for (const cl of clients) if (cl.child.exitCode === null) cl.child.kill('SIGKILL');
+    await broker.stop();
+  }
+}
+
+function medianOf(ms: Measured[]): Measured {
+  const m = (f: (x: Measured) => number) => median(ms.map(f));
+  return {
+    msgPerS: m((x) => x.msgPerS),
+    mbPerS: m((x) => x.mbPerS),
+    p50Ms: m((x) => x.p50Ms),
+    p99Ms: m((x) => x.p99Ms),
+    cpuSPerGB: m((x) => x.cpuSPerGB),
+    peakRssMB: m((x) => x.peakRssMB),
+    lost: Math.max(...ms.map((x) => x.lost)),
+  };
+}
+
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(x >= 100 ? 0 : 1) : '-');
+const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
+
+/** The table of a run, one row per case. */
+export function renderTable(rows: readonly Row[]): string {
+  const head =
+    '| payload | QoS | clients | msg/s edgecut | msg/s mosquitto | ratio | MB/s edgecut | MB/s mosquitto | p50 / p99 ms edgecut | p50 / p99 ms mosquitto | CPU s/GB edgecut | CPU s/GB mosquitto | ratio | peak RSS MB edgecut / mosquitto | lost (QoS 1 must be 0) |';
+  const sep = `|${head
+    .split('|')
+    .slice(1, -1)
+    .map(() => '---')
+    .join('|')}|`;
+  const lines = rows.map((r) => {
+    const e = r.edgecut;
+    const m = r.mosquitto;
+    return `| ${label(r.size)} | ${r.qos} | ${r.topology === '1:1' ? '1 -> 1' : '3 -> $share of 3'} | ${f1(e.msgPerS)} | ${f1(m.msgPerS)} | ${ratio(e.msgPerS, m.msgPerS)} | ${f1(e.mbPerS)} | ${f1(m.mbPerS)} | ${f1(e.p50Ms)} / ${f1(e.p99Ms)} | ${f1(m.p50Ms)} / ${f1(m.p99Ms)} | ${f1(e.cpuSPerGB)} | ${f1(m.cpuSPerGB)} | ${ratio(e.cpuSPerGB, m.cpuSPerGB)} | ${f1(e.peakRssMB)} / ${f1(m.peakRssMB)} | ${e.lost} / ${m.lost} |`;
+  });
+  return [head, sep, ...lines].join('\n');
+}
+
+export async function run(args: string[]): Promise<void> {
+  if (!hasMosquitto)
+    throw new UserError(`${MOSQUITTO_BIN} not found: install the mosquitto package (or set MOSQUITTO_BIN)`);
+  const o = options(args);
+  const cases: Case[] = [];
+  for (const topology of o.topologies)
+    for (const qos of o.qos) for (const size of o.sizes) cases.push({ size, qos, topology });
+  const measured = new Map<string, Record<BrokerName, Measured[]>>();
+  const key = (c: Case) => `${c.size}|${c.qos}|${c.topology}`;
+  for (let round = 0; round < o.rounds; round++) {
+    for (const c of cases) {
+      const order: BrokerName[] = round % 2 === 0 ? ['edgecut', 'mosquitto'] : ['mosquitto', 'edgecut'];
+      const entry = measured.get(key(c)) ?? { edgecut: [], mosquitto: [] };
+      measured.set(key(c), entry);
+      for (const name of order) {
+        const m = await measureCase(name, c, o);
+        entry[name].push(m);
+        process.stderr.write(
+          `bench broker: round ${round + 1}/${o.rounds} ${label(c.size)} QoS ${c.qos} ${c.topology} ${name}: ${f1(m.msgPerS)} msg/s, ${f1(m.cpuSPerGB)} CPU s/GB\n`,
+        );
+      }
+    }
+  }
+  const rows: Row[] = cases.map((c) => {
+    const e = measured.get(key(c))!;
+    return { ...c, edgecut: medianOf(e.edgecut), mosquitto: medianOf(e.mosquitto) };
+  });
+  const out = join(ROOT, '.cache/bench/broker.json');
+  await mkdir(join(ROOT, '.cache/bench'), { recursive: true });
+  await writeFile(out, `${JSON.stringify({ options: o, rows, at: new Date().toISOString() }, null, 2)}\n`);
+  process.stdout.write(
+    `edgecut broker vs Mosquitto (set_tcp_nodelay true), loopback, ${o.rounds} round(s) of ${o.seconds} s per case, medians; publishers keep ${INFLIGHT} messages in flight\n\n${renderTable(rows)}\n\nwritten to ${out}\n`,
+  );
+}

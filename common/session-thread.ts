@@ -1,0 +1,228 @@
+/**
+ * onnxruntime sessions loaded and run in runtime threads, off the service's event loop. onnxruntime-node loads and
+ * runs a session synchronously on the calling thread: a tail worker loading AlexNet's fully connected tail (3-4 s)
+ * answered nothing else meanwhile, so the frames in flight at the device's current cut missed their deadline and ran
+ * again on the device; an edge loading or running a head could not read its PUBACKs. Here the service's loop only
+ * passes tensors and stays free for MQTT, telemetry and timers.
+ *
+ * A process has a small pool of runtime threads ({@link POOL_SIZE}), started when a service starts (a thread takes
+ * 0.1 s to start and load onnxruntime-node on an idle host, several times that on a busy one). A session lives in
+ * the thread that loaded it, and each thread does one thing at a time, so a new session goes to a thread that is not
+ * loading one already and holds the fewest: a tail being loaded does not hold up the runs of the tail in use, and
+ * two sessions can run side by side on two cores.
+ *
+ * Protocol (the thread is common/session-thread.worker.js): a thread says `idle` once it has loaded
+ * onnxruntime-node; `load` (a session id, the model bytes, the session options) is answered by `ready` (with the
+ * session's input and output names) or `failed`; `run` (a run id, the session id, wire tensors) by `done` with the
+ * output tensors, or `error`; `release` by `released`. Tensor bytes cross by transfer, not copy: a request's tensors
+ * are copied once into buffers of their own (they are views over an MQTT payload), the outputs are the thread's own
+ * buffers, handed over.
+ */
+import { Worker } from 'node:worker_threads';
+import type { WireTensor } from '../schemas/codec.ts';
+import { type RuntimeOptions, sessionOptions } from './runtime.ts';
+
+const ENTRY = new URL('./session-thread.worker.js', import.meta.url);
+
+/** Runtime threads per process. */
+export const POOL_SIZE = 2;
+
+type Reply =
+  | { type: 'idle' }
+  | { type: 'ready'; sid: number; inputNames: string[]; outputNames: string[] }
+  | { type: 'failed'; sid: number; message: string }
+  | { type: 'released'; sid: number }
+  | { type: 'done'; id: number; outputs: WireTensor[] }
+  | { type: 'error'; id: number; message: string };
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+}
+
+/** One runtime thread and what waits on it. */
+class RuntimeThread {
+  readonly worker: Worker;
+  /** Resolves once the thread has loaded onnxruntime-node. */
+  readonly up: Promise<void>;
+  sessions = 0;
+  loading = 0;
+  dead: Error | undefined;
+  readonly loads = new Map<number, Waiter<{ inputNames: string[]; outputNames: string[] }>>();
+  readonly runs = new Map<number, Waiter<WireTensor[]>>();
+  readonly releases = new Map<number, () => void>();
+  /** Loads, runs and releases outstanding: the thread keeps the process alive only while some are. */
+  private outstanding = 0;
+
+  /** Counts one more outstanding request (the first refs the thread). */
+  hold(): void {
+    if (this.outstanding++ === 0) this.worker.ref();
+  }
+
+  /** Counts one fewer (the last unrefs the thread). */
+  letGo(): void {
+    if (--this.outstanding === 0) this.worker.unref();
+  }
+
+  constructor() {
+    this.worker = new Worker(ENTRY);
+    let up: () => void = () => undefined;
+    this.up = new Promise((resolve) => {
+      up = resolve;
+    });
+    this.worker.on('message', (m: Reply) => {
+      switch (m.type) {
+        case 'idle':
+          up();
+          break;
+        case 'ready':
+        case 'failed': {
+          const w = this.loads.get(m.sid);
+          if (w) this.letGo();
+          this.loads.delete(m.sid);
+          if (m.type === 'ready') w?.resolve(m);
+          else w?.reject(new Error(m.message));
+          break;
+        }
+        case 'released': {
+          const r = this.releases.get(m.sid);
+          if (r) this.letGo();
+          r?.();
+          this.releases.delete(m.sid);
+          break;
+        }
+        case 'done':
+        case 'error': {
+          const w = this.runs.get(m.id);
+          if (w) this.letGo();
+          this.runs.delete(m.id);
+          if (m.type === 'done') w?.resolve(m.outputs);
+          else w?.reject(new Error(m.message));
+          break;
+        }
+      }
+    });
+    const end = (why: Error) => {
+      this.dead ??= why;
+      const i = pool.indexOf(this);
+      if (i >= 0) pool.splice(i, 1);
+      for (const w of [...this.loads.values(), ...this.runs.values()]) w.reject(this.dead);
+      for (const r of this.releases.values()) r();
+      this.loads.clear();
+      this.runs.clear();
+      this.releases.clear();
+      up();
+    };
+    this.worker.on('error', (err) => end(new Error(`the runtime thread failed: ${err.message}`)));
+    this.worker.on('exit', (code) => end(new Error(`the runtime thread ended (exit code ${code})`)));
+    // A thread keeps the process alive only while something waits on it (unref after the listeners: adding one
+    // refs the worker again); while it starts, whoever awaits `up` holds it (see SessionThread.create).
+    this.worker.unref();
+  }
+}
+
+const pool: RuntimeThread[] = [];
+let nextSid = 1;
+let nextRun = 1;
+
+/** The thread for a new session: a new one while the pool has room, else the least busy (not loading, fewest). */
+function pickThread(): RuntimeThread {
+  const idle = pool.filter((t) => t.loading === 0);
+  if (pool.length < POOL_SIZE && (idle.length === 0 || idle.every((t) => t.sessions > 0))) {
+    const t = new RuntimeThread();
+    pool.push(t);
+    return t;
+  }
+  const candidates = idle.length > 0 ? idle : pool;
+  return candidates.reduce((a, b) =>
+    b.sessions < a.sessions || (b.sessions === a.sessions && b.loading < a.loading) ? b : a,
+  );
+}
+
+/** A session loaded in a runtime thread. */
+export class SessionThread {
+  private released: Promise<void> | undefined;
+
+  private constructor(
+    private readonly thread: RuntimeThread,
+    private readonly sid: number,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+  ) {}
+
+  /**
+   * Starts the runtime threads now, so that the first session does not wait for one. Services call it when they
+   * start. Idempotent.
+   */
+  static prestart(): void {
+    while (pool.length < POOL_SIZE) pool.push(new RuntimeThread());
+  }
+
+  /**
+   * Loads a model into a session in a runtime thread. `owned`: the caller hands the bytes over (they are transferred,
+   * and unusable here afterwards); otherwise they are copied.
+   */
+  static async create(model: Uint8Array, opts: RuntimeOptions = {}, owned = false): Promise<SessionThread> {
+    const whole = model.byteOffset === 0 && model.byteLength === model.buffer.byteLength;
+    // `new Uint8Array(view)` copies into a buffer of its own (a Buffer's `slice` is a view of the same memory).
+    const bytes = owned && whole ? model : new Uint8Array(model);
+    const thread = pickThread();
+    const sid = nextSid++;
+    thread.loading++;
+    thread.sessions++;
+    try {
+      thread.hold();
+      await thread.up.finally(() => thread.letGo());
+      if (thread.dead) throw thread.dead;
+      const names = await new Promise<{ inputNames: string[]; outputNames: string[] }>((resolve, reject) => {
+        thread.hold();
+        thread.loads.set(sid, { resolve, reject });
+        thread.worker.postMessage({ type: 'load', sid, model: bytes, options: sessionOptions(opts) }, [
+          bytes.buffer as ArrayBuffer,
+        ]);
+      });
+      return new SessionThread(thread, sid, names.inputNames, names.outputNames);
+    } catch (err) {
+      thread.sessions--;
+      throw new Error(`the session could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      thread.loading--;
+    }
+  }
+
+  /** Runs the session on wire tensors; resolves with its outputs, in the session's output order. */
+  run(inputs: readonly WireTensor[]): Promise<WireTensor[]> {
+    if (this.released !== undefined) return Promise.reject(new Error('the session was released'));
+    if (this.thread.dead) return Promise.reject(this.thread.dead);
+    const id = nextRun++;
+    // Each tensor's bytes in a buffer of its own (a request's are views over its MQTT payload), handed over.
+    const own = inputs.map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: [...t.shape],
+      data: new Uint8Array(t.data),
+    }));
+    return new Promise((resolve, reject) => {
+      this.thread.hold();
+      this.thread.runs.set(id, { resolve, reject });
+      this.thread.worker.postMessage(
+        { type: 'run', id, sid: this.sid, inputs: own },
+        own.map((t) => t.data.buffer as ArrayBuffer),
+      );
+    });
+  }
+
+  /** Releases the session (runs sent before are answered first). Idempotent. */
+  release(): Promise<void> {
+    this.released ??= (async () => {
+      if (this.thread.dead) return;
+      await new Promise<void>((resolve) => {
+        this.thread.hold();
+        this.thread.releases.set(this.sid, resolve);
+        this.thread.worker.postMessage({ type: 'release', sid: this.sid });
+      });
+      this.thread.sessions--;
+    })();
+    return this.released;
+  }
+}
