@@ -184,7 +184,7 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
         ...base,
         role: 'sub',
         topic: c.topology === '1:1' ? 'bench/0' : '$share/bench/bench/+',
-        graceMs: 1500,
+        graceMs: 3000,
       }),
     );
     clients.push(...subs);

@@ -446,12 +446,25 @@ function missedReasons(d: Derived): string[] {
           (at !== undefined ? ` (${secs(at)} after start)` : '')) +
         (first
           ? `: its first plan on the measured uplink came ${secs(first.atMs)} after start (the device's own session ` +
-            `loaded, its link probed, the plan's way to it and the new head loaded), and at ${ms(frameMs)} ms per ` +
-            `frame ${COLD_START_FRAMES} frames are ${secs(COLD_START_FRAMES * frameMs)}`
+            `loaded, its link probed, the plan's way to it and the new head loaded${tailWait(first.reason)}), and ` +
+            `at ${ms(frameMs)} ms per frame ${COLD_START_FRAMES} frames are ${secs(COLD_START_FRAMES * frameMs)}`
           : ''),
     );
   }
   return out;
+}
+
+/**
+ * The wait for a worker to load the plan's tail, from a plan's reason (`cut k's tail loaded on n of m workers first
+ * (x s)`), in words; empty when the plan did not wait (its tail was loaded already, a guess of the safe start).
+ */
+function tailWait(reason: string): string {
+  const m = /cut (\d+)'s tail loaded on \d+ of \d+ workers? first \((\d+(?:\.\d+)?) s\)/.exec(reason);
+  if (!m || Number(m[2]) < 0.5) return '';
+  return (
+    `; of it, ${m[2]} s the worker loading cut ${m[1]}'s tail, which the planner's guesses while the link was ` +
+    'measured (the cuts best over most uplink rates) did not include'
+  );
 }
 
 /** Seconds, for prose. */
@@ -824,7 +837,18 @@ function intro(r: PaperResults): string {
 
 /** The pipelined runs' window(s), as prose. */
 function pipelinedWindows(r: PaperResults): string {
-  return [...new Set(r.scenarios.map((s) => s.autoPipelined.window))].sort().join(' or ');
+  const all = [...new Set(r.scenarios.map((s) => s.autoPipelined.window))].sort();
+  if (all.length <= 1) return all.join('');
+  // Runs measured at different times with different windows: which configuration ran with which.
+  const configs = [...new Set(r.scenarios.map((s) => s.config))].sort();
+  return configs
+    .map((c) => {
+      const w = [
+        ...new Set(r.scenarios.filter((s) => s.config === c).map((s) => s.autoPipelined.window)),
+      ].sort();
+      return `${w.join(' or ')} in Config ${c}`;
+    })
+    .join(', ');
 }
 
 /** A line saying which scenarios' auto runs were measured again after the rest (`--auto-only`), if any. */
