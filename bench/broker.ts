@@ -190,7 +190,7 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
     clients.push(...subs);
     await Promise.all(subs.map((s) => s.ready));
     const pubs = Array.from({ length: n }, (_, i) =>
-      startClient({ ...base, role: 'pub', topic: `bench/${i}`, graceMs: 0 }),
+      startClient({ ...base, role: 'pub', topic: `bench/${i}`, graceMs: 3000 }),
     );
     clients.push(...pubs);
     await Promise.all(pubs.map((p) => p.ready));
@@ -202,18 +202,38 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
     const cpu0 = await cpuSeconds(broker.pid);
     await at(start + warmMs + durationMs);
     const cpu1 = await cpuSeconds(broker.pid);
-    const [subResults, pubResults] = await Promise.all([
-      Promise.all(subs.map((s) => s.result)),
-      Promise.all(pubs.map((p) => p.result)),
-    ]);
+    // Every client reports within its grace period after the window; a case that does not is an error, not a hang.
+    let timer: NodeJS.Timeout | undefined;
+    const [subResults, pubResults] = await Promise.race([
+      Promise.all([Promise.all(subs.map((s) => s.result)), Promise.all(pubs.map((p) => p.result))]),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(`${name}, ${label(c.size)} QoS ${c.qos} ${c.topology}: a client did not report`),
+            ),
+          30_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
     const peak = await peakRssMB(broker.pid);
     const received = subResults.reduce((a, r) => a + r.messages, 0);
     const bytes = received * c.size;
-    const latencies = subResults.flatMap((r) => r.latenciesMs ?? []).sort((a, b) => a - b);
-    const q = (p: number) =>
-      latencies.length
-        ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!
-        : Number.NaN;
+    // Each subscriber's quantile points stand for messages / points of its messages.
+    const weighted = subResults
+      .flatMap((r) =>
+        (r.latenciesMs ?? []).map((ms) => ({ ms, w: r.messages / (r.latenciesMs?.length || 1) })),
+      )
+      .sort((a, b) => a.ms - b.ms);
+    const totalW = weighted.reduce((a, x) => a + x.w, 0);
+    const q = (p: number) => {
+      let acc = 0;
+      for (const x of weighted) {
+        acc += x.w;
+        if (acc >= p * totalW) return x.ms;
+      }
+      return Number.NaN;
+    };
     const sent = pubResults.reduce((a, r) => a + (r.sentTotal ?? 0), 0);
     const got = subResults.reduce((a, r) => a + (r.receivedTotal ?? 0), 0);
     const cpu = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : Number.NaN;
