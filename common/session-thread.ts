@@ -26,6 +26,8 @@ const ENTRY = new URL('./session-thread.worker.js', import.meta.url);
 
 /** Runtime threads per process. */
 export const POOL_SIZE = 2;
+/** A session that has not loaded after this long (ms) is an error (AlexNet's largest tail loads in 2-4 s here). */
+export const LOAD_TIMEOUT_MS = 120_000;
 
 type Reply =
   | { type: 'idle' }
@@ -42,8 +44,9 @@ interface Waiter<T> {
 
 /** One runtime thread and what waits on it. */
 class RuntimeThread {
-  readonly worker: Worker;
-  /** Resolves once the thread has loaded onnxruntime-node. */
+  /** The thread; set once the threads started before it are up (use it after {@link up}). */
+  worker!: Worker;
+  /** Resolves once the thread has loaded and initialised onnxruntime-node (or has died: see {@link dead}). */
   readonly up: Promise<void>;
   sessions = 0;
   loading = 0;
@@ -56,23 +59,34 @@ class RuntimeThread {
 
   /** Counts one more outstanding request (the first refs the thread). */
   hold(): void {
-    if (this.outstanding++ === 0) this.worker.ref();
+    if (this.outstanding++ === 0) this.worker?.ref();
   }
 
-  /** Counts one fewer (the last unrefs the thread). */
+  /** Counts one fewer (the last unrefs the thread, once it is up). */
   letGo(): void {
-    if (--this.outstanding === 0) this.worker.unref();
+    if (--this.outstanding === 0 && this.isUp) this.worker?.unref();
   }
+
+  private isUp = false;
 
   constructor() {
-    this.worker = new Worker(ENTRY);
     let up: () => void = () => undefined;
     this.up = new Promise((resolve) => {
       up = resolve;
     });
+    // One thread starts at a time, after the one before it is up (see common/session-thread.worker.js).
+    const previous = starting;
+    starting = this.up;
+    void previous.then(() => this.start(up));
+  }
+
+  private start(up: () => void): void {
+    this.worker = new Worker(ENTRY);
     this.worker.on('message', (m: Reply) => {
       switch (m.type) {
         case 'idle':
+          this.isUp = true;
+          if (this.outstanding === 0) this.worker.unref();
           up();
           break;
         case 'ready':
@@ -115,13 +129,14 @@ class RuntimeThread {
     };
     this.worker.on('error', (err) => end(new Error(`the runtime thread failed: ${err.message}`)));
     this.worker.on('exit', (code) => end(new Error(`the runtime thread ended (exit code ${code})`)));
-    // A thread keeps the process alive only while something waits on it (unref after the listeners: adding one
-    // refs the worker again); while it starts, whoever awaits `up` holds it (see SessionThread.create).
-    this.worker.unref();
+    // A thread keeps the process alive while it starts (the next one waits for it) and afterwards only while
+    // something waits on it (hold/letGo; unref comes with `idle`, after the listeners: adding one refs again).
   }
 }
 
 const pool: RuntimeThread[] = [];
+/** Resolves when the thread started last is up: the next one starts then. */
+let starting: Promise<void> = Promise.resolve();
 let nextSid = 1;
 let nextRun = 1;
 
@@ -151,11 +166,12 @@ export class SessionThread {
   ) {}
 
   /**
-   * Starts the runtime threads now, so that the first session does not wait for one. Services call it when they
-   * start. Idempotent.
+   * Starts the runtime threads now, so that the first session does not wait for one; resolves when they are up (or
+   * have failed: the first load then says why). Services await it when they start. Idempotent.
    */
-  static prestart(): void {
+  static prestart(): Promise<void> {
     while (pool.length < POOL_SIZE) pool.push(new RuntimeThread());
+    return Promise.all(pool.map((t) => t.up)).then(() => undefined);
   }
 
   /**
@@ -176,7 +192,23 @@ export class SessionThread {
       if (thread.dead) throw thread.dead;
       const names = await new Promise<{ inputNames: string[]; outputNames: string[] }>((resolve, reject) => {
         thread.hold();
-        thread.loads.set(sid, { resolve, reject });
+        // A load that never answers is an error, not a service waiting forever.
+        const timer = setTimeout(() => {
+          if (!thread.loads.delete(sid)) return;
+          thread.letGo();
+          reject(new Error(`no answer from its runtime thread within ${LOAD_TIMEOUT_MS / 1000} s`));
+        }, LOAD_TIMEOUT_MS);
+        timer.unref();
+        thread.loads.set(sid, {
+          resolve: (v) => {
+            clearTimeout(timer);
+            resolve(v);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        });
         thread.worker.postMessage({ type: 'load', sid, model: bytes, options: sessionOptions(opts) }, [
           bytes.buffer as ArrayBuffer,
         ]);

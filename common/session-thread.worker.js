@@ -89,8 +89,20 @@ async function handle(m) {
 /** One message at a time, in order: a release waits for the runs sent before it. */
 let queue = Promise.resolve();
 port.on('message', (m) => {
-  queue = queue.then(() => handle(m));
+  // A failed step must not stop the queue: every message after it would wait forever.
+  queue = queue.then(() => handle(m)).catch(() => undefined);
 });
 
-// onnxruntime-node is loaded: the thread is ready for sessions.
+// onnxruntime-node initialises itself with a thread's first session (its process-wide environment with the first
+// of all): one tiny model (an Identity of one float) here, before the thread says it is ready, and the threads of a
+// process start one after the other (common/session-thread.ts), so no two initialise at once.
+const TINY = Buffer.from(
+  'CAcSDGVkZ2VjdXQtdGVzdDo8ChIKAXgSAXkaACIISWRlbnRpdHkSBHRlc3RaDwoBeBIKCggIARIECgIIAWIPCgF5EgoKCAgBEgQKAggBQgQKABANcgYKAWsSAXY=',
+  'base64',
+);
+try {
+  await (await ort.InferenceSession.create(TINY)).release();
+} catch {
+  // A runtime that cannot load this cannot load any model either: the first real load says why.
+}
 port.postMessage({ type: 'idle' });

@@ -277,7 +277,7 @@ test('every service serves /metrics and /healthz, and their counts agree', async
   t.deepEqual(
     frames.filter((l) => !/ tail by m-tail$/.test(l)),
     [],
-    'every frame offloaded to the tail worker',
+    `every frame offloaded to the tail worker; the worker's log:\n${(stderr.get('tail') ?? []).join('\n')}`,
   );
 
   const e = await scrape(ports.edge!);

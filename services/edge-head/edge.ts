@@ -215,8 +215,8 @@ export class EdgeHead {
 
   /** Connects, listens for its plan and results, and publishes its profile. Idempotent. */
   async start(): Promise<void> {
-    // The first session's thread starts now, not when the first frame or prepare needs it.
-    SessionThread.prestart();
+    // The runtime threads start now, not when the first frame, prepare or request needs one.
+    await SessionThread.prestart();
     if (this.started) return;
     this.started = true;
     this.stalls.start();

@@ -177,8 +177,8 @@ export class TailWorker {
 
   /** Scans the model directory, connects and starts taking requests. */
   async start(): Promise<void> {
-    // The first session's thread starts now, not when the first frame or prepare needs it.
-    SessionThread.prestart();
+    // The runtime threads start now, not when the first frame, prepare or request needs one.
+    await SessionThread.prestart();
     const spec = this.opts.emulateDevice;
     // A device this host cannot emulate (faster than it) stops the worker at start, with one line.
     if (spec && spec.kind !== 'none')
