@@ -8,7 +8,7 @@
  * alternate which broker goes first; the table gives medians over rounds and the ratio edgecut / Mosquitto.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { UserError } from '../common/errors.ts';
 import { median } from '../common/stats.ts';
 import type { ClientJob, ClientResult } from './broker-client.ts';
 import { hasMosquitto, launchMosquitto, MOSQUITTO_BIN } from './mosquitto.ts';
+import { cpuSeconds, peakRssMB } from './processes.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLIENT = join(ROOT, 'bench/broker-client.ts');
@@ -102,31 +103,6 @@ function parseSize(s: string): number {
 
 function label(size: number): string {
   return size >= MIB ? `${size / MIB} MiB` : size >= KIB ? `${size / KIB} KiB` : `${size} B`;
-}
-
-/** CPU seconds (user + system) a process has used, or undefined when it is gone. */
-async function cpuSeconds(pid: number | undefined): Promise<number | undefined> {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of /proc/PID/stat, 12 and 13 after the command name.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Peak resident set size of a process (VmHWM), MB. */
-async function peakRssMB(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /VmHWM:\s+(\d+)/.exec(status)?.[1];
-    return kb === undefined ? Number.NaN : Number(kb) / 1024;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 interface Client {

@@ -131,17 +131,6 @@ export function zeroTensors(
   });
 }
 
-/**
- * Runs a new session once on zeros: its first run allocates its buffers (a large model's first run takes many times
- * a later one), so that the first real input meets the session as fast as it will stay.
- */
-export async function warmUp(
-  session: ort.InferenceSession,
-  inputs: ReadonlyArray<{ name: string; dtype: DType; shape: readonly number[] }>,
-): Promise<void> {
-  await runWire(session, zeroTensors(inputs));
-}
-
 /** Largest absolute difference between two tensors' values (float16 compared as its raw bits' values). */
 export function maxAbsDiff(a: WireTensor, b: WireTensor): number {
   if (a.dtype !== b.dtype || a.shape.join('x') !== b.shape.join('x')) return Number.POSITIVE_INFINITY;

@@ -53,18 +53,50 @@ class RuntimeThread {
   dead: Error | undefined;
   readonly loads = new Map<number, Waiter<{ inputNames: string[]; outputNames: string[] }>>();
   readonly runs = new Map<number, Waiter<WireTensor[]>>();
-  readonly releases = new Map<number, () => void>();
+  readonly releases = new Map<number, Waiter<void>>();
   /** Loads, runs and releases outstanding: the thread keeps the process alive only while some are. */
   private outstanding = 0;
 
-  /** Counts one more outstanding request (the first refs the thread). */
-  hold(): void {
-    if (this.outstanding++ === 0) this.worker?.ref();
+  /**
+   * Sends a request whose answer comes back under `key` in `waiting`; the thread keeps the process alive until it
+   * does. After `timeoutMs`, the request is given up with `late` as the error.
+   */
+  ask<T>(
+    waiting: Map<number, Waiter<T>>,
+    key: number,
+    message: unknown,
+    transfer: ArrayBuffer[] = [],
+    timeout?: { ms: number; late: string },
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.outstanding++ === 0) this.worker.ref();
+      let timer: NodeJS.Timeout | undefined;
+      if (timeout) {
+        timer = setTimeout(() => this.answer(waiting, key)?.reject(new Error(timeout.late)), timeout.ms);
+        timer.unref();
+      }
+      const done = () => clearTimeout(timer);
+      waiting.set(key, {
+        resolve: (v) => {
+          done();
+          resolve(v);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      });
+      this.worker.postMessage(message, transfer);
+    });
   }
 
-  /** Counts one fewer (the last unrefs the thread, once it is up). */
-  letGo(): void {
-    if (--this.outstanding === 0 && this.isUp) this.worker?.unref();
+  /** The waiter of `key`, taken out of `waiting` (the last one outstanding unrefs the thread), if any. */
+  answer<T>(waiting: Map<number, Waiter<T>>, key: number): Waiter<T> | undefined {
+    const w = waiting.get(key);
+    if (!w) return undefined;
+    waiting.delete(key);
+    if (--this.outstanding === 0 && this.isUp) this.worker.unref();
+    return w;
   }
 
   private isUp = false;
@@ -90,30 +122,20 @@ class RuntimeThread {
           up();
           break;
         case 'ready':
-        case 'failed': {
-          const w = this.loads.get(m.sid);
-          if (w) this.letGo();
-          this.loads.delete(m.sid);
-          if (m.type === 'ready') w?.resolve(m);
-          else w?.reject(new Error(m.message));
+          this.answer(this.loads, m.sid)?.resolve(m);
           break;
-        }
-        case 'released': {
-          const r = this.releases.get(m.sid);
-          if (r) this.letGo();
-          r?.();
-          this.releases.delete(m.sid);
+        case 'failed':
+          this.answer(this.loads, m.sid)?.reject(new Error(m.message));
           break;
-        }
+        case 'released':
+          this.answer(this.releases, m.sid)?.resolve();
+          break;
         case 'done':
-        case 'error': {
-          const w = this.runs.get(m.id);
-          if (w) this.letGo();
-          this.runs.delete(m.id);
-          if (m.type === 'done') w?.resolve(m.outputs);
-          else w?.reject(new Error(m.message));
+          this.answer(this.runs, m.id)?.resolve(m.outputs);
           break;
-        }
+        case 'error':
+          this.answer(this.runs, m.id)?.reject(new Error(m.message));
+          break;
       }
     });
     const end = (why: Error) => {
@@ -121,7 +143,7 @@ class RuntimeThread {
       const i = pool.indexOf(this);
       if (i >= 0) pool.splice(i, 1);
       for (const w of [...this.loads.values(), ...this.runs.values()]) w.reject(this.dead);
-      for (const r of this.releases.values()) r();
+      for (const r of this.releases.values()) r.resolve();
       this.loads.clear();
       this.runs.clear();
       this.releases.clear();
@@ -130,7 +152,7 @@ class RuntimeThread {
     this.worker.on('error', (err) => end(new Error(`the runtime thread failed: ${err.message}`)));
     this.worker.on('exit', (code) => end(new Error(`the runtime thread ended (exit code ${code})`)));
     // A thread keeps the process alive while it starts (the next one waits for it) and afterwards only while
-    // something waits on it (hold/letGo; unref comes with `idle`, after the listeners: adding one refs again).
+    // something waits on it (ask/answer; unref comes with `idle`, after the listeners: adding one refs again).
   }
 }
 
@@ -187,32 +209,16 @@ export class SessionThread {
     thread.loading++;
     thread.sessions++;
     try {
-      thread.hold();
-      await thread.up.finally(() => thread.letGo());
+      await thread.up;
       if (thread.dead) throw thread.dead;
-      const names = await new Promise<{ inputNames: string[]; outputNames: string[] }>((resolve, reject) => {
-        thread.hold();
+      const names = await thread.ask(
+        thread.loads,
+        sid,
+        { type: 'load', sid, model: bytes, options: sessionOptions(opts) },
+        [bytes.buffer as ArrayBuffer],
         // A load that never answers is an error, not a service waiting forever.
-        const timer = setTimeout(() => {
-          if (!thread.loads.delete(sid)) return;
-          thread.letGo();
-          reject(new Error(`no answer from its runtime thread within ${LOAD_TIMEOUT_MS / 1000} s`));
-        }, LOAD_TIMEOUT_MS);
-        timer.unref();
-        thread.loads.set(sid, {
-          resolve: (v) => {
-            clearTimeout(timer);
-            resolve(v);
-          },
-          reject: (e) => {
-            clearTimeout(timer);
-            reject(e);
-          },
-        });
-        thread.worker.postMessage({ type: 'load', sid, model: bytes, options: sessionOptions(opts) }, [
-          bytes.buffer as ArrayBuffer,
-        ]);
-      });
+        { ms: LOAD_TIMEOUT_MS, late: `no answer from its runtime thread within ${LOAD_TIMEOUT_MS / 1000} s` },
+      );
       return new SessionThread(thread, sid, names.inputNames, names.outputNames);
     } catch (err) {
       thread.sessions--;
@@ -234,25 +240,19 @@ export class SessionThread {
       shape: [...t.shape],
       data: new Uint8Array(t.data),
     }));
-    return new Promise((resolve, reject) => {
-      this.thread.hold();
-      this.thread.runs.set(id, { resolve, reject });
-      this.thread.worker.postMessage(
-        { type: 'run', id, sid: this.sid, inputs: own },
-        own.map((t) => t.data.buffer as ArrayBuffer),
-      );
-    });
+    return this.thread.ask(
+      this.thread.runs,
+      id,
+      { type: 'run', id, sid: this.sid, inputs: own },
+      own.map((t) => t.data.buffer as ArrayBuffer),
+    );
   }
 
   /** Releases the session (runs sent before are answered first). Idempotent. */
   release(): Promise<void> {
     this.released ??= (async () => {
       if (this.thread.dead) return;
-      await new Promise<void>((resolve) => {
-        this.thread.hold();
-        this.thread.releases.set(this.sid, resolve);
-        this.thread.worker.postMessage({ type: 'release', sid: this.sid });
-      });
+      await this.thread.ask(this.thread.releases, this.sid, { type: 'release', sid: this.sid });
       this.thread.sessions--;
     })();
     return this.released;
