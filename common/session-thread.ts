@@ -24,7 +24,7 @@ import { type RuntimeOptions, sessionOptions } from './runtime.ts';
 
 const ENTRY = new URL('./session-thread.worker.js', import.meta.url);
 
-/** Runtime threads per process. */
+/** Runtime threads per process, unless the service asks for more ({@link SessionThread.prestart}). */
 export const POOL_SIZE = 2;
 /** A session that has not loaded after this long (ms) is an error (AlexNet's largest tail loads in 2-4 s here). */
 export const LOAD_TIMEOUT_MS = 120_000;
@@ -157,6 +157,8 @@ class RuntimeThread {
 }
 
 const pool: RuntimeThread[] = [];
+/** The pool's size: {@link POOL_SIZE}, or what a service asked for when it started. */
+let poolSize = POOL_SIZE;
 /** Resolves when the thread started last is up: the next one starts then. */
 let starting: Promise<void> = Promise.resolve();
 let nextSid = 1;
@@ -165,7 +167,7 @@ let nextRun = 1;
 /** The thread for a new session: a new one while the pool has room, else the least busy (not loading, fewest). */
 function pickThread(): RuntimeThread {
   const idle = pool.filter((t) => t.loading === 0);
-  if (pool.length < POOL_SIZE && (idle.length === 0 || idle.every((t) => t.sessions > 0))) {
+  if (pool.length < poolSize && (idle.length === 0 || idle.every((t) => t.sessions > 0))) {
     const t = new RuntimeThread();
     pool.push(t);
     return t;
@@ -189,10 +191,12 @@ export class SessionThread {
 
   /**
    * Starts the runtime threads now, so that the first session does not wait for one; resolves when they are up (or
-   * have failed: the first load then says why). Services await it when they start. Idempotent.
+   * have failed: the first load then says why). Services await it when they start. `threads`: the pool's size, at
+   * least {@link POOL_SIZE} (a tail worker loads two guessed tails while a third thread stays free for a plan's).
    */
-  static prestart(): Promise<void> {
-    while (pool.length < POOL_SIZE) pool.push(new RuntimeThread());
+  static prestart(threads = POOL_SIZE): Promise<void> {
+    poolSize = Math.max(poolSize, threads);
+    while (pool.length < poolSize) pool.push(new RuntimeThread());
     return Promise.all(pool.map((t) => t.up)).then(() => undefined);
   }
 
@@ -226,6 +230,11 @@ export class SessionThread {
     } finally {
       thread.loading--;
     }
+  }
+
+  /** The runtime threads of this process, and how many of them are loading a session now. */
+  static threads(): { threads: number; loading: number } {
+    return { threads: pool.length, loading: pool.filter((t) => t.loading > 0).length };
   }
 
   /** Runs the session on wire tensors; resolves with its outputs, in the session's output order. */

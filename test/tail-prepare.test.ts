@@ -3,11 +3,18 @@
  * a plan loads its session and says so at once in its telemetry (`warm`); a prepare it cannot act on is logged and
  * ignored, and the worker goes on serving. Real broker, real worker, a raw MQTT client as the planner.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
+import { writeModel } from '../common/model/onnx.ts';
+import { ModelHandle } from '../common/model-handle.ts';
+import { SessionThread } from '../common/session-thread.ts';
 import { WorkerTelemetrySchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
-import { TailWorker } from '../services/server-tail/worker.ts';
+import { GUESS_LOADS, RUNTIME_THREADS, TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
+import { model as graph, node, vi, weight } from './helpers/graphs.ts';
 import { capturingLogger } from './helpers/log.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { tailOptions } from './helpers/services.ts';
@@ -116,3 +123,88 @@ test('a speculative prepare (before the link is measured) loads a tail only whil
   await prepare(3);
   t.deepEqual(await warm(), [`${model.id}:2`, `${model.id}:3`]);
 });
+
+/** x [1, n] -> four MatMuls with [n, n] weights (16 MiB each at n = 2048) -> y: tails that take a while to load. */
+async function heavyModelDir(
+  t: import('ava').ExecutionContext,
+): Promise<{ dir: string; model: ModelHandle }> {
+  const n = 2048;
+  const names = ['x', 'a', 'b', 'c', 'y'];
+  const bytes = writeModel(
+    graph({
+      node: names.slice(1).map((out, i) => node('MatMul', [names[i]!, `W${i}`], [out])),
+      input: [vi('x', [1, n])],
+      output: [vi('y', [1, n])],
+      initializer: names.slice(1).map((_, i) => weight(`W${i}`, [n, n], i + 1)),
+    }),
+  );
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-test-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'heavy.onnx');
+  await writeFile(path, bytes);
+  return { dir, model: await ModelHandle.fromFile(path) };
+}
+
+test.serial(
+  "two guesses load at once, and a plan's prepare meanwhile has a runtime thread of its own",
+  async (t) => {
+    t.is(GUESS_LOADS, 2);
+    const broker = await startBroker(t);
+    const { dir, model } = await heavyModelDir(t);
+    const { logger, lines } = capturingLogger('debug');
+    const logged = (msg: string) => lines.filter((l) => l.msg === msg).map((l) => l.cut);
+    const worker = new TailWorker(
+      tailOptions({ mqttUrl: broker.url, workerId: 'tail-two', modelsDir: dir, telemetryMs: 60_000 }),
+      logger,
+    );
+    await worker.start();
+    t.teardown(() => worker.stop());
+    t.is(SessionThread.threads().threads, RUNTIME_THREADS);
+    const planner = await connectClient(t, broker.url);
+    const prepare = (cut: number, speculative?: boolean) =>
+      planner.publishAsync(
+        topics.tailPrepare.build({ planner: 'p1' }),
+        JSON.stringify({
+          version: 1,
+          device: 'r1',
+          modelId: model.id,
+          cut,
+          speculative,
+          issuedAt: Date.now(),
+        }),
+        { qos: 1 },
+      );
+    // The two guesses of a safe start (48 and 32 MiB tails), sent together: both threads load at the same time.
+    let most = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, SessionThread.threads().loading);
+    }, 1);
+    t.teardown(() => clearInterval(watch));
+    await prepare(1, true);
+    await prepare(2, true);
+    await waitFor(
+      () =>
+        SessionThread.threads().loading >= 2 || logged('tail prepared ahead of the first plan').length > 0,
+      'a guess loading',
+    );
+    const guessesAtOnce = most;
+    // The plan's tail (the last 16 MiB layer) meanwhile: it does not wait for either guess.
+    await prepare(3);
+    await waitFor(
+      () => logged('tail prepared ahead of the first plan').length === 2,
+      'both guesses loaded',
+      60_000,
+    );
+    await waitFor(() => logged('tail prepared for a plan').length === 1, "the plan's tail loaded", 60_000);
+    clearInterval(watch);
+    t.is(guessesAtOnce, 2, 'two guesses were loading at the same time');
+    t.is(most, 3, "and the plan's tail beside them");
+    const order = lines
+      .filter(
+        (l) => l.msg === 'tail prepared ahead of the first plan' || l.msg === 'tail prepared for a plan',
+      )
+      .map((l) => `${l.cut}${l.msg === 'tail prepared for a plan' ? ' (plan)' : ''}`);
+    t.log(`loaded in this order: ${order.join(', ')}`);
+    t.is(order[0], '3 (plan)', "the plan's tail was ready before the guesses loading ahead of it");
+  },
+);

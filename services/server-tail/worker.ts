@@ -107,6 +107,17 @@ const MODEL_WATCH_MS = 5000;
 /** Prepares (planners' requests to load a tail) waiting at once; more are dropped with a warning. */
 const MAX_PREPARES = 8;
 
+/**
+ * Guesses (speculative prepares, sent while a device's link is still being measured) loaded at once: the planner sends
+ * two, and both must be ready by the time the first plan comes (AlexNet's tails take 3-4 s each; one after the other,
+ * the second was still waiting when the plan for it came). A plan's prepare has a runtime thread of its own beside
+ * them ({@link RUNTIME_THREADS}).
+ */
+export const GUESS_LOADS = 2;
+
+/** Runtime threads of a worker: one per guess loading at once, and one for a plan's prepare or the tail in use. */
+export const RUNTIME_THREADS = GUESS_LOADS + 1;
+
 /** A tail worker component. */
 export class TailWorker {
   private readonly conn: Connection;
@@ -116,11 +127,15 @@ export class TailWorker {
   private readonly sessions: LruCache<string, Promise<SessionThread>>;
   /** Keys (`<modelId>:<cut>`) of the cached sessions that finished loading: the telemetry's `warm`. */
   private readonly ready = new Set<string>();
-  /** Tails being prepared for the planner, one at a time per lane (a burst of prepares must not load many at once). */
+  /**
+   * Tails being prepared for the planner: plans' prepares one at a time, guesses at most {@link GUESS_LOADS} at once
+   * (a burst of prepares must not load many at once).
+   */
   private preparing: Promise<void> = Promise.resolve();
   /** The prepares waiting their turn, by key, in two lanes: plans' prepares and speculative ones. */
   private readonly queuedPrepares = new Map<string, TailPrepare>();
-  private readonly prepareRunning = { plan: false, guess: false };
+  /** Prepares loading now, per lane. */
+  private readonly prepareRunning = { plan: 0, guess: 0 };
   private readonly latencies = new Map<string, number[]>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private served = 0;
@@ -178,7 +193,7 @@ export class TailWorker {
   /** Scans the model directory, connects and starts taking requests. */
   async start(): Promise<void> {
     // The runtime threads start now, not when the first frame, prepare or request needs one.
-    await SessionThread.prestart();
+    await SessionThread.prestart(RUNTIME_THREADS);
     const spec = this.opts.emulateDevice;
     // A device this host cannot emulate (faster than it) stops the worker at start, with one line.
     if (spec && spec.kind !== 'none')
@@ -362,16 +377,21 @@ export class TailWorker {
   }
 
   /**
-   * Two lanes, each one prepare at a time: a plan's never waits behind a guess being loaded (sessions load in threads
-   * of their own, so both can).
+   * Two lanes: plans' prepares one at a time, guesses up to {@link GUESS_LOADS} at once; a plan's never waits behind
+   * a guess being loaded (sessions load in runtime threads, one each).
    */
   private startPrepares(lane: 'plan' | 'guess'): void {
-    if (this.prepareRunning[lane]) return;
-    this.prepareRunning[lane] = true;
-    const done = this.runPrepares(lane === 'guess').finally(() => {
-      this.prepareRunning[lane] = false;
-    });
-    this.preparing = Promise.all([this.preparing, done]).then(() => undefined);
+    const most = lane === 'guess' ? GUESS_LOADS : 1;
+    const waiting = [...this.queuedPrepares.values()].filter(
+      (p) => (p.speculative ?? false) === (lane === 'guess'),
+    ).length;
+    for (let n = Math.min(waiting, most - this.prepareRunning[lane]); n > 0; n--) {
+      this.prepareRunning[lane]++;
+      const done = this.runPrepares(lane === 'guess').finally(() => {
+        this.prepareRunning[lane]--;
+      });
+      this.preparing = Promise.all([this.preparing, done]).then(() => undefined);
+    }
   }
 
   /** Runs the waiting prepares of one lane (guesses, or plans' prepares) one at a time. */
@@ -432,7 +452,7 @@ export class TailWorker {
     if (device === undefined) return;
     const receivedAt = this.clock.now();
     this.metrics.receivedBytes(payload.length);
-    // Requests end the guessing too: a guess loading now would block them (onnxruntime-node loads synchronously).
+    // Requests end the guessing too: a guess still waiting would take a runtime thread and the CPU from them.
     for (const [k, p] of this.queuedPrepares) if (p.speculative) this.queuedPrepares.delete(k);
     let requestId = '';
     let modelId = '';
