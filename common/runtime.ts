@@ -55,6 +55,13 @@ export interface RuntimeOptions {
 //   run unfused on x86 too: whole QDQ CNN (64 channels, 56x56, 1 thread, median of 9x30 runs) 1.46 -> 2.22 ms, at 128
 //   channels 4.58 -> 5.85 ms; uint8-activation and float models are unaffected (0.75 vs 0.70 ms, noise).
 //   `session.qdqisint8allowed` = 1 (int8 kernels on x86) was exact too but slower still (5.18 ms).
+// - Weight prepacking (onnxruntime copies each Gemm/MatMul/Conv weight into its kernel's layout when the session is
+//   created) is off (`session.disable_prepacking`): it made AlexNet's session take 2.9 s to create instead of 1.6 s,
+//   Inception-v3's 0.71 s instead of 0.36 s, for no gain per run at batch 1 (whole model, 1 thread, median of 10 runs
+//   over 2 sessions: AlexNet 16.7 / 16.4 ms, Inception-v3 70.6 / 71.5 ms, SqueezeNet 1.0 12.9 / 12.7 ms, with / without).
+//   A tail worker loads a large tail while a device waits for the plan that needs it. Outputs differ from a prepacked
+//   session's in the last bits (other kernels' summation order), so every session edgecut creates has the same
+//   setting: head + tail stay bit-identical to the whole model.
 // To disable several optimizers, separate their names with ';': onnxruntime 1.30 disabled nothing when given
 // "NchwcTransformer,Other" (',' is what its header comment documents).
 function disabledOptimizers(opts: RuntimeOptions): string {
@@ -76,7 +83,10 @@ export function sessionOptions(opts: RuntimeOptions = {}): ort.InferenceSession.
     executionMode: 'sequential',
     logSeverityLevel: 3,
     ...(opts.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profileFilePrefix } : {}),
-    ...(disabled ? { extra: { optimization: { disable_specified_optimizers: disabled } } } : {}),
+    extra: {
+      session: { disable_prepacking: '1' },
+      ...(disabled ? { optimization: { disable_specified_optimizers: disabled } } : {}),
+    },
   };
 }
 
