@@ -7,6 +7,7 @@ import { basename } from 'node:path';
 import type { DType } from '../schemas/codec.ts';
 import { errorMessage } from './errors.ts';
 import { modelCost, type NodeCost, nodeCost } from './model/cost.ts';
+import { referencingWeights } from './model/external.ts';
 import { analyzeGraph, type GraphAnalysis } from './model/graph.ts';
 import { ModelError, modelId, type OnnxModel, readModel, writeModel, writeModelFile } from './model/onnx.ts';
 import { countParams } from './model/params.ts';
@@ -137,10 +138,20 @@ export class ModelHandle {
     return ModelHandle.fromBytes(bytes, path);
   }
 
-  /** The head (nodes 1..k) or tail (nodes k+1..N) of cut k, as ONNX bytes (callers cache the sessions). */
-  part(k: number, side: 'head' | 'tail'): Uint8Array {
+  /**
+   * The head (nodes 1..k) or tail (nodes k+1..N) of cut k, as ONNX bytes (callers cache the sessions). With
+   * `weightsIn`, the name of a file holding this model's bytes, its large weights are references into that file
+   * (model/external.ts): a few kilobytes instead of a copy of the weights.
+   */
+  part(k: number, side: 'head' | 'tail', weightsIn?: string): Uint8Array {
     const split = splitModel(this.model, k, this.analysis, { carry: this.carry });
-    return writeModel(side === 'head' ? split.head : split.tail);
+    const part = side === 'head' ? split.head : split.tail;
+    return writeModel(weightsIn === undefined ? part : referencingWeights(part, this.bytes, weightsIn));
+  }
+
+  /** The whole model with its large weights as references into `weightsIn`, a file holding this model's bytes. */
+  referencing(weightsIn: string): Uint8Array {
+    return writeModel(referencingWeights(this.model, this.bytes, weightsIn));
   }
 
   /** Writes the head or tail of cut k to a file, streaming the weights instead of assembling the file in memory. */

@@ -26,6 +26,11 @@ export interface RuntimeOptions {
    * no longer match the whole model bit for bit.
    */
   s8ToU8?: boolean;
+  /**
+   * The directory the model's external data (weight references, model/external.ts) are resolved in: a session loaded
+   * from bytes has no directory of its own.
+   */
+  weightsDir?: string;
 }
 
 // Why these defaults (onnxruntime-node 1.30, CPU, measured by test/real-squeezenet.test.ts and the experiments
@@ -84,7 +89,12 @@ export function sessionOptions(opts: RuntimeOptions = {}): ort.InferenceSession.
     logSeverityLevel: 3,
     ...(opts.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profileFilePrefix } : {}),
     extra: {
-      session: { disable_prepacking: '1' },
+      session: {
+        disable_prepacking: '1',
+        ...(opts.weightsDir !== undefined
+          ? { model_external_initializers_file_folder_path: opts.weightsDir }
+          : {}),
+      },
       ...(disabled ? { optimization: { disable_specified_optimizers: disabled } } : {}),
     },
   };

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { schemas, setting } from './config.ts';
 import { LOG_LEVELS } from './log.ts';
+import { defaultWeightsDir } from './weight-files.ts';
 
 /** Settings common to every service. */
 export const commonSettings = {
@@ -30,3 +31,21 @@ export const commonSettings = {
     doc: `log level: ${LOG_LEVELS.join(', ')}`,
   }),
 };
+
+/**
+ * Where services that run models keep weight files (common/weight-files.ts): `auto` (a directory of the user's own
+ * under the system's temporary directory), `none` (every session holds its own copy of its weights), or a directory.
+ */
+export const weightsDirSetting = setting({
+  env: 'WEIGHTS_DIR',
+  flag: 'weights-dir',
+  schema: z.string().min(1, { message: 'expected auto, none or a directory' }),
+  default: 'auto',
+  doc: 'directory of weight files, a copy of each model that sessions map instead of holding the weights themselves (a large tail loads in tens of ms, and the sessions of one model share its weights); auto = <tmp>/edgecut-weights-<uid>, none = each session holds its own',
+});
+
+/** The weights directory a `weightsDir` setting names; undefined for `none`. */
+export function resolveWeightsDir(value: string): string | undefined {
+  if (value === 'none') return undefined;
+  return value === 'auto' ? defaultWeightsDir() : value;
+}

@@ -2,7 +2,7 @@
  * The services as real processes, as compose.yaml and the demo run them: each announces itself, and each stops
  * cleanly on SIGTERM after the frames in flight finish, leaving a retained `offline`.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -127,5 +127,26 @@ test('a service still waiting for the broker stops on the first SIGTERM', async 
     ]);
     if (code === 'still running') p.child.kill('SIGKILL');
     t.is(code, 0, `${service} exits on the first SIGTERM`);
+  }
+});
+
+test('a weights directory open to other users stops the tail worker and the edge at start with one line', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-open-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await chmod(dir, 0o777);
+  const models = await mkdtemp(join(tmpdir(), 'edgecut-models-'));
+  t.teardown(() => rm(models, { recursive: true, force: true }));
+  const model = await writeDemoModel(models);
+  for (const args of [
+    ['tail', '--models-dir', models, '--profile-runs', '0', '--metrics-port', '0'],
+    ['edge', '--model', model, '--frames', '1', '--mqtt-url', 'mqtt://127.0.0.1:9'],
+  ]) {
+    const r = await edgecut([...args, '--weights-dir', dir], { MQTT_CONNECT_TIMEOUT_MS: '1000' });
+    t.is(r.code, 2, args[0]);
+    t.is(
+      r.stderr.trim().split('\n').pop(),
+      `edgecut: WEIGHTS_DIR ${dir} must belong to this user and be closed to others (mode 700); it is mode 777, owner ${process.getuid?.()}: choose another directory, or none`,
+      args[0],
+    );
   }
 });

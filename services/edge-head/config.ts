@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
 import { emulationSettings, resolvePresets } from '../../common/device/emulation-settings.ts';
 import { metricsPortSetting } from '../../common/metrics-setting.ts';
-import { commonSettings } from '../../common/service-settings.ts';
+import { commonSettings, resolveWeightsDir, weightsDirSetting } from '../../common/service-settings.ts';
 import { parseRateSchedule, type UplinkShape } from '../../common/shaping.ts';
 import { parseSourceSpec } from './frames.ts';
 import { PreprocessSettingSchema } from './images.ts';
@@ -128,6 +128,7 @@ export const edgeSettings = {
     default: '4',
     doc: 'onnxruntime sessions kept on the device (the head of each cut, the tails for fallback, the whole model with VERIFY; least recently used go first): a device the planner moves across many cuts keeps a few, not all',
   }),
+  weightsDir: weightsDirSetting,
   verify: setting({
     env: 'VERIFY',
     flag: 'verify',
@@ -249,6 +250,7 @@ export function resolveEdge(cfg: EdgeConfig) {
     deviceId: cfg.deviceId === 'auto' ? `edge-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}` : cfg.deviceId,
     uplink,
     presetList: presets,
+    weightsDir: resolveWeightsDir(cfg.weightsDir),
   };
 }
 

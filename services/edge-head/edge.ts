@@ -28,6 +28,7 @@ import { maxAbsDiff, zeroTensors } from '../../common/runtime.ts';
 import { Semaphore } from '../../common/semaphore.ts';
 import { SessionThread } from '../../common/session-thread.ts';
 import { shapeUplink, type UplinkShape } from '../../common/shaping.ts';
+import { WeightFiles } from '../../common/weight-files.ts';
 import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from '../../schemas/codec.ts';
 import { type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
@@ -51,6 +52,11 @@ export interface EdgeOptions {
   threads: number;
   /** Sessions kept (heads, fallback tails, the whole model), least recently used evicted. Default 4. */
   sessionCache?: number;
+  /**
+   * Weight files (common/weight-files.ts): sessions reference a copy of the model's weights here instead of holding
+   * their own. Absent: each session holds its own.
+   */
+  weightsDir?: string | undefined;
   verify: boolean;
   /** Deadline without a predicted plan, and the upper bound of derived deadlines (ms). */
   resultTimeoutMs: number;
@@ -112,6 +118,8 @@ export class EdgeHead {
   private slowUplink: { seq: number; until: number; uploadMs: number } | undefined;
   private readonly deadlines: DeadlineOptions;
   /** Sessions, each in a thread of its own (common/session-thread.ts): loading and running one never stalls the loop. */
+  /** Copies of the model's weights that sessions map instead of holding their own (common/weight-files.ts). */
+  private readonly weights: WeightFiles;
   private readonly sessions: LruCache<string, Promise<SessionThread>>;
   /** Keys of the sessions that finished loading. */
   private readonly loaded = new Set<string>();
@@ -154,6 +162,7 @@ export class EdgeHead {
       this.loaded.delete(key);
       void this.compute.run(async () => (await session).release()).catch(() => undefined);
     });
+    this.weights = new WeightFiles(opts.weightsDir, (fields, msg) => logger.warn(fields, msg));
     this.stalls = new LoopStalls(clock);
     this.uplink = new UplinkMeter(clock, this.stalls);
     this.conn.onPublish = (topic, bytes, acked) => this.uplink.track(publishPacketBytes(topic, bytes), acked);
@@ -219,6 +228,7 @@ export class EdgeHead {
     await SessionThread.prestart();
     if (this.started) return;
     this.started = true;
+    await this.weights.checkDir();
     this.stalls.start();
     // Frames do not wait for the broker: until it is reachable there is no plan, and every frame runs on the device.
     const connected = this.conn.start().then(() => this.online());
@@ -539,21 +549,27 @@ export class EdgeHead {
   private session(key: string, k: number, side: 'head' | 'tail' | 'whole'): Promise<SessionThread> {
     let s = this.sessions.get(key);
     if (!s) {
-      // The whole model's bytes stay the model's (copied to the thread); a part is built for the session alone.
-      const created = (
-        side === 'whole'
-          ? SessionThread.create(this.model.bytes, { threads: this.opts.threads })
-          : SessionThread.create(this.model.part(k, side), { threads: this.opts.threads }, true)
-      ).then(async (session) => {
-        // Warmed up before use: the first run of a session allocates its buffers and would slow the first frame.
-        const inputs = side === 'tail' ? this.model.cuts[k]!.tensors : this.model.inputs;
-        await session
-          .run(zeroTensors(inputs))
-          .catch((err: unknown) =>
-            this.logger.debug({ err: errorMessage(err), session: key }, 'session warm-up failed'),
-          );
-        return session;
-      });
+      // With a weight file, sessions reference the model's weights in it; without, the whole model's bytes stay the
+      // model's (copied to the thread) and a part is built for the session alone.
+      const created = this.weights
+        .forModel(this.model)
+        .then((w) => {
+          const opts = { threads: this.opts.threads, ...(w ? { weightsDir: w.dir } : {}) };
+          if (side !== 'whole') return SessionThread.create(this.model.part(k, side, w?.file), opts, true);
+          return w
+            ? SessionThread.create(this.model.referencing(w.file), opts, true)
+            : SessionThread.create(this.model.bytes, opts);
+        })
+        .then(async (session) => {
+          // Warmed up before use: the first run of a session allocates its buffers and would slow the first frame.
+          const inputs = side === 'tail' ? this.model.cuts[k]!.tensors : this.model.inputs;
+          await session
+            .run(zeroTensors(inputs))
+            .catch((err: unknown) =>
+              this.logger.debug({ err: errorMessage(err), session: key }, 'session warm-up failed'),
+            );
+          return session;
+        });
       s = created;
       this.sessions.set(key, created);
       created.then(

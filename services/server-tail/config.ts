@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
 import { emulationSettings, resolvePresets } from '../../common/device/emulation-settings.ts';
 import { metricsPortSetting } from '../../common/metrics-setting.ts';
-import { commonSettings } from '../../common/service-settings.ts';
+import { commonSettings, resolveWeightsDir, weightsDirSetting } from '../../common/service-settings.ts';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
 
 /** `auto` or a value of `inner`; `what` says what else is allowed. */
@@ -80,6 +80,7 @@ export const tailSettings = {
     default: '8',
     doc: 'tail sessions kept per worker (LRU over model and cut)',
   }),
+  weightsDir: weightsDirSetting,
   profileRuns: setting({
     env: 'PROFILE_RUNS',
     flag: 'profile-runs',
@@ -129,5 +130,6 @@ export function resolveTail(cfg: TailConfig) {
         ? `tail-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${process.pid}`
         : cfg.workerId,
     concurrency: cfg.concurrency === 'auto' ? cpus().length : cfg.concurrency,
+    weightsDir: resolveWeightsDir(cfg.weightsDir),
   };
 }

@@ -32,6 +32,7 @@ import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
 import { zeroTensors } from '../../common/runtime.ts';
 import { SessionThread } from '../../common/session-thread.ts';
 import { median } from '../../common/stats.ts';
+import { WeightFiles } from '../../common/weight-files.ts';
 import {
   decodeMessage,
   type ErrorCode,
@@ -69,6 +70,11 @@ export interface TailWorkerOptions {
   threads: number;
   maxRequestBytes: number;
   sessionCache: number;
+  /**
+   * Weight files (common/weight-files.ts): tails reference a copy of their model's weights here instead of holding
+   * their own. Absent: each tail holds its own.
+   */
+  weightsDir?: string | undefined;
   telemetryMs: number;
   /** Timed runs per layer when profiling each model at start; 0 publishes no profiles. */
   profileRuns: number;
@@ -122,6 +128,8 @@ export const RUNTIME_THREADS = GUESS_LOADS + 1;
 export class TailWorker {
   private readonly conn: Connection;
   private readonly models: ModelDirectory;
+  /** Copies of the models' weights that tail sessions map instead of holding their own (common/weight-files.ts). */
+  private readonly weights: WeightFiles;
   private readonly slots: FairQueue;
   /** Tail sessions, each in a thread of its own (common/session-thread.ts), so loading one blocks nothing else. */
   private readonly sessions: LruCache<string, Promise<SessionThread>>;
@@ -167,6 +175,7 @@ export class TailWorker {
       connectTimeoutMs: opts.connectTimeoutMs,
     });
     this.models = new ModelDirectory(opts.modelsDir, logger);
+    this.weights = new WeightFiles(opts.weightsDir, (fields, msg) => logger.warn(fields, msg));
     this.slots = new FairQueue(opts.concurrency, opts.deviceQueue ?? DEFAULT_DEVICE_QUEUE);
     this.conn.onHandlerError = () => metrics.handlerError();
     metrics.watch({
@@ -203,7 +212,9 @@ export class TailWorker {
         gflops: async () => (await hostBench(this.opts.threads)).gflops,
         presets: this.opts.presetList ?? BUILTIN_PRESETS,
       });
+    await this.weights.checkDir();
     await this.models.scan();
+    this.writeWeights();
     await this.conn.start();
     const filter = topics.request.filter();
     // The request is acknowledged only after its reply (or error reply) is published: a worker that dies
@@ -227,6 +238,7 @@ export class TailWorker {
         this.watching = true;
         this.profiling = (this.profiling ?? Promise.resolve())
           .then(() => this.models.scan())
+          .then(() => this.writeWeights())
           .then(() => this.publishProfiles())
           .catch((err: unknown) =>
             this.logger.warn({ err: errorMessage(err) }, 'models directory rescan failed'),
@@ -237,6 +249,15 @@ export class TailWorker {
       }, this.opts.modelWatchMs ?? MODEL_WATCH_MS);
       this.watchTimer.unref();
     }
+  }
+
+  /** Starts writing the weight file of each model (in the background): the first tail of a model need not wait. */
+  private writeWeights(): void {
+    for (const id of this.models.ids())
+      void this.models
+        .get(id)
+        .then((model) => (model ? this.weights.forModel(model) : undefined))
+        .catch(() => undefined); // a model that does not load is reported when it is asked for
   }
 
   /** The profile of PROFILES_DIR that names this model's content hash, or undefined (then it is measured). */
@@ -429,7 +450,7 @@ export class TailWorker {
       return;
     }
     const started = this.clock.now();
-    const session = await this.tailSession(key, () => model.part(prepare.cut, 'tail'));
+    const session = await this.tailSession(key, model, prepare.cut);
     if (!already) {
       // A session's first run allocates its buffers: run once on zeros, so the device's first frame meets it warm.
       await session.run(zeroTensors(model.cuts[prepare.cut]!.tensors));
@@ -503,7 +524,7 @@ export class TailWorker {
     }
     checkRequestTensors(cut, req.tensors);
     const key = `${req.modelId}:${req.cutId}`;
-    const session = this.tailSession(key, () => model.part(req.cutId, 'tail'));
+    const session = this.tailSession(key, model, req.cutId);
     const times = { ...req.times, tailReceived: receivedAt };
     const emulated = this.emulated.get(req.modelId);
     const turn = this.slots.enter(device);
@@ -554,10 +575,18 @@ export class TailWorker {
     this.metrics.served(req.modelId, (times.tailEnd - times.tailStart) / 1000);
   }
 
-  private tailSession(key: string, build: () => Uint8Array): Promise<SessionThread> {
+  private tailSession(key: string, model: ModelHandle, cut: number): Promise<SessionThread> {
     let session = this.sessions.get(key);
     if (!session) {
-      const created = SessionThread.create(build(), { threads: this.opts.threads }, true);
+      const created = this.weights
+        .forModel(model)
+        .then((weights) =>
+          SessionThread.create(
+            model.part(cut, 'tail', weights?.file),
+            { threads: this.opts.threads, ...(weights ? { weightsDir: weights.dir } : {}) },
+            true,
+          ),
+        );
       session = created;
       this.sessions.set(key, created);
       // A failed load must not stay cached: the next request tries again.

@@ -2,9 +2,14 @@
  * Test helpers: option sets of the services with test-friendly defaults.
  */
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
 import type { EdgeOptions } from '../../services/edge-head/edge.ts';
 import type { TailWorkerOptions } from '../../services/server-tail/worker.ts';
+
+/** The weight files of the services tests run in-process (as the services' default, a directory of this user's). */
+export const TEST_WEIGHTS_DIR = join(tmpdir(), `edgecut-test-weights-${process.getuid?.() ?? 'user'}`);
 
 /** Tail worker options: no start-up profiling unless asked. */
 export function tailOptions(
@@ -18,6 +23,7 @@ export function tailOptions(
     sessionCache: 4,
     telemetryMs: 1000,
     profileRuns: 0,
+    weightsDir: TEST_WEIGHTS_DIR,
     ...o,
   };
 }
@@ -33,6 +39,7 @@ export function edgeOptions(
     resultTimeoutMs: 10_000,
     planWaitMs: 10_000,
     telemetryMs: 1000,
+    weightsDir: TEST_WEIGHTS_DIR,
     ...o,
   };
 }
