@@ -41,7 +41,7 @@ export const weightsDirSetting = setting({
   flag: 'weights-dir',
   schema: z.string().min(1, { message: 'expected auto, none or a directory' }),
   default: 'auto',
-  doc: 'directory of weight files, a copy of each model that sessions map instead of holding the weights themselves (a large tail loads in tens of ms, and the sessions of one model share its weights); auto = <tmp>/edgecut-weights-<uid>, none = each session holds its own',
+  doc: 'directory of weight files, a copy of each model that sessions map instead of holding the weights themselves (a large tail loads in tens of ms, and the sessions of one model share its weights); auto = /dev/shm/edgecut-weights-<uid> (shared memory; the temporary directory where there is none), none = each session holds its own',
 });
 
 /** The weights directory a `weightsDir` setting names; undefined for `none`. */

@@ -2,14 +2,13 @@
  * Test helpers: option sets of the services with test-friendly defaults.
  */
 
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { defaultWeightsDir } from '../../common/weight-files.ts';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
 import type { EdgeOptions } from '../../services/edge-head/edge.ts';
 import type { TailWorkerOptions } from '../../services/server-tail/worker.ts';
 
 /** The weight files of the services tests run in-process (as the services' default, a directory of this user's). */
-export const TEST_WEIGHTS_DIR = join(tmpdir(), `edgecut-test-weights-${process.getuid?.() ?? 'user'}`);
+export const TEST_WEIGHTS_DIR = `${defaultWeightsDir()}-test`;
 
 /** Tail worker options: no start-up profiling unless asked. */
 export function tailOptions(
