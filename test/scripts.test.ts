@@ -184,6 +184,30 @@ test('npm run bench -- broker: a bad flag is one line, exit 2', async (t) => {
   );
 });
 
+test('npm run bench: an unknown flag, a missing value or a stray argument is one line naming the allowed flags; --help prints them', async (t) => {
+  const fail = (args: string[]) =>
+    npm(['bench', '--', ...args]).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+  const paper =
+    'usage: npm run bench -- paper [--quick] [--out FILE] [--doc DIR] [--jobs N] [--fresh] [--render-only] [--only ID] [--auto-only] [--pipelined-only] [--refine-only]';
+  for (const [args, line] of [
+    [['paper', '--bogus'], `bench paper: Unknown option '--bogus'; ${paper}`],
+    [['paper', '--jobs'], `bench paper: Option '--jobs <value>' argument missing; ${paper}`],
+    [
+      ['soak', '10'],
+      "bench soak: Unexpected argument '10'. This command does not take positional arguments; usage: npm run bench -- soak [--minutes N] [--out FILE]",
+    ],
+  ] as const) {
+    const r = await fail([...args]);
+    t.is(r.code, 2, args.join(' '));
+    t.is(r.stderr.trim(), line);
+  }
+  const help = await npm(['bench', '--', 'paper', '--help']);
+  t.is(help.stdout.trim(), paper);
+});
+
 test('npm run bench -- fairness --burst 200: the other robot is answered throughout the burst', async (t) => {
   t.timeout(300_000);
   const { stdout } = await npm(['bench', '--', 'fairness', '--burst', '200']);

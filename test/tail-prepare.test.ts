@@ -154,7 +154,14 @@ test.serial(
     const { logger, lines } = capturingLogger('debug');
     const logged = (msg: string) => lines.filter((l) => l.msg === msg).map((l) => l.cut);
     const worker = new TailWorker(
-      tailOptions({ mqttUrl: broker.url, workerId: 'tail-two', modelsDir: dir, telemetryMs: 60_000 }),
+      // Weights held by each session (no weight files): loads that take a while, to watch them overlap.
+      tailOptions({
+        mqttUrl: broker.url,
+        workerId: 'tail-two',
+        modelsDir: dir,
+        telemetryMs: 60_000,
+        weightsDir: undefined,
+      }),
       logger,
     );
     await worker.start();
