@@ -17,7 +17,7 @@ import { UserError } from '../common/errors.ts';
 import { median } from '../common/stats.ts';
 import type { ClientJob, ClientResult } from './broker-client.ts';
 import { hasMosquitto, launchMosquitto, MOSQUITTO_BIN } from './mosquitto.ts';
-import { cpuSeconds, peakRssMB } from './processes.ts';
+import { cpuSeconds, minorFaults, peakRssMB } from './processes.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLIENT = join(ROOT, 'bench/broker-client.ts');
@@ -43,6 +43,8 @@ interface Measured {
   p50Ms: number;
   p99Ms: number;
   cpuSPerGB: number;
+  /** The broker's minor page faults per MB moved (fresh memory touched for the first time). */
+  faultsPerMB: number;
   peakRssMB: number;
   /** Messages published (warm-up included) that no subscriber received (QoS 0 may drop; QoS 1 must not). */
   lost: number;
@@ -176,8 +178,10 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
       new Promise((r) => setTimeout(r, Math.max(0, t - (performance.timeOrigin + performance.now()))));
     await at(start + warmMs);
     const cpu0 = await cpuSeconds(broker.pid);
+    const faults0 = await minorFaults(broker.pid);
     await at(start + warmMs + durationMs);
     const cpu1 = await cpuSeconds(broker.pid);
+    const faults1 = await minorFaults(broker.pid);
     // Every client reports within its grace period after the window; a case that does not is an error, not a hang.
     let timer: NodeJS.Timeout | undefined;
     const [subResults, pubResults] = await Promise.race([
@@ -219,6 +223,10 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
       p50Ms: q(0.5),
       p99Ms: q(0.99),
       cpuSPerGB: bytes > 0 ? cpu / (bytes / 1024 ** 3) : Number.NaN,
+      faultsPerMB:
+        bytes > 0 && faults0 !== undefined && faults1 !== undefined
+          ? (faults1 - faults0) / (bytes / MIB)
+          : Number.NaN,
       peakRssMB: peak,
       lost: Math.max(0, sent - got),
     };
@@ -236,6 +244,7 @@ function medianOf(ms: Measured[]): Measured {
     p50Ms: m((x) => x.p50Ms),
     p99Ms: m((x) => x.p99Ms),
     cpuSPerGB: m((x) => x.cpuSPerGB),
+    faultsPerMB: m((x) => x.faultsPerMB),
     peakRssMB: m((x) => x.peakRssMB),
     lost: Math.max(...ms.map((x) => x.lost)),
   };
@@ -247,7 +256,7 @@ const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? `${(a
 /** The table of a run, one row per case. */
 export function renderTable(rows: readonly Row[]): string {
   const head =
-    '| payload | QoS | clients | msg/s edgecut | msg/s mosquitto | ratio | MB/s edgecut | MB/s mosquitto | p50 / p99 ms edgecut | p50 / p99 ms mosquitto | CPU s/GB edgecut | CPU s/GB mosquitto | ratio | peak RSS MB edgecut / mosquitto | lost (QoS 1 must be 0) |';
+    '| payload | QoS | clients | msg/s edgecut | msg/s mosquitto | ratio | MB/s edgecut | MB/s mosquitto | p50 / p99 ms edgecut | p50 / p99 ms mosquitto | CPU s/GB edgecut | CPU s/GB mosquitto | ratio | page faults/MB edgecut / mosquitto | peak RSS MB edgecut / mosquitto | lost (QoS 1 must be 0) |';
   const sep = `|${head
     .split('|')
     .slice(1, -1)
@@ -256,7 +265,7 @@ export function renderTable(rows: readonly Row[]): string {
   const lines = rows.map((r) => {
     const e = r.edgecut;
     const m = r.mosquitto;
-    return `| ${label(r.size)} | ${r.qos} | ${r.topology === '1:1' ? '1 -> 1' : '3 -> $share of 3'} | ${f1(e.msgPerS)} | ${f1(m.msgPerS)} | ${ratio(e.msgPerS, m.msgPerS)} | ${f1(e.mbPerS)} | ${f1(m.mbPerS)} | ${f1(e.p50Ms)} / ${f1(e.p99Ms)} | ${f1(m.p50Ms)} / ${f1(m.p99Ms)} | ${f1(e.cpuSPerGB)} | ${f1(m.cpuSPerGB)} | ${ratio(e.cpuSPerGB, m.cpuSPerGB)} | ${f1(e.peakRssMB)} / ${f1(m.peakRssMB)} | ${e.lost} / ${m.lost} |`;
+    return `| ${label(r.size)} | ${r.qos} | ${r.topology === '1:1' ? '1 -> 1' : '3 -> $share of 3'} | ${f1(e.msgPerS)} | ${f1(m.msgPerS)} | ${ratio(e.msgPerS, m.msgPerS)} | ${f1(e.mbPerS)} | ${f1(m.mbPerS)} | ${f1(e.p50Ms)} / ${f1(e.p99Ms)} | ${f1(m.p50Ms)} / ${f1(m.p99Ms)} | ${f1(e.cpuSPerGB)} | ${f1(m.cpuSPerGB)} | ${ratio(e.cpuSPerGB, m.cpuSPerGB)} | ${f1(e.faultsPerMB)} / ${f1(m.faultsPerMB)} | ${f1(e.peakRssMB)} / ${f1(m.peakRssMB)} | ${e.lost} / ${m.lost} |`;
   });
   return [head, sep, ...lines].join('\n');
 }

@@ -29,7 +29,8 @@
  *   while disconnected. QoS 1 messages wait (for a member, or for room) in the group's queues, bounded by
  *   `maxQueued` messages and `maxQueuedBytes` payload bytes; over the bound the oldest message of the longest queue
  *   is dropped, so the topic that floods the group loses its own messages; QoS 0 ones are dropped when they would
- *   wait;
+ *   wait, and are not written to a member whose socket holds {@link QOS0_BACKLOG_BYTES} unsent (a member that stops
+ *   reading holds a bounded backlog, not every message);
  * - retained messages are not sent to a new shared subscription (MQTT 5 §4.8.2).
  *
  * A malformed `$share/` filter (empty group, `+` or `#` in the group, no or an invalid filter) gets SUBACK 0x80.
@@ -40,7 +41,7 @@ import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import type { Logger } from '../common/log.ts';
 import { parseSharedFilter, SHARE_PREFIX } from '../common/mqtt-topics.ts';
 import { installPause, pauseReading, resumeReading } from './pause.ts';
-import { encodePublish } from './wire.ts';
+import { encodePublishHeader } from './wire.ts';
 
 /** Limits of the shared subscriptions. */
 export interface SharedOptions {
@@ -65,6 +66,14 @@ export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_INFLIGHT = 8;
 /** Packet identifiers a session may have in flight from the groups (aedes' own deliveries use the rest). */
 const MAX_PACKET_IDS = 0xffff - 1024;
+
+/**
+ * Bytes a member's socket may hold unsent before it takes no more QoS 0 messages (they are dropped, as at-most-once
+ * allows and Mosquitto does for a slow subscriber). QoS 1 messages are bounded by the in-flight limits instead, so a
+ * member that stops reading holds at most `maxInflight` of them per topic in its socket, and the rest wait in the
+ * group's bounded queues.
+ */
+export const QOS0_BACKLOG_BYTES = 4 * 1024 * 1024;
 /** A publisher is paused when its topic has more than this many times `maxInflight` messages waiting. */
 export const PAUSE_AFTER = 4;
 /** Drops are logged at most this often per group (ms); the count is in the stats. */
@@ -397,7 +406,8 @@ export class SharedSubscriptions {
     if (!client?.connected || client.closed || client.conn.destroyed) return false;
     const s = this.sessions.get(client);
     if (s === undefined || s.ended) return false;
-    if (!message || message.qos === 0 || member.qos === 0) return true;
+    if (!message) return true;
+    if (message.qos === 0 || member.qos === 0) return client.conn.writableLength < QOS0_BACKLOG_BYTES;
     return (s.perTopic.get(message.topic) ?? 0) < this.maxInflight && s.inflight.size < MAX_PACKET_IDS;
   }
 
@@ -443,9 +453,21 @@ export class SharedSubscriptions {
       s.perTopic.set(message.topic, (s.perTopic.get(message.topic) ?? 0) + 1);
     }
     // [MQTT-3.3.1-9]: RETAIN=0 on a message for an established subscription; DUP=1 on a re-delivery [MQTT-3.3.1-1].
-    client.conn.write(
-      encodePublish({ ...message, qos, dup: qos === 1 && message.dup, retain: false, messageId }),
-    );
+    // The header, then the payload itself (not a copy: it may be megabytes), in one corked write, as aedes writes its
+    // own deliveries (mqtt-packet).
+    const header = encodePublishHeader({
+      topic: message.topic,
+      qos,
+      dup: qos === 1 && message.dup,
+      retain: false,
+      messageId,
+      payloadBytes: message.payload.length,
+    });
+    const conn = client.conn as Client['conn'] & { cork?(): void; uncork?(): void };
+    conn.cork?.();
+    conn.write(header);
+    conn.write(message.payload);
+    conn.uncork?.();
     group.delivered++;
     return true;
   }

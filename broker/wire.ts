@@ -77,8 +77,11 @@ export interface PublishFields {
   messageId?: number;
 }
 
-/** A PUBLISH packet [MQTT-3.3], built with one allocation (payloads are tensors of up to megabytes). */
-export function encodePublish(p: PublishFields): Buffer {
+/**
+ * A PUBLISH packet's bytes up to its payload [MQTT-3.3]: fixed header, topic and packet identifier. Written before
+ * the payload itself (one corked write of both), it sends the packet without copying the payload.
+ */
+export function encodePublishHeader(p: Omit<PublishFields, 'payload'> & { payloadBytes: number }): Buffer {
   const dup = p.qos > 0 && p.dup === true;
   const flags = (dup ? 0x08 : 0) | (p.qos << 1) | (p.retain ? 0x01 : 0);
   const hasId = p.qos > 0;
@@ -87,14 +90,19 @@ export function encodePublish(p: PublishFields): Buffer {
   }
   const topicLength = Buffer.byteLength(p.topic, 'utf8');
   if (topicLength > 0xffff) throw new RangeError('topic longer than 65535 bytes');
-  const remaining = 2 + topicLength + (hasId ? 2 : 0) + p.payload.length;
-  const header = encodeRemainingLength(remaining);
-  const out = Buffer.allocUnsafe(1 + header.length + remaining);
+  const head = 2 + topicLength + (hasId ? 2 : 0);
+  const length = encodeRemainingLength(head + p.payloadBytes);
+  const out = Buffer.allocUnsafe(1 + length.length + head);
   let offset = out.writeUInt8((PacketType.publish << 4) | flags, 0);
-  offset += header.copy(out, offset);
+  offset += length.copy(out, offset);
   offset = out.writeUInt16BE(topicLength, offset);
   offset += out.write(p.topic, offset, 'utf8');
-  if (hasId) offset = out.writeUInt16BE(p.messageId!, offset);
-  p.payload.copy(out, offset);
+  if (hasId) out.writeUInt16BE(p.messageId!, offset);
   return out;
+}
+
+/** A PUBLISH packet [MQTT-3.3] in one buffer (the payload copied after {@link encodePublishHeader}). */
+export function encodePublish(p: PublishFields): Buffer {
+  const { payload, ...fields } = p;
+  return Buffer.concat([encodePublishHeader({ ...fields, payloadBytes: payload.length }), payload]);
 }

@@ -439,7 +439,10 @@ export class EdgeHead {
     base: ReportBase,
   ): Promise<FrameReport> {
     const device = this.opts.deviceId;
-    const deadlineMs = frameDeadline(plan, this.deadlines);
+    const deadlineMs = frameDeadline(plan, this.deadlines, {
+      aheadBytes: this.uplink.outstandingBytes(),
+      requestBytes: base.cut.bytes,
+    });
     // The link is far slower than the plan assumed: a request written now would only queue behind the earlier one
     // (or, after an upload that took longer than its deadline, behind the next frames'). The frame runs here, and
     // the planner, which has the same evidence in the telemetry, follows with a new plan.

@@ -117,6 +117,13 @@ export class UplinkMeter {
    * How long the PUBLISH on the link now has been on it (ms), or 0 when the link is idle; time the device's loop
    * stood still does not count (its PUBACK may have come and not been read).
    */
+  /** Bytes written and not yet acknowledged: what a message written now waits behind on the link. */
+  outstandingBytes(): number {
+    let bytes = 0;
+    for (const o of this.outstanding) bytes += o.bytes;
+    return bytes;
+  }
+
   busyMs(): number {
     const oldest = this.oldest();
     return oldest ? this.runningSince(Math.max(oldest.writtenAt, this.lastAckAt)) : 0;
