@@ -19,7 +19,6 @@ import { Conformance } from './conformance.ts';
 import { type LargePublishStats, largePublishPath } from './large-publish.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
-import { outgoingWindow } from './outgoing.ts';
 import { openRetainedStore, type RetainedStore } from './retained-store.ts';
 import { type GroupStats, type SharedOptions, SharedSubscriptions } from './shared.ts';
 import { loadTls, type TlsSettings } from './tls.ts';
@@ -241,7 +240,6 @@ export class EmbeddedBroker {
       addresses.set(client, address);
       limits.gate(client, address);
       largePublishPath(client, this.largePublishes);
-      outgoingWindow(client);
       conformance.attach(client);
       shared?.attach(client);
       return client;

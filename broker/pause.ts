@@ -38,20 +38,6 @@ export function installPause(client: Client): boolean {
     c._parsingBatch = Math.max(0, c._parsingBatch! - 1);
     if (!c._paused) readNext(c, client);
   };
-  // aedes reads on every 'readable' event through the same continuation, so data arriving while a batch is still
-  // being handled counted that batch down and was read at once: the connection was never held back (a publisher to
-  // a subscriber that stopped reading filled the broker's socket to it with 24 of 48 MiB). Here 'readable' reads only
-  // when no packet of the last batch is still being handled; the batch's last packet reads the rest.
-  const conn = client.conn as unknown as NodeJS.EventEmitter;
-  const [aedesReadable, ...others] = conn.listeners('readable');
-  if (aedesReadable !== undefined && others.length === 0) {
-    conn.removeListener('readable', aedesReadable as (...args: unknown[]) => void);
-    // Nothing read yet: aedes starts its count at 1 for the first 'readable' to count down.
-    if (c._parsingBatch === 1) c._parsingBatch = 0;
-    conn.on('readable', () => {
-      if (!c._paused) readNext(c, client);
-    });
-  }
   return true;
 }
 
