@@ -155,8 +155,8 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
   t.true(overloaded >= 150, `${overloaded} overloaded`);
   t.is(served + overloaded, 200);
 
-  // Robot C: 6 requests with a deadline of 1 ms, sent after 8 of A: in turn, each waits for one tail of A, past
-  // its deadline, so none is run.
+  // Robot C: 6 requests with a deadline of 1 ms, sent after 8 of A: in turn, each waits for one tail of A (or of C),
+  // past its deadline, so it is not run.
   const c = await connectClient(t, broker.url);
   await Promise.all(Array.from({ length: 8 }, (_, i) => send(a, 'robot-a', `a-busy${i}`)));
   await Promise.all(Array.from({ length: 6 }, (_, i) => send(c, 'robot-c', `c${i}`, 1)));
@@ -164,8 +164,14 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
     () => replies.filter((r) => r.device === 'robot-c').length === 6,
     "every reply to C's requests",
   );
-  t.deepEqual(
-    replies.filter((r) => r.device === 'robot-c').map((r) => r.code),
-    Array(6).fill('expired'),
+  // A's tails may all have finished before C's first request arrives on a busy host (the requests cross the broker
+  // and the worker's socket one by one): that one then starts at once, within its deadline, and is run. Every other
+  // request of C waits behind a tail, past its deadline, and is not run.
+  const codes = replies.filter((r) => r.device === 'robot-c').map((r) => r.code);
+  const expired = codes.filter((code) => code === 'expired').length;
+  t.true(expired >= 5, `C's replies: ${codes.map(String).join(', ')}`);
+  t.true(
+    codes.every((code) => code === 'expired' || code === undefined),
+    `C's replies: ${codes.map(String).join(', ')}`,
   );
 });
