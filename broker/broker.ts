@@ -16,6 +16,7 @@ import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
+import { type BatchState, type DirectReadStats, directReadSocket } from './direct-read.ts';
 import { type LargePublishStats, largePublishPath } from './large-publish.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
@@ -94,6 +95,8 @@ export class EmbeddedBroker {
   private limits: Limits | undefined;
   /** PUBLISH packets assembled in one buffer by the cheap path (large-publish.ts). */
   readonly largePublishes: LargePublishStats = { packets: 0 };
+  /** PUBLISH packets read straight into a buffer of their own (direct-read.ts, TCP connections). */
+  readonly directReads: DirectReadStats = { packets: 0, directBytes: 0 };
   private store: RetainedStore | undefined;
   private readonly sockets = new Set<Socket>();
   private tcpPort = 0;
@@ -250,12 +253,25 @@ export class EmbeddedBroker {
     aedes.on('connectionError', (client, err) =>
       logger.debug({ client: client.id, err: err.message }, 'connection error'),
     );
-    const accept = (socket: Socket) => {
+    const accept = (accepted: Socket, server?: Server) => {
+      // A plain TCP connection reads large packets straight into their own buffers (direct-read.ts).
+      const direct = server ? directReadSocket(accepted, server) : undefined;
+      const socket = direct?.socket ?? accepted;
       // Nagle's algorithm would hold small QoS 1 acknowledgements back ~40 ms on loopback.
       socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      handle(socket, socket);
+      const client = handle(socket, socket);
+      if (client && direct) {
+        const parser = (client as unknown as { _parser: { parse(b: Buffer): unknown } })._parser;
+        direct.attach({
+          parse: (chunk) => parser.parse(chunk),
+          client: () => client as unknown as BatchState,
+          maxPacketBytes: () =>
+            client.connected ? limits.limits.maxPacketBytes : limits.limits.preConnectBytes,
+          stats: this.directReads,
+        });
+      }
     };
     try {
       await this.listenAll(accept, handle, host, tls, tlsOnly, limits);
@@ -277,7 +293,7 @@ export class EmbeddedBroker {
 
   /** Opens the TCP, TLS and WebSocket listeners that are configured. */
   private async listenAll(
-    accept: (socket: Socket) => void,
+    accept: (socket: Socket, server?: Server) => void,
     handle: (
       stream: Parameters<Aedes['handle']>[0],
       socket: Socket,
@@ -290,12 +306,14 @@ export class EmbeddedBroker {
   ): Promise<void> {
     const { logger } = this.opts;
     if (!tlsOnly) {
-      this.tcp = createServer(accept);
+      // Paused until direct-read.ts has taken the connection over.
+      const tcp = createServer({ pauseOnConnect: true }, (socket) => accept(socket, tcp));
+      this.tcp = tcp;
       this.tcpPort = await listen(this.tcp, this.opts.port, host, ['BROKER_PORT', '--port']);
     }
     if (tls) {
       // 'secureConnection': the handshake is done; the TLS socket is a net.Socket (setNoDelay reaches the TCP one).
-      this.tlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, accept);
+      this.tlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, (socket) => accept(socket));
       this.tlsServer.on('tlsClientError', (err) =>
         logger.debug({ err: err.message }, 'TLS handshake failed'),
       );

@@ -53,10 +53,29 @@ export interface StartOptions {
  */
 export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=1'];
 
+/**
+ * glibc's malloc settings for the broker process (`GLIBC_TUNABLES`, read when a process starts): buffers up to
+ * 16 MiB (every packet the broker takes) come from the heap rather than a fresh mapping each, and up to 64 MiB that
+ * the garbage collector frees stays there for the next ones. By default glibc maps large buffers afresh and gives
+ * freed memory back, and a broker moving megabyte tensors then touches fresh pages for most of every message: on
+ * the virtual machines measured that cost more CPU than the kernel's copies (docs/broker-performance.md). The
+ * image's compose files set the same; a value already in the environment is kept.
+ */
+export const BROKER_MALLOC_TUNABLES =
+  'glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=67108864';
+
+/** Environment a service's process gets beyond the caller's: the broker's malloc settings. */
+export function serviceEnv(args: string[], env: NodeJS.ProcessEnv): Record<string, string> {
+  return args[0] === 'broker' && env.GLIBC_TUNABLES === undefined
+    ? { GLIBC_TUNABLES: BROKER_MALLOC_TUNABLES }
+    : {};
+}
+
 /** Starts `edgecut <args>` as a child process. */
 export function startService(name: string, args: string[], opts: StartOptions = {}): ServiceProcess {
+  const env = opts.inheritEnv === false ? { ...opts.env } : { ...process.env, ...opts.env };
   const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, EDGECUT_BIN, ...args], {
-    env: opts.inheritEnv === false ? { ...opts.env } : { ...process.env, ...opts.env },
+    env: { ...env, ...serviceEnv(args, env) },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
     ...(opts.detached ? { detached: true } : {}),

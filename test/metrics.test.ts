@@ -236,6 +236,9 @@ test('every service serves /metrics and /healthz, and their counts agree', async
     opts('tail', env),
   );
   procs.push(planner, tail);
+  // The edge starts once the worker has joined its group: a request published before any worker subscribed is
+  // dropped by the broker (no subscriber), and its frame would fall back after the deadline below.
+  await tail.ready;
   const out: string[] = [];
   const edge = startService(
     'edge',

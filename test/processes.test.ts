@@ -2,11 +2,17 @@
  * The services as real processes, as compose.yaml and the demo run them: each announces itself, and each stops
  * cleanly on SIGTERM after the frames in flight finish, leaving a retained `offline`.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { type ServiceProcess, startBrokerProcess, startService } from '../cli/processes.ts';
+import {
+  BROKER_MALLOC_TUNABLES,
+  type ServiceProcess,
+  serviceEnv,
+  startBrokerProcess,
+  startService,
+} from '../cli/processes.ts';
 import { StatusSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
@@ -149,4 +155,20 @@ test('a weights directory open to other users stops the tail worker and the edge
       args[0],
     );
   }
+});
+
+test("the broker's process gets the malloc settings for megabyte messages; a value of the caller's is kept", async (t) => {
+  const quiet = { onStdout: () => undefined, onStderr: () => undefined };
+  const environ = async (pid: number | undefined) =>
+    (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').find((v) => v.startsWith('GLIBC_TUNABLES='));
+  const { proc } = await startBrokerProcess(quiet);
+  t.teardown(() => proc.stop(3000));
+  // glibc cuts the variable in place at the end of each setting it reads: the process's copy shows the first.
+  const seen = await environ(proc.child.pid);
+  t.is(seen, `GLIBC_TUNABLES=${BROKER_MALLOC_TUNABLES.split(':')[0]}`);
+  const own = 'glibc.malloc.trim_threshold=1048576';
+  const { proc: other } = await startBrokerProcess({ ...quiet, env: { GLIBC_TUNABLES: own } });
+  t.teardown(() => other.stop(3000));
+  t.is(await environ(other.child.pid), `GLIBC_TUNABLES=${own}`);
+  t.deepEqual(serviceEnv(['tail'], {}), {}, 'only the broker');
 });
