@@ -29,8 +29,12 @@ import { type Server, Socket } from 'node:net';
 /** PUBLISH packets with at least this remaining length are read into a buffer of their own. */
 export const DIRECT_READ_BYTES = 16 * 1024;
 
-/** A connection stops reading while this many bytes it has read wait for aedes (a socket's high-water mark). */
-export const READ_AHEAD_BYTES = 64 * 1024;
+/**
+ * A connection stops reading while this many bytes it has read wait for aedes (a socket's high-water mark). Room for
+ * several tensors of tens of KiB: aedes then takes them in one batch, where a bound of one read's worth would stop
+ * and start the socket for every message.
+ */
+export const READ_AHEAD_BYTES = 1024 * 1024;
 
 /**
  * Bytes a connection may have unsent before a delivery to it waits for its socket to drain (its writable high-water
