@@ -9,7 +9,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parse } from 'yaml';
-import { BROKER_MALLOC_TUNABLES, SERVICE_NODE_FLAGS } from '../cli/processes.ts';
+import { BROKER_MALLOC_TUNABLES, BROKER_NODE_FLAGS, SERVICE_NODE_FLAGS } from '../cli/processes.ts';
 import { settingsOf } from '../cli/service-commands.ts';
 
 const run = promisify(execFile);
@@ -46,10 +46,13 @@ for (const [file, env, names] of [
         continue;
       }
       const known = new Set(Object.values(table).map((x) => x.env));
-      // The broker's malloc settings are read by the C library, not by edgecut: the value `stack up` also gives it.
+      // The broker's malloc settings and V8 options are read by the C library and Node, not by edgecut: the values
+      // `stack up` also gives it.
       if (command === 'broker') {
         t.is(s.environment.GLIBC_TUNABLES, BROKER_MALLOC_TUNABLES);
+        t.is(s.environment.NODE_OPTIONS, BROKER_NODE_FLAGS.join(' '));
         known.add('GLIBC_TUNABLES');
+        known.add('NODE_OPTIONS');
       }
       for (const variable of Object.keys(s.environment)) {
         t.true(

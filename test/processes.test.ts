@@ -8,8 +8,11 @@ import { join } from 'node:path';
 import test from 'ava';
 import {
   BROKER_MALLOC_TUNABLES,
+  BROKER_NODE_FLAGS,
+  SERVICE_NODE_FLAGS,
   type ServiceProcess,
   serviceEnv,
+  serviceNodeFlags,
   startBrokerProcess,
   startService,
 } from '../cli/processes.ts';
@@ -157,7 +160,7 @@ test('a weights directory open to other users stops the tail worker and the edge
   }
 });
 
-test("the broker's process gets the malloc settings for megabyte messages; a value of the caller's is kept", async (t) => {
+test("the broker's process gets the malloc settings and the young generation for megabyte messages; a caller's malloc settings are kept", async (t) => {
   const quiet = { onStdout: () => undefined, onStderr: () => undefined };
   const environ = async (pid: number | undefined) =>
     (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').find((v) => v.startsWith('GLIBC_TUNABLES='));
@@ -171,4 +174,8 @@ test("the broker's process gets the malloc settings for megabyte messages; a val
   t.teardown(() => other.stop(3000));
   t.is(await environ(other.child.pid), `GLIBC_TUNABLES=${own}`);
   t.deepEqual(serviceEnv(['tail'], {}), {}, 'only the broker');
+  // Its young generation too (the other services keep the small one).
+  const cmdline = (await readFile(`/proc/${proc.child.pid}/cmdline`, 'utf8')).split('\0');
+  t.true(cmdline.includes(BROKER_NODE_FLAGS[0]!), cmdline.join(' '));
+  t.deepEqual(serviceNodeFlags(['tail']), SERVICE_NODE_FLAGS);
 });
