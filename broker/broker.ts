@@ -16,7 +16,7 @@ import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
-import { type BatchState, type DirectReadStats, directReadSocket } from './direct-read.ts';
+import { type DirectReadStats, directReadSocket } from './direct-read.ts';
 import { type LargePublishStats, largePublishPath } from './large-publish.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
@@ -263,10 +263,8 @@ export class EmbeddedBroker {
       socket.on('close', () => this.sockets.delete(socket));
       const client = handle(socket, socket);
       if (client && direct) {
-        const parser = (client as unknown as { _parser: { parse(b: Buffer): unknown } })._parser;
         direct.attach({
-          parse: (chunk) => parser.parse(chunk),
-          client: () => client as unknown as BatchState,
+          client,
           maxPacketBytes: () =>
             client.connected ? limits.limits.maxPacketBytes : limits.limits.preConnectBytes,
           stats: this.directReads,

@@ -12,8 +12,8 @@
  * - while no large PUBLISH is under way, into one scratch buffer shared by every connection (the read callback
  *   runs synchronously after each read, so the bytes are copied out of it before any other read can land there),
  *   copied out into a buffer of their length;
- * - once the fixed header of a PUBLISH gives a remaining length of at least `threshold` (and at most what the
- *   connection may send: an oversized packet goes on to the size gate, which refuses it before anything is
+ * - once the fixed header of a PUBLISH gives a remaining length of at least {@link DIRECT_READ_BYTES} (and at most
+ *   what the connection may send: an oversized packet goes on to the size gate, which refuses it before anything is
  *   allocated), into one buffer holding the whole packet: what the last read held of it is copied there, and every
  *   following read lands directly in its unfilled part, never beyond the packet's end. When it is full it is handed
  *   on as one chunk.
@@ -25,6 +25,8 @@
  * socket's own.
  */
 import { type Server, Socket } from 'node:net';
+import type { Client } from 'aedes';
+import type { ReadLoop } from './pause.ts';
 
 /** PUBLISH packets with at least this remaining length are read into a buffer of their own. */
 export const DIRECT_READ_BYTES = 16 * 1024;
@@ -56,14 +58,11 @@ export interface DirectReadStats {
 
 /** What the direct path needs to know about the connection's MQTT client. */
 export interface DirectReadOptions {
+  /** The connection's aedes client: its parser, and its count of packets being handled and its pause. */
+  client: Client;
   /** Largest remaining length the connection may send now (the size gate's limit); larger packets are not assembled. */
   maxPacketBytes(): number;
-  /** Parses one chunk as aedes would (the client's parser). */
-  parse(chunk: Buffer): void;
-  /** aedes' reading state of the connection's client (aedes 1.x). */
-  client(): BatchState;
-  threshold?: number;
-  stats?: DirectReadStats;
+  stats: DirectReadStats;
 }
 
 /** The one scratch buffer every connection reads into outside large packets (see the module comment). */
@@ -99,12 +98,6 @@ export function directReadSocket(
   return { socket: direct, attach: (o) => reader.attach(o) };
 }
 
-/** aedes 1.x's count of a client's packets being handled, and its pause (client.js). */
-export interface BatchState {
-  _parsingBatch: number;
-  _paused: boolean;
-}
-
 /** The reading state of one connection. */
 class Reader {
   /** Chunks read and not yet given to aedes, and their bytes. */
@@ -122,9 +115,9 @@ class Reader {
   /** A malformed fixed header was seen: boundaries are no longer tracked, the parser will refuse the stream. */
   private lost = false;
 
-  private threshold = DIRECT_READ_BYTES;
-  private stats: DirectReadStats = { packets: 0, directBytes: 0 };
   private o: DirectReadOptions | undefined;
+  /** The client's read loop (aedes internals), once attached. */
+  private loop: ReadLoop | undefined;
 
   constructor(private readonly socket: Socket) {
     const read = Socket.prototype.read;
@@ -140,15 +133,14 @@ class Reader {
       self.readOnce = true;
       // Read on (a stopped handle starts again), and let the stream see its end once nothing is queued.
       read.call(this, 0);
-      for (let i = 0; i < chunks.length - 1; i++) self.o!.parse(chunks[i]!);
+      for (let i = 0; i < chunks.length - 1; i++) self.loop!._parser!.parse(chunks[i]!);
       return chunks[chunks.length - 1]!;
     };
   }
 
   attach(o: DirectReadOptions): void {
     this.o = o;
-    this.threshold = o.threshold ?? DIRECT_READ_BYTES;
-    if (o.stats) this.stats = o.stats;
+    this.loop = o.client as unknown as ReadLoop;
   }
 
   /** Where the next read goes. */
@@ -162,10 +154,10 @@ class Reader {
     const l = this.large;
     if (l && buf.buffer === l.buf.buffer) {
       l.filled += n;
-      this.stats.directBytes += n;
+      this.o!.stats.directBytes += n;
       if (l.filled === l.buf.length) {
         this.large = undefined;
-        this.stats.packets++;
+        this.o!.stats.packets++;
         this.deliver(l.buf);
       }
     } else {
@@ -216,7 +208,7 @@ class Reader {
       const isPublish = src[start]! >> 4 === 3;
       if (
         isPublish &&
-        length >= this.threshold &&
+        length >= DIRECT_READ_BYTES &&
         this.o !== undefined &&
         length <= this.o.maxPacketBytes() &&
         start + total > src.length
@@ -257,8 +249,8 @@ class Reader {
       // when the batch is done: telling it now would make it read at once (its 'readable' handler counts the batch
       // down), so a publisher would never be held back by a slow subscriber.
       // (aedes counts its first read down from 1.)
-      const c = this.o?.client();
-      const busy = c !== undefined && this.readOnce && (c._parsingBatch > 0 || c._paused);
+      const c = this.loop;
+      const busy = c !== undefined && this.readOnce && ((c._parsingBatch ?? 0) > 0 || c._paused === true);
       if (this.queue.length > 0 && !busy) this.socket.emit('readable');
     });
   }

@@ -8,8 +8,8 @@
  */
 import type { Client } from 'aedes';
 
-/** aedes 1.x client internals the read loop uses. */
-interface ReadLoop {
+/** aedes 1.x client internals the read loop uses (also read by direct-read.ts). */
+export interface ReadLoop {
   _paused?: boolean;
   _parsingBatch?: number;
   _nextBatch?: (err?: Error) => void;

@@ -71,8 +71,8 @@ export function serviceNodeFlags(args: string[]): string[] {
  * 16 MiB (every packet the broker takes) come from the heap rather than a fresh mapping each, and up to 64 MiB that
  * the garbage collector frees stays there for the next ones. By default glibc maps large buffers afresh and gives
  * freed memory back, and a broker moving megabyte tensors then touches fresh pages for most of every message: on
- * the virtual machines measured that cost more CPU than the kernel's copies (docs/broker-performance.md). The
- * image's compose files set the same; a value already in the environment is kept.
+ * the virtual machines measured that cost more CPU than the kernel's copies (docs/broker-performance.md).
+ * compose.yaml sets the same for its broker; a value already in the environment is kept.
  */
 export const BROKER_MALLOC_TUNABLES =
   'glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=67108864';
