@@ -43,6 +43,8 @@ export interface StartOptions {
   onStdout?: (line: string) => void;
   /** Where stderr lines go (default: this process's stderr with the prefix). */
   onStderr?: (line: string) => void;
+  /** Node options after the service's own ({@link serviceNodeFlags}); a later V8 option wins over an earlier one. */
+  nodeFlags?: string[];
 }
 
 /**
@@ -54,12 +56,16 @@ export interface StartOptions {
 export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=1'];
 
 /**
- * The broker's V8 options: a young generation of 8 MiB per semi-space. Each message it moves leaves a few objects
- * and a buffer, and at 1 MiB per semi-space the collector ran so often that it was half the broker's user time at
- * 1 MiB QoS 1 (0.85-0.9 CPU s per GB moved with 8 MiB against 1.9-2.1 with 1 MiB, docs/broker-performance.md). A
- * broker's memory is the gateway's, not a robot's; compose.yaml gives its service the same through NODE_OPTIONS.
+ * The broker's V8 options (docs/broker-performance.md):
+ * - a young generation of 8 MiB per semi-space: each message it moves leaves a few objects and a buffer, and at
+ *   1 MiB per semi-space the collector ran so often that it was half the broker's user time at 1 MiB QoS 1 (0.85-0.9
+ *   CPU s per GB moved with 8 MiB against 1.9-2.1 with 1 MiB). A broker's memory is the gateway's, not a robot's;
+ * - the collector on the broker's own thread (`--single-threaded-gc`): with three publishers and three subscribers
+ *   busy on a 2-core host, the broker ran 40-55 full collections in 4 s with background GC threads and about 10
+ *   without, and took 30-55% less CPU per GB moved (64 KiB and 1 MiB messages), and no more with one of each.
+ * compose.yaml's broker service starts node with the same options (its entrypoint).
  */
-export const BROKER_NODE_FLAGS = ['--max-semi-space-size=8'];
+export const BROKER_NODE_FLAGS = ['--max-semi-space-size=8', '--single-threaded-gc'];
 
 /** The V8 options of the service `args` starts. */
 export function serviceNodeFlags(args: string[]): string[] {
@@ -87,12 +93,16 @@ export function serviceEnv(args: string[], env: NodeJS.ProcessEnv): Record<strin
 /** Starts `edgecut <args>` as a child process. */
 export function startService(name: string, args: string[], opts: StartOptions = {}): ServiceProcess {
   const env = opts.inheritEnv === false ? { ...opts.env } : { ...process.env, ...opts.env };
-  const child = spawn(process.execPath, [...serviceNodeFlags(args), EDGECUT_BIN, ...args], {
-    env: { ...env, ...serviceEnv(args, env) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-    ...(opts.detached ? { detached: true } : {}),
-  });
+  const child = spawn(
+    process.execPath,
+    [...serviceNodeFlags(args), ...(opts.nodeFlags ?? []), EDGECUT_BIN, ...args],
+    {
+      env: { ...env, ...serviceEnv(args, env) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+      ...(opts.detached ? { detached: true } : {}),
+    },
+  );
   const prefix = opts.prefix ?? `[${name}] `;
   const onStdout = opts.onStdout ?? ((line: string) => process.stdout.write(`${prefix}${line}\n`));
   const toStderr = opts.onStderr ?? ((line: string) => process.stderr.write(`${prefix}${line}\n`));

@@ -16,6 +16,7 @@ const run = promisify(execFile);
 
 interface ComposeService {
   command: string[];
+  entrypoint?: string[];
   environment: Record<string, string>;
   healthcheck?: { test: string[] };
   restart?: string;
@@ -47,10 +48,12 @@ for (const [file, env, names] of [
       }
       const known = new Set(Object.values(table).map((x) => x.env));
       // The broker's malloc settings and V8 options are read by the C library and Node, not by edgecut: the values
-      // `stack up` also gives it.
+      // `stack up` also gives it. Its V8 options are on node's command line (NODE_OPTIONS refuses
+      // --single-threaded-gc), and the image's NODE_OPTIONS for the services is cleared.
       if (command === 'broker') {
         t.is(s.environment.GLIBC_TUNABLES, BROKER_MALLOC_TUNABLES);
-        t.is(s.environment.NODE_OPTIONS, BROKER_NODE_FLAGS.join(' '));
+        t.deepEqual(s.entrypoint, ['node', ...BROKER_NODE_FLAGS, 'bin/edgecut.js']);
+        t.is(s.environment.NODE_OPTIONS, '');
         known.add('GLIBC_TUNABLES');
         known.add('NODE_OPTIONS');
       }

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { parse } from 'yaml';
+import { BROKER_NODE_FLAGS } from '../cli/processes.ts';
 import { loadCompose, parseDuration } from '../cli/stack/compose.ts';
 import { interpolate, parseDotEnv } from '../cli/stack/interpolate.ts';
-import { localiseUrls, planStack } from '../cli/stack/plan.ts';
+import { entrypointNodeFlags, localiseUrls, planStack } from '../cli/stack/plan.ts';
 import { edgecut } from './helpers/cli.ts';
 import { docCommand } from './helpers/stack.ts';
 
@@ -39,6 +40,19 @@ test('interpolation follows the Compose specification', (t) => {
     B: 'two words',
     C: '3',
   });
+});
+
+test('an entrypoint runs the edgecut CLI, with or without node options', (t) => {
+  t.deepEqual(entrypointNodeFlags(undefined), []);
+  t.deepEqual(entrypointNodeFlags(['node', 'bin/edgecut.js']), []);
+  t.deepEqual(entrypointNodeFlags(['edgecut']), []);
+  t.deepEqual(
+    entrypointNodeFlags(['node', '--single-threaded-gc', '--max-semi-space-size=8', 'bin/edgecut.js']),
+    ['--single-threaded-gc', '--max-semi-space-size=8'],
+  );
+  t.is(entrypointNodeFlags(['node', 'other.js']), undefined);
+  t.is(entrypointNodeFlags(['node', '-e', 'x', 'bin/edgecut.js']), undefined);
+  t.is(entrypointNodeFlags(['sh', '-c', 'edgecut broker']), undefined);
 });
 
 test('durations and URLs naming services translate to this host', (t) => {
@@ -77,6 +91,9 @@ test('compose.yaml becomes six processes with distinct ports, local URLs and the
   t.is(env['broker-1']?.BROKER_DATA_DIR, '/v/broker-data');
   t.deepEqual([...plan.volumeDirs].sort(), ['/v/broker-data', '/v/models']);
   t.deepEqual(plan.processes[0]?.args, ['broker']);
+  // The broker's entrypoint gives node its V8 options; stack up passes them on.
+  t.deepEqual(plan.processes[0]?.nodeFlags, BROKER_NODE_FLAGS);
+  t.is(plan.processes[1]?.nodeFlags, undefined);
   t.deepEqual(plan.processes[0]?.restart, { kind: 'always' });
   t.is(plan.processes[0]?.stopGraceMs, 15_000);
 });
@@ -126,6 +143,15 @@ test('what stack cannot run or would run wrongly is one line naming it', async (
   await t.throwsAsync(loadCompose(badRestart, {}), {
     message:
       'services.a.restart="sometimes" is not allowed: expected no, always, unless-stopped or on-failure[:N]',
+  });
+  const otherEntry = await composeFile(
+    t,
+    'services:\n  a:\n    build: .\n    entrypoint: [node, --inspect, other.js]\n    command: [tail]\n',
+  );
+  const otherProject = await loadCompose(otherEntry, {});
+  t.throws(() => planStack(otherProject, { volumesDir: '/v' }), {
+    message:
+      'services.a.entrypoint ["node","--inspect","other.js"]: stack up runs only edgecut commands (entrypoint unset, ["node", "bin/edgecut.js"], ["node", "--option", ..., "bin/edgecut.js"] or ["edgecut"]); start this service another way and leave it out',
   });
   const notYaml = await composeFile(t, 'services:\n  a: [\n');
   await t.throwsAsync(loadCompose(notYaml, {}), { message: /compose\.yaml line \d+: not valid YAML: / });

@@ -29,6 +29,8 @@ export interface ProcessSpec {
   dependsOn: Record<string, DependencyCondition>;
   restart: RestartPolicy;
   stopGraceMs: number;
+  /** Node options of the service's entrypoint (`["node", "--opt", ..., "bin/edgecut.js"]`), after edgecut's own. */
+  nodeFlags?: string[];
 }
 
 /** What to run. */
@@ -57,11 +59,24 @@ export interface StackPlan {
 /** Entry points that mean "the edgecut CLI" (the Dockerfile's ENTRYPOINT and the installed bin). */
 const EDGECUT_ENTRYPOINTS = [['node', 'bin/edgecut.js'], ['edgecut'], ['npx', 'edgecut']];
 
+/**
+ * The Node options of an entrypoint that runs the edgecut CLI: [] for one of {@link EDGECUT_ENTRYPOINTS}, the
+ * options for `["node", "--opt", ..., "bin/edgecut.js"]`, undefined for anything else.
+ */
+export function entrypointNodeFlags(entrypoint: string[] | undefined): string[] | undefined {
+  if (entrypoint === undefined || EDGECUT_ENTRYPOINTS.some((e) => e.join(' ') === entrypoint.join(' ')))
+    return [];
+  const flags = entrypoint.slice(1, -1);
+  const shaped = entrypoint[0] === 'node' && entrypoint.at(-1) === 'bin/edgecut.js' && flags.length > 0;
+  return shaped && flags.every((f) => /^--[a-z][a-z0-9-]*(=\S+)?$/.test(f)) ? flags : undefined;
+}
+
 function checkRunnable(s: ComposeService): void {
-  if (s.entrypoint && !EDGECUT_ENTRYPOINTS.some((e) => e.join(' ') === s.entrypoint?.join(' '))) {
+  if (entrypointNodeFlags(s.entrypoint) === undefined) {
     throw new ComposeError(
       `services.${s.name}.entrypoint ${JSON.stringify(s.entrypoint)}: stack up runs only edgecut commands ` +
-        '(entrypoint unset, ["node", "bin/edgecut.js"] or ["edgecut"]); start this service another way and leave it out',
+        '(entrypoint unset, ["node", "bin/edgecut.js"], ["node", "--option", ..., "bin/edgecut.js"] or ["edgecut"]); ' +
+        'start this service another way and leave it out',
     );
   }
   if (!s.built && s.image !== undefined && !/^(.*\/)?edgecut(:|$)/.test(s.image)) {
@@ -145,6 +160,7 @@ export function planStack(project: ComposeProject, opts: StackOptions): StackPla
     const s = services[name]!;
     const replicas = scale[name] ?? s.replicas;
     if (replicas > 0) checkRunnable(s);
+    const nodeFlags = entrypointNodeFlags(s.entrypoint) ?? [];
     const mounts = s.mounts.map((m) => {
       const host = m.hostPath ?? join(opts.volumesDir, m.volume ?? 'default');
       if (m.volume !== undefined) volumeDirs.add(host);
@@ -166,6 +182,7 @@ export function planStack(project: ComposeProject, opts: StackOptions): StackPla
         dependsOn: s.dependsOn,
         restart: s.restart,
         stopGraceMs: s.stopGraceMs,
+        ...(nodeFlags.length > 0 ? { nodeFlags } : {}),
       });
     }
   }

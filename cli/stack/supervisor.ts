@@ -165,6 +165,7 @@ export class Supervisor {
       inheritEnv: false,
       cwd: this.opts.cwd,
       detached: true,
+      ...(spec.nodeFlags ? { nodeFlags: spec.nodeFlags } : {}),
       onStdout: (line) => this.opts.out.stdout(`${prefix}${line}`),
       onStderr: (line) => this.opts.out.stderr(`${prefix}${line}`),
     });
