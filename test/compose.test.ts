@@ -9,7 +9,12 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { parse } from 'yaml';
-import { BROKER_MALLOC_TUNABLES, BROKER_NODE_FLAGS, SERVICE_NODE_FLAGS } from '../cli/processes.ts';
+import {
+  BROKER_NODE_FLAGS,
+  MALLOC_TUNABLES,
+  MALLOC_TUNED_COMMANDS,
+  SERVICE_NODE_FLAGS,
+} from '../cli/processes.ts';
 import { settingsOf } from '../cli/service-commands.ts';
 
 const run = promisify(execFile);
@@ -47,14 +52,16 @@ for (const [file, env, names] of [
         continue;
       }
       const known = new Set(Object.values(table).map((x) => x.env));
-      // The broker's malloc settings and V8 options are read by the C library and Node, not by edgecut: the values
-      // `stack up` also gives it. Its V8 options are on node's command line (NODE_OPTIONS refuses
-      // --single-threaded-gc), and the image's NODE_OPTIONS for the services is cleared.
+      // The malloc settings (broker and edge) and the broker's V8 options are read by the C library and Node, not by
+      // edgecut: the values `stack up` also gives them. The broker's V8 options are on node's command line
+      // (NODE_OPTIONS refuses --single-threaded-gc), and the image's NODE_OPTIONS for the services is cleared.
+      if (MALLOC_TUNED_COMMANDS.includes(command)) {
+        t.is(s.environment.GLIBC_TUNABLES, MALLOC_TUNABLES, `${name}: the malloc settings stack up gives it`);
+        known.add('GLIBC_TUNABLES');
+      }
       if (command === 'broker') {
-        t.is(s.environment.GLIBC_TUNABLES, BROKER_MALLOC_TUNABLES);
         t.deepEqual(s.entrypoint, ['node', ...BROKER_NODE_FLAGS, 'bin/edgecut.js']);
         t.is(s.environment.NODE_OPTIONS, '');
-        known.add('GLIBC_TUNABLES');
         known.add('NODE_OPTIONS');
       }
       for (const variable of Object.keys(s.environment)) {

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import {
-  BROKER_MALLOC_TUNABLES,
   BROKER_NODE_FLAGS,
+  MALLOC_TUNABLES,
   SERVICE_NODE_FLAGS,
   type ServiceProcess,
   serviceEnv,
@@ -179,12 +179,14 @@ test("the broker's process gets the malloc settings and its V8 options (young ge
   t.teardown(() => proc.stop(3000));
   // glibc cuts the variable in place at the end of each setting it reads: the process's copy shows the first.
   const seen = await environ(proc.child.pid);
-  t.is(seen, `GLIBC_TUNABLES=${BROKER_MALLOC_TUNABLES.split(':')[0]}`);
+  t.is(seen, `GLIBC_TUNABLES=${MALLOC_TUNABLES.split(':')[0]}`);
   const own = 'glibc.malloc.trim_threshold=1048576';
   const { proc: other } = await startBrokerProcess({ ...quiet, env: { GLIBC_TUNABLES: own } });
   t.teardown(() => other.stop(3000));
   t.is(await environ(other.child.pid), `GLIBC_TUNABLES=${own}`);
-  t.deepEqual(serviceEnv(['tail'], {}), {}, 'only the broker');
+  t.deepEqual(serviceEnv(['edge'], {}), { GLIBC_TUNABLES: MALLOC_TUNABLES }, 'the edge too');
+  t.deepEqual(serviceEnv(['tail'], {}), {}, 'not the tail worker');
+  t.deepEqual(serviceEnv(['edge'], { GLIBC_TUNABLES: own }), {}, "the caller's own kept");
   // Its young generation too (the other services keep the small one).
   const cmdline = (await readFile(`/proc/${proc.child.pid}/cmdline`, 'utf8')).split('\0');
   for (const flag of BROKER_NODE_FLAGS) t.true(cmdline.includes(flag), cmdline.join(' '));
