@@ -15,7 +15,10 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/cli ./cli
-COPY --from=build /app/common ./common
+COPY --from=build /app/model ./model
+COPY --from=build /app/planning ./planning
+COPY --from=build /app/measurement ./measurement
+COPY --from=build /app/runtime ./runtime
 COPY --from=build /app/broker ./broker
 COPY --from=build /app/services ./services
 COPY --from=build /app/schemas ./schemas

@@ -13,7 +13,7 @@
 import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import mqtt from 'mqtt';
-import { storeWithoutClone } from '../common/mqtt-patches.ts';
+import { storeWithoutClone } from '../runtime/mqtt-patches.ts';
 
 /** What one client does. */
 export interface ClientJob {

@@ -1,17 +1,17 @@
 /**
  * `npm run bench -- emulation [--repeats N] [--factor F]`: how steady the emulated device is. The same head (the zoo
  * SqueezeNet 1.1 up to its middle cut) runs N times at factor F, stretched two ways in the same run: from this host's
- * calibrated profile (what the edge does, common/device/emulation.ts), and, for comparison, factor x the wall time of
+ * calibrated profile (what the edge does, measurement/device/emulation.ts), and, for comparison, factor x the wall time of
  * each run (the old rule, which multiplies every host hiccup by the factor). Prints the median and the coefficient of
  * variation of each; the target is a CV of at most 10% at factor >= 10 on an idle host.
  */
-import { ComputeStretch, profiledSpan } from '../common/device/emulation.ts';
-import { ZOO } from '../common/model/zoo/index.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { profileModel } from '../common/profile/profiler.ts';
-import { mulberry32 } from '../common/random.ts';
-import { createSession, runWire } from '../common/runtime.ts';
-import { median } from '../common/stats.ts';
+import { ComputeStretch, profiledSpan } from '../measurement/device/emulation.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { mulberry32 } from '../model/random.ts';
+import { createSession, runWire } from '../model/runtime.ts';
+import { ZOO } from '../model/zoo/index.ts';
+import { median } from '../planning/stats.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 
 function flag(args: string[], name: string, fallback: number): number {

@@ -7,9 +7,9 @@
  */
 import { createInterface } from 'node:readline';
 import mqtt from 'mqtt';
-import { ModelHandle } from '../common/model-handle.ts';
-import { mulberry32 } from '../common/random.ts';
-import { createSession, runWire } from '../common/runtime.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { mulberry32 } from '../model/random.ts';
+import { createSession, runWire } from '../model/runtime.ts';
 import { decodeMessage, emptyTimes, encodeRequest } from '../schemas/codec.ts';
 import { topics } from '../schemas/topics.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';

@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ModelHandle } from '../common/model-handle.ts';
+import { ModelHandle } from '../model/handle.ts';
 
 const [op, path, cutArg] = process.argv.slice(2);
 if (!op || !path) throw new Error('usage: model-task.ts <inspect|split> <file> [cut]');

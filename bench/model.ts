@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { formatBytes, table } from '../cli/format.ts';
-import { type ZooName, zooModelPath } from '../common/model/zoo/index.ts';
-import { median } from '../common/stats.ts';
+import { type ZooName, zooModelPath } from '../model/zoo/index.ts';
+import { median } from '../planning/stats.ts';
 
 const exec = promisify(execFile);
 const TASK = fileURLToPath(new URL('./model-task.ts', import.meta.url));

@@ -1,17 +1,17 @@
 /**
  * Part 1 of `npm run bench -- pipeline`: a real EdgeHead (in this process) runs frames through the tail worker of
- * bench/pipeline-stack.ts, with its uplink shaped as `EMULATE_UPLINK` shapes it (EdgeOptions.uplink, common/shaping.ts).
+ * bench/pipeline-stack.ts, with its uplink shaped as `EMULATE_UPLINK` shapes it (EdgeOptions.uplink, measurement/shaping.ts).
  *
  * - Latency mode: window 1, each frame starts `gapMs` after the previous one was answered, so every frame finds the
  *   edge, the link, the broker and the worker idle.
  * - Throughput mode: window W, the source hands frames over as fast as the edge takes them.
  */
 
-import { systemClock } from '../common/clock.ts';
-import { silentLogger } from '../common/log.ts';
-import type { CutInfo, ModelHandle } from '../common/model-handle.ts';
-import { Connection } from '../common/mqtt.ts';
-import { mulberry32 } from '../common/random.ts';
+import type { CutInfo, ModelHandle } from '../model/handle.ts';
+import { mulberry32 } from '../model/random.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import type { WireTensor } from '../schemas/codec.ts';
 import type { Plan } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';

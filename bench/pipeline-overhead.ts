@@ -2,17 +2,18 @@
  * Part 2 of `npm run bench -- pipeline`: what the codec and the broker cost per frame for a 1 MiB float32 tensor on
  * loopback, with no shaping and no inference.
  *
- * Two connections of this process (common/mqtt.ts, as every service connects): the requester encodes a Request
+ * Two connections of this process (runtime/mqtt.ts, as every service connects): the requester encodes a Request
  * holding the tensor and publishes it; the responder, subscribed through a shared subscription like a tail worker,
  * decodes it (zero-copy: the tensor is a view over the received payload), touches
  * its first and last element, and replies with a small message (16 bytes), which the requester is subscribed to. Round trip = from before encoding to the reply's arrival. Each round is run twice:
  * with the codec (as above) and raw (the same number of bytes, pre-built, published and received with no encode or
  * decode), so the codec's share shows both as encode + decode and as codec RTT - raw RTT.
  */
-import { systemClock } from '../common/clock.ts';
-import { silentLogger } from '../common/log.ts';
-import { Connection } from '../common/mqtt.ts';
-import { median } from '../common/stats.ts';
+
+import { median } from '../planning/stats.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import {
   decodeMessage,
   emptyTimes,

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceProcess, startService } from '../cli/processes.ts';
-import type { ModelHandle } from '../common/model-handle.ts';
+import type { ModelHandle } from '../model/handle.ts';
 
 /** A running broker and tail worker. */
 export interface PipelineStack {

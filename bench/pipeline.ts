@@ -20,9 +20,9 @@
  */
 import { formatBytes, table } from '../cli/format.ts';
 import { loadModelRef } from '../cli/model-source.ts';
-import type { CutInfo, ModelHandle } from '../common/model-handle.ts';
-import { formatRate } from '../common/shaping.ts';
-import { median } from '../common/stats.ts';
+import { formatRate } from '../measurement/shaping.ts';
+import type { CutInfo, ModelHandle } from '../model/handle.ts';
+import { median } from '../planning/stats.ts';
 import { topics } from '../schemas/topics.ts';
 import { hasMosquitto, launchMosquitto, MOSQUITTO_BIN, type MosquittoHandle } from './mosquitto.ts';
 import { BENCH_DEVICE, type EdgeRunResult, publishPlan, runEdge } from './pipeline-e2e.ts';

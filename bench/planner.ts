@@ -4,9 +4,9 @@
  * hysteresis decision. Target (issue 5): median <= 100 microseconds.
  */
 import { loadModelRef } from '../cli/model-source.ts';
-import { linkFromBandwidth } from '../common/plan/link.ts';
-import { searchPartition } from '../common/plan/search.ts';
-import { quantile } from '../common/stats.ts';
+import { linkFromBandwidth } from '../planning/link.ts';
+import { searchPartition } from '../planning/search.ts';
+import { quantile } from '../planning/stats.ts';
 import { decide } from '../services/planner/decide.ts';
 import { toSearchInput } from '../services/planner/inputs.ts';
 import { makeProfileFromCosts } from './profile-fixture.ts';

@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- predict [--quick] [--fresh] [--runs N] [--rounds R] [--normalise]`: how well the latency
- * predictors (common/predict/) predict the zoo on this host, leave-one-out. Every zoo model is profiled
- * (common/profile/profiler.ts: per-node times at optimisation level `disabled`, scaled to the production
+ * predictors (planning/predict/) predict the zoo on this host, leave-one-out. Every zoo model is profiled
+ * (measurement/profiler.ts: per-node times at optimisation level `disabled`, scaled to the production
  * whole-model time; R rounds, default 3, combined per layer by median) and the layer sweep is run (full, or quick
  * with --quick); then for each zoo model the predictors are trained on the other five profiles plus the sweep and
  * predict the held-out model, layer by layer. Profiles and sweeps are cached under .cache/predict/<host key>/
@@ -14,10 +14,13 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { table } from '../cli/format.ts';
-import { ZOO_NAMES, type ZooName, zooModelPath } from '../common/model/zoo/index.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { type LayerSample, layerType, profileSamples } from '../common/predict/features.ts';
-import { type HostInfo, hostInfo } from '../common/predict/host.ts';
+import { type HostInfo, hostInfo } from '../measurement/host-info.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { measureReference } from '../measurement/reference.ts';
+import { parseSweep, runSweep, type SweepFile, type SweepSize } from '../measurement/sweep.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { ZOO_NAMES, type ZooName, zooModelPath } from '../model/zoo/index.ts';
+import { type LayerSample, layerType, profileSamples } from '../planning/predict/features.ts';
 import {
   ape,
   type Predictors,
@@ -25,11 +28,8 @@ import {
   SWEEP_SOURCE,
   type TrainOptions,
   trainPredictors,
-} from '../common/predict/predictors.ts';
-import { measureReference } from '../common/predict/reference.ts';
-import { parseSweep, runSweep, type SweepFile, type SweepSize } from '../common/predict/sweep.ts';
-import { profileModel } from '../common/profile/profiler.ts';
-import { median } from '../common/stats.ts';
+} from '../planning/predict/predictors.ts';
+import { median } from '../planning/stats.ts';
 import { type Profile, parseProfile } from '../schemas/profile.ts';
 
 /** Cache directory of this host and runtime. */

@@ -2,8 +2,8 @@
  * A profile made from a model's static costs (FLOPs at a given GFLOPs), for benchmarks that need realistic
  * per-layer numbers without measuring them.
  */
-import type { ModelHandle } from '../common/model-handle.ts';
-import { predictedLayers } from '../common/profile/preset.ts';
+import type { ModelHandle } from '../model/handle.ts';
+import { predictedLayers } from '../planning/preset-profile.ts';
 import type { Profile } from '../schemas/profile.ts';
 
 /** Per-layer ms = FLOPs / gflops, plus a small fixed cost per layer. */

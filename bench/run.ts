@@ -3,7 +3,7 @@
  * (2 noisy cores: compare ratios from the same run, not absolute figures across runs).
  */
 import { parseArgs } from 'node:util';
-import { errorMessage, UserError } from '../common/errors.ts';
+import { errorMessage, UserError } from '../runtime/errors.ts';
 
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   model: () => import('./model.ts'),
@@ -78,7 +78,7 @@ try {
   checkBenchArgs(name, args);
   await (await load()).run(args);
 } catch (err) {
-  // A bad flag is one line naming it, as the CLI's (common/errors.ts); anything else keeps its stack.
+  // A bad flag is one line naming it, as the CLI's (runtime/errors.ts); anything else keeps its stack.
   if (!(err instanceof UserError)) throw err;
   process.stderr.write(`bench ${name}: ${err.message}\n`);
   process.exit(2);

@@ -5,7 +5,7 @@
  * loop and the paper benchmarks are built on it.
  */
 import { type ServiceProcess, startBrokerProcess, startService } from '../cli/processes.ts';
-import { median, quantile } from '../common/stats.ts';
+import { median, quantile } from '../planning/stats.ts';
 
 /** One frame as the edge reported it (services/edge-head/report.ts `frameJson`). */
 export interface FrameLine {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ServiceProcess, startService } from '../cli/processes.ts';
-import { UserError } from '../common/errors.ts';
+import { UserError } from '../runtime/errors.ts';
 import { freePort, rssMB } from './processes.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

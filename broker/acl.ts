@@ -13,7 +13,7 @@
  * filter ({@link covers}); so `devices/+/result` is refused to a device even though one topic it matches is its own.
  */
 
-import { filterMatches } from '../common/mqtt-topics.ts';
+import { filterMatches } from '../runtime/mqtt-topics.ts';
 import { type Role, type TopicSpec, topics } from '../schemas/topics.ts';
 
 /** Name of a topic of the map. */

@@ -24,8 +24,8 @@
  * Passwords are never logged.
  */
 import type { Aedes, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
-import type { Logger } from '../common/log.ts';
-import { parseSharedFilter } from '../common/mqtt-topics.ts';
+import type { Logger } from '../runtime/log.ts';
+import { parseSharedFilter } from '../runtime/mqtt-topics.ts';
 import {
   familyPrefix,
   type Grants,

@@ -11,9 +11,9 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { ConfigError } from '../common/config.ts';
-import { errorMessage } from '../common/errors.ts';
-import type { Logger } from '../common/log.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { errorMessage } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
 import { AccessControl, type AccessStats } from './auth.ts';
 import { Conformance } from './conformance.ts';
 import { type DirectReadStats, directReadSocket } from './direct-read.ts';

@@ -2,9 +2,9 @@
  * Settings of the embedded broker.
  */
 import { z } from 'zod';
-import { type ConfigOf, schemas, setting } from '../common/config.ts';
-import { metricsPortSetting } from '../common/metrics-setting.ts';
-import { commonSettings } from '../common/service-settings.ts';
+import { type ConfigOf, schemas, setting } from '../runtime/config.ts';
+import { metricsPortSetting } from '../runtime/metrics-setting.ts';
+import { commonSettings } from '../runtime/service-settings.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
 
 /** Settings table of `edgecut broker`. */

@@ -20,7 +20,7 @@
  */
 import { Readable } from 'node:stream';
 import type { Aedes, AedesPublishPacket, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
-import { filterMatches, SHARE_PREFIX } from '../common/mqtt-topics.ts';
+import { filterMatches, SHARE_PREFIX } from '../runtime/mqtt-topics.ts';
 
 /** CONNACK, session present 0, return code 0x01: unacceptable protocol level (MQTT 3.1.1 §3.2.2.3). */
 const CONNACK_UNACCEPTABLE_PROTOCOL = Buffer.from([0x20, 0x02, 0x00, 0x01]);

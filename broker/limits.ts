@@ -18,7 +18,7 @@
  * parse with an error, which aedes turns into closing the connection.
  */
 import type { Client, PublishPacket } from 'aedes';
-import type { Logger } from '../common/log.ts';
+import type { Logger } from '../runtime/log.ts';
 
 /** The limits, with the defaults of {@link DEFAULT_LIMITS}. */
 export interface BrokerLimits {

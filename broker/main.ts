@@ -1,9 +1,9 @@
 /**
  * `edgecut broker`: the embedded broker as a process.
  */
-import { runComponent } from '../common/component.ts';
-import { createLogger } from '../common/log.ts';
-import { Monitored } from '../common/metrics.ts';
+import { runComponent } from '../runtime/component.ts';
+import { createLogger } from '../runtime/log.ts';
+import { Monitored } from '../runtime/metrics.ts';
 import { EmbeddedBroker } from './broker.ts';
 import type { BrokerConfig } from './config.ts';
 import { BrokerMetrics } from './metrics.ts';

@@ -5,7 +5,7 @@
  */
 import type { Aedes, AedesPublishPacket, Client } from 'aedes';
 import type { Counter, Gauge } from 'prom-client';
-import { MetricSet } from '../common/metrics.ts';
+import { MetricSet } from '../runtime/metrics.ts';
 import type { AccessStats } from './auth.ts';
 import type { GroupStats } from './shared.ts';
 

@@ -11,8 +11,8 @@
 import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { ClassicLevel } from 'classic-level';
-import { ConfigError } from '../common/config.ts';
-import { errorMessage } from '../common/errors.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { errorMessage } from '../runtime/errors.ts';
 
 const require = createRequire(import.meta.url);
 

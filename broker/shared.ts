@@ -38,8 +38,8 @@
 import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
-import type { Logger } from '../common/log.ts';
-import { parseSharedFilter, SHARE_PREFIX } from '../common/mqtt-topics.ts';
+import type { Logger } from '../runtime/log.ts';
+import { parseSharedFilter, SHARE_PREFIX } from '../runtime/mqtt-topics.ts';
 import { installPause, pauseReading, resumeReading } from './pause.ts';
 import { encodePublishHeader } from './wire.ts';
 

@@ -3,9 +3,9 @@
  * missing or wrong file stops the broker with one line naming the setting.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { ConfigError } from '../common/config.ts';
-import { errorMessage } from '../common/errors.ts';
-import { readPem } from '../common/pem.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { errorMessage } from '../runtime/errors.ts';
+import { readPem } from '../runtime/pem.ts';
 import { brokerSettings } from './config.ts';
 
 /** TLS settings as given (any of them may be missing). */

@@ -12,7 +12,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { ConfigError, schemas } from '../common/config.ts';
+import { ConfigError, schemas } from '../runtime/config.ts';
 import type { Role } from '../schemas/topics.ts';
 import { familyPrefix } from './acl.ts';
 import { HASH_FORMAT, type PasswordHash, parsePasswordHash } from './passwords.ts';

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { UserError } from '../common/errors.ts';
+import { UserError } from '../runtime/errors.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 import { type ServiceProcess, startBrokerProcess, startService } from './processes.ts';
 

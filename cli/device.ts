@@ -2,10 +2,10 @@
  * `edgecut device bench` and `edgecut device presets`.
  */
 import { z } from 'zod';
-import { benchDevice } from '../common/device/bench.ts';
-import { saveHostBench } from '../common/device/host.ts';
-import { allPresets } from '../common/device/presets.ts';
-import { UserError } from '../common/errors.ts';
+import { benchDevice } from '../measurement/device/bench.ts';
+import { saveHostBench } from '../measurement/device/host.ts';
+import { allPresets } from '../measurement/device/presets.ts';
+import { UserError } from '../runtime/errors.ts';
 import { table } from './format.ts';
 
 const BenchFlags = z.object({

@@ -1,11 +1,11 @@
 /**
- * `edgecut health [--url URL]`: asks a service's `/healthz` (common/metrics.ts) and exits 0 when it answers 200;
+ * `edgecut health [--url URL]`: asks a service's `/healthz` (runtime/metrics.ts) and exits 0 when it answers 200;
  * otherwise prints one line (the status and reason, or why there was no answer) and exits 1. It is what the
  * compose healthchecks run (`node bin/edgecut.js health`), so it needs nothing but Node.
  */
 import { get as httpGet } from 'node:http';
-import { errorMessage, UserError } from '../common/errors.ts';
-import { metricsPortSchema } from '../common/metrics-setting.ts';
+import { errorMessage, UserError } from '../runtime/errors.ts';
+import { metricsPortSchema } from '../runtime/metrics-setting.ts';
 
 /** How long to wait for an answer. */
 export const HEALTH_TIMEOUT_MS = 3000;

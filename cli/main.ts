@@ -3,7 +3,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { brokerSettings } from '../broker/config.ts';
-import { errorMessage, UserError } from '../common/errors.ts';
+import { errorMessage, UserError } from '../runtime/errors.ts';
 import { edgeSettings } from '../services/edge-head/config.ts';
 import { plannerSettings } from '../services/planner/config.ts';
 import { tailSettings } from '../services/server-tail/config.ts';
@@ -187,7 +187,7 @@ program
     const [{ planCommand }, { loadModelRef }, { loadReferenceHost }] = await Promise.all([
       import('./plan.ts'),
       import('./model-source.ts'),
-      import('../common/predict/reference-host.ts'),
+      import('../measurement/reference-host.ts'),
     ]);
     const host = await loadReferenceHost(typeof o.host === 'string' ? o.host : undefined);
     await planCommand(await loadModelRef(ref), o as never, host.model, host.runtime);

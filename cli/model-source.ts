@@ -3,8 +3,8 @@
  * and cached on disk on first use).
  */
 
-import { isZooName, zooModelPath } from '../common/model/zoo/index.ts';
-import { ModelHandle } from '../common/model-handle.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { isZooName, zooModelPath } from '../model/zoo/index.ts';
 
 /** Path of the model file a `<file|zoo-name>` argument names. */
 export async function modelPath(ref: string): Promise<string> {

@@ -3,8 +3,8 @@
  */
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { resolveCutRef } from '../common/model/cut-ref.ts';
-import type { ModelHandle } from '../common/model-handle.ts';
+import { resolveCutRef } from '../model/cut-ref.ts';
+import type { ModelHandle } from '../model/handle.ts';
 import { formatBytes, table } from './format.ts';
 import { loadModelRef } from './model-source.ts';
 

@@ -3,7 +3,7 @@
  * environment into the typed config, so flags, environment and docs never disagree.
  */
 import type { Command } from 'commander';
-import { type ConfigOf, parseConfig, type Settings } from '../common/config.ts';
+import { type ConfigOf, parseConfig, type Settings } from '../runtime/config.ts';
 
 /** Adds `--<flag> <value>` for every setting. */
 export function addSettings(cmd: Command, settings: Settings): Command {

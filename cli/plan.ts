@@ -10,12 +10,12 @@ import {
   type Power,
   type Preset,
   presetsWithPower,
-} from '../common/device/presets.ts';
-import { UserError } from '../common/errors.ts';
-import type { ModelHandle } from '../common/model-handle.ts';
-import { linkFromBandwidth, parseRate } from '../common/plan/link.ts';
-import { type Candidate, type Objective, searchPartition } from '../common/plan/search.ts';
-import { type HostModel, presetProfile } from '../common/profile/preset.ts';
+} from '../measurement/device/presets.ts';
+import type { ModelHandle } from '../model/handle.ts';
+import { linkFromBandwidth, parseRate } from '../planning/link.ts';
+import { type HostModel, presetProfile } from '../planning/preset-profile.ts';
+import { type Candidate, type Objective, searchPartition } from '../planning/search.ts';
+import { UserError } from '../runtime/errors.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { parseFlags } from './device.ts';
 import { formatBytes, table } from './format.ts';

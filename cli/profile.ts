@@ -1,11 +1,11 @@
 /**
  * `edgecut profile <file|zoo-name>`: measures the per-layer latency profile of a model on this host
- * (common/profile/profiler.ts), prints it as a table with the prefix-sum check, and writes or prints it as JSON.
+ * (measurement/profiler.ts), prints it as a table with the prefix-sum check, and writes or prints it as JSON.
  */
 import cliProgress from 'cli-progress';
-import { UserError } from '../common/errors.ts';
-import { writeProfileFile } from '../common/profile/io.ts';
-import { CHECK_TOLERANCE, profileModel } from '../common/profile/profiler.ts';
+import { writeProfileFile } from '../measurement/profile-io.ts';
+import { CHECK_TOLERANCE, profileModel } from '../measurement/profiler.ts';
+import { UserError } from '../runtime/errors.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { table } from './format.ts';
 import { loadModelRef } from './model-source.ts';

@@ -3,7 +3,7 @@
  * needs to know which variables a command reads: the CLI, `edgecut stack` and the generated configuration doc.
  */
 import { brokerSettings } from '../broker/config.ts';
-import type { Settings } from '../common/config.ts';
+import type { Settings } from '../runtime/config.ts';
 import { edgeSettings } from '../services/edge-head/config.ts';
 import { plannerSettings } from '../services/planner/config.ts';
 import { tailSettings } from '../services/server-tail/config.ts';

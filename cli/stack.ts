@@ -4,9 +4,9 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { systemClock } from '../common/clock.ts';
-import { UserError } from '../common/errors.ts';
-import { editDistance } from '../common/model/cut-ref.ts';
+import { editDistance } from '../model/cut-ref.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { UserError } from '../runtime/errors.ts';
 import { settingsOf } from './service-commands.ts';
 import { loadCompose } from './stack/compose.ts';
 import { planStack, type StackPlan } from './stack/plan.ts';

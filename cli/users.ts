@@ -16,8 +16,8 @@ import {
   type UserEntry,
   type UserRole,
 } from '../broker/users.ts';
-import { ConfigError } from '../common/config.ts';
-import { errorMessage, UserError } from '../common/errors.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { errorMessage, UserError } from '../runtime/errors.ts';
 
 /** Options of `users add`. */
 export interface UsersAddOptions {

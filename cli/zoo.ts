@@ -3,8 +3,8 @@
  */
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { UserError } from '../common/errors.ts';
-import { isZooName, ZOO, ZOO_NAMES, zooModelPath } from '../common/model/zoo/index.ts';
+import { isZooName, ZOO, ZOO_NAMES, zooModelPath } from '../model/zoo/index.ts';
+import { UserError } from '../runtime/errors.ts';
 import { table } from './format.ts';
 
 /** `edgecut zoo list`. */

@@ -5,7 +5,7 @@
  * match the model, with one message naming the problem. Services publish theirs, retained.
  */
 import { z } from 'zod';
-import { UserError } from '../common/errors.ts';
+import { UserError } from '../runtime/errors.ts';
 
 /** Current version of the profile format. */
 export const PROFILE_VERSION = 1;
@@ -90,7 +90,7 @@ export const ProfileSchema = z.object({
       maxError: z.number(),
     })
     .optional(),
-  /** How a measured profile's layer times were taken (common/profile/profiler.ts). */
+  /** How a measured profile's layer times were taken (measurement/profiler.ts). */
   measurement: z
     .object({
       /** Graph optimisation level of the session whose per-node times were taken. */

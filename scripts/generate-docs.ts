@@ -15,8 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROLE_READS } from '../broker/acl.ts';
 import { SERVICE_SETTINGS } from '../cli/service-commands.ts';
-import { ConfigError, parseConfig, type Setting, type Settings } from '../common/config.ts';
-import { commonSettings } from '../common/service-settings.ts';
+import { ConfigError, parseConfig, type Setting, type Settings } from '../runtime/config.ts';
+import { commonSettings } from '../runtime/service-settings.ts';
 import {
   type Role,
   sharedFilter,
@@ -180,7 +180,7 @@ function renderConfiguration(): string {
   const multi = [...uses].filter(([, n]) => n > 1).map(([s]) => s);
   const shared = new Set<Setting<unknown>>([...Object.values(commonSettings), ...multi]);
   const out = [
-    HEADER('the settings tables (common/service-settings.ts, broker/config.ts, services/*/config.ts)'),
+    HEADER('the settings tables (runtime/service-settings.ts, broker/config.ts, services/*/config.ts)'),
     '',
     '# Configuration',
     '',

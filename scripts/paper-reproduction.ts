@@ -8,9 +8,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { loadModelRef } from '../cli/model-source.ts';
 import { type CandidateJson, whatIf } from '../cli/plan.ts';
-import { BUILTIN_PRESETS, findPreset } from '../common/device/presets.ts';
-import type { ModelHandle } from '../common/model-handle.ts';
-import { loadReferenceHost } from '../common/predict/reference-host.ts';
+import { BUILTIN_PRESETS, findPreset } from '../measurement/device/presets.ts';
+import { loadReferenceHost } from '../measurement/reference-host.ts';
+import type { ModelHandle } from '../model/handle.ts';
 
 const OUT = fileURLToPath(new URL('../docs/paper-reproduction.md', import.meta.url));
 const BANDWIDTHS: Array<[string, number]> = [
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     '',
     "Each cell is the cut `edgecut plan` chooses (objective: latency of one frame, the paper's Algorithm 1), written",
     '`k op (node)`: the head runs nodes 1..k on the device. Device times are predicted by the regression models',
-    `trained on the reference host (${host.description}) and scaled to each preset as common/profile/preset.ts`,
+    `trained on the reference host (${host.description}) and scaled to each preset as planning/preset-profile.ts`,
     "explains: totals calibrated to the paper's Table III where it has them (rpi3b and rpi3b-ncs), the GFLOPs ratio",
     "corrected by the table's measured overstatement otherwise. The link has no per-packet set-up (alpha = 0), as",
     "the paper's bandwidth emulation; models are the zoo's (real architectures and shapes, random weights).",

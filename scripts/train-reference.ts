@@ -7,10 +7,10 @@ import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { loadData } from '../bench/predict.ts';
-import { hostBench } from '../common/device/host.ts';
-import { hostInfo } from '../common/predict/host.ts';
-import { trainPredictors } from '../common/predict/predictors.ts';
-import { REFERENCE_HOST_PATH } from '../common/predict/reference-host.ts';
+import { hostBench } from '../measurement/device/host.ts';
+import { hostInfo } from '../measurement/host-info.ts';
+import { REFERENCE_HOST_PATH } from '../measurement/reference-host.ts';
+import { trainPredictors } from '../planning/predict/predictors.ts';
 
 const data = await loadData({ quick: false, fresh: false, runs: 20 });
 const samples = [...data.sweep, ...data.models.flatMap((m) => m.samples)];

@@ -1,11 +1,11 @@
 /**
- * Acknowledge after the work (common/mqtt-patches.ts): a QoS 1 message whose handler has not finished is not
+ * Acknowledge after the work (runtime/mqtt-patches.ts): a QoS 1 message whose handler has not finished is not
  * acknowledged, so when the subscriber dies the broker delivers it again to the session [MQTT-4.3.2];
  * with ordinary acknowledgement it is gone.
  */
 import test, { type ExecutionContext } from 'ava';
-import { silentLogger } from '../common/log.ts';
-import { Connection } from '../common/mqtt.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import { connectClient, startBroker } from './helpers/broker.ts';
 
 async function scenario(t: ExecutionContext, ackAfterHandler: boolean): Promise<string[]> {

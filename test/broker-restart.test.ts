@@ -1,7 +1,7 @@
 /**
  * A restart of the embedded broker: with a data directory (BROKER_DATA_DIR) its retained messages survive it on
  * disk; without one they are lost, and every service publishes its own retained state again when it reconnects
- * (common/mqtt.ts), so a planner started after the restart still finds the workers' profiles and plans for the
+ * (runtime/mqtt.ts), so a planner started after the restart still finds the workers' profiles and plans for the
  * devices: offloading does not silently stop either way.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { EmbeddedBroker } from '../broker/broker.ts';
-import { ConfigError } from '../common/config.ts';
-import { silentLogger } from '../common/log.ts';
-import { profileModel } from '../common/profile/profiler.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { topics } from '../schemas/topics.ts';
 import { EdgeHead } from '../services/edge-head/edge.ts';
 import { Planner } from '../services/planner/planner.ts';

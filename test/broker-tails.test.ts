@@ -5,8 +5,8 @@
  */
 import type { Socket } from 'node:net';
 import type { ExecutionContext } from 'ava';
-import { silentLogger } from '../common/log.ts';
-import { Connection } from '../common/mqtt.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import { sharedFilter, TAIL_GROUP, topics } from '../schemas/topics.ts';
 import { forEachBroker } from './helpers/mosquitto.ts';
 import { sleep, waitFor } from './helpers/wait.ts';

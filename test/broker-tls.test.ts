@@ -10,9 +10,9 @@ import test from 'ava';
 import { grantsFor } from '../broker/acl.ts';
 import { loadTls } from '../broker/tls.ts';
 import { EDGECUT_BIN } from '../cli/processes.ts';
-import { ConfigError } from '../common/config.ts';
-import { silentLogger } from '../common/log.ts';
-import { Connection } from '../common/mqtt.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import { type Role, type TopicSpec, topics } from '../schemas/topics.ts';
 import {
   connectAs,

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mulberry32 } from '../common/random.ts';
+import { mulberry32 } from '../model/random.ts';
 import {
   DTYPE_BYTES,
   type DType,

@@ -117,7 +117,18 @@ test('the Dockerfile builds in one stage and runs production dependencies only i
   t.regex(runtime, new RegExp(`^ENV NODE_OPTIONS=${SERVICE_NODE_FLAGS.join(' ')}$`, 'm'));
   // Every directory the CLI and services load at run time is in the runtime image.
   const copied = new Set([...runtime.matchAll(/^COPY --from=build \/app\/(\S+) /gm)].map((m) => m[1] ?? ''));
-  for (const dir of ['bin', 'cli', 'common', 'broker', 'services', 'schemas', 'data']) {
+  for (const dir of [
+    'bin',
+    'cli',
+    'model',
+    'planning',
+    'measurement',
+    'runtime',
+    'broker',
+    'services',
+    'schemas',
+    'data',
+  ]) {
     t.true(copied.has(dir), `the runtime stage copies ${dir}/`);
   }
   // ... and nothing in them imports from a directory left out (bench, scripts, test, ...).

@@ -2,7 +2,7 @@
  * Configuration: flags over environment over defaults, one clear line for an invalid value.
  */
 import test from 'ava';
-import { ConfigError, parseConfig } from '../common/config.ts';
+import { ConfigError, parseConfig } from '../runtime/config.ts';
 import { edgeSettings } from '../services/edge-head/config.ts';
 import { tailSettings } from '../services/server-tail/config.ts';
 

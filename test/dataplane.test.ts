@@ -5,9 +5,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { EmbeddedBroker } from '../broker/broker.ts';
 import { type ServiceProcess, startService } from '../cli/processes.ts';
-import { silentLogger } from '../common/log.ts';
-import { profileModel } from '../common/profile/profiler.ts';
-import { mulberry32 } from '../common/random.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { mulberry32 } from '../model/random.ts';
+import { silentLogger } from '../runtime/log.ts';
 import type { Plan } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';

@@ -6,11 +6,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { benchDevice } from '../common/device/bench.ts';
-import { hostBench, hostBenchPath } from '../common/device/host.ts';
-import { allPresets, BUILTIN_PRESETS, findPreset } from '../common/device/presets.ts';
-import { UserError } from '../common/errors.ts';
-import { loadFactor, scaleByLoad } from '../common/load.ts';
+import { benchDevice } from '../measurement/device/bench.ts';
+import { hostBench, hostBenchPath } from '../measurement/device/host.ts';
+import { allPresets, BUILTIN_PRESETS, findPreset } from '../measurement/device/presets.ts';
+import { loadFactor, scaleByLoad } from '../measurement/load.ts';
+import { UserError } from '../runtime/errors.ts';
 import { edgecut } from './helpers/cli.ts';
 
 test('the paper presets carry Tables I-III', (t) => {

@@ -3,7 +3,7 @@
  * table, across settings in resolveEdge, and from the `edgecut edge` command at start).
  */
 import test from 'ava';
-import { ConfigError, parseConfig } from '../common/config.ts';
+import { ConfigError, parseConfig } from '../runtime/config.ts';
 import { edgeSettings, resolveEdge } from '../services/edge-head/config.ts';
 import { edgecut } from './helpers/cli.ts';
 import { tempDir } from './helpers/edge.ts';

@@ -7,7 +7,6 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { parseConfig } from '../common/config.ts';
 import {
   ComputeStretch,
   type DeviceEmulation,
@@ -19,15 +18,16 @@ import {
   RunQueue,
   resolveEmulation,
   runQueueContention,
-} from '../common/device/emulation.ts';
-import { BUILTIN_PRESETS } from '../common/device/presets.ts';
-import { UserError } from '../common/errors.ts';
-import { silentLogger } from '../common/log.ts';
-import { GraphBuilder } from '../common/model/builder.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { profileModel } from '../common/profile/profiler.ts';
-import { mulberry32 } from '../common/random.ts';
-import { median, quantile } from '../common/stats.ts';
+} from '../measurement/device/emulation.ts';
+import { BUILTIN_PRESETS } from '../measurement/device/presets.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { GraphBuilder } from '../model/builder.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { mulberry32 } from '../model/random.ts';
+import { median, quantile } from '../planning/stats.ts';
+import { parseConfig } from '../runtime/config.ts';
+import { UserError } from '../runtime/errors.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { type Profile, parseProfile } from '../schemas/profile.ts';
 import { topics } from '../schemas/topics.ts';
 import { EdgeHead, type EdgeOptions, type FrameReport } from '../services/edge-head/edge.ts';

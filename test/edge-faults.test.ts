@@ -7,10 +7,10 @@
 import test, { type ExecutionContext } from 'ava';
 import type { MqttClient } from 'mqtt';
 import { EmbeddedBroker } from '../broker/broker.ts';
-import { silentLogger } from '../common/log.ts';
-import type { ModelHandle } from '../common/model-handle.ts';
-import { profileModel } from '../common/profile/profiler.ts';
-import { mulberry32 } from '../common/random.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import type { ModelHandle } from '../model/handle.ts';
+import { mulberry32 } from '../model/random.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { emptyTimes, encodeResult } from '../schemas/codec.ts';
 import { DeviceTelemetrySchema, type Plan } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';

@@ -7,12 +7,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import jpeg from 'jpeg-js';
-import { UserError } from '../common/errors.ts';
-import { silentLogger } from '../common/log.ts';
-import { GraphBuilder } from '../common/model/builder.ts';
-import { DataType } from '../common/model/onnx.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { profileModel } from '../common/profile/profiler.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { GraphBuilder } from '../model/builder.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { DataType } from '../model/onnx.ts';
+import { UserError } from '../runtime/errors.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';
 import {
   type Frame,

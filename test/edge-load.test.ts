@@ -5,7 +5,7 @@
  * with the device's own process counted once.
  */
 import test from 'ava';
-import { loadFactor } from '../common/load.ts';
+import { loadFactor } from '../measurement/load.ts';
 import { type DeviceTelemetry, DeviceTelemetrySchema, parseJson } from '../schemas/messages.ts';
 import { medianHead } from '../services/edge-head/telemetry.ts';
 import {

@@ -1,13 +1,11 @@
 /**
- * Uplink emulation (common/shaping.ts): the rate parser, the link schedule in virtual time, the MQTT framer, and the
+ * Uplink emulation (measurement/shaping.ts): the rate parser, the link schedule in virtual time, the MQTT framer, and the
  * shaped stream over real sockets, alone and under an MQTT connection to the embedded broker.
  */
 import { once } from 'node:events';
 import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import test from 'ava';
 import { EmbeddedBroker } from '../broker/broker.ts';
-import { silentLogger } from '../common/log.ts';
-import { Connection } from '../common/mqtt.ts';
 import {
   BACKLOG_BYTES,
   formatRate,
@@ -17,7 +15,9 @@ import {
   ShapedStream,
   SLICE_BYTES,
   shapeUplink,
-} from '../common/shaping.ts';
+} from '../measurement/shaping.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import { startBroker } from './helpers/broker.ts';
 import { waitFor } from './helpers/wait.ts';
 

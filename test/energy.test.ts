@@ -12,9 +12,9 @@ import {
   PresetSchema,
   presetPower,
   presetsWithPower,
-} from '../common/device/presets.ts';
-import { UserError } from '../common/errors.ts';
-import { searchPartition } from '../common/plan/search.ts';
+} from '../measurement/device/presets.ts';
+import { searchPartition } from '../planning/search.ts';
+import { UserError } from '../runtime/errors.ts';
 import { PlanSchema } from '../schemas/messages.ts';
 import { decide } from '../services/planner/decide.ts';
 import { edgecut } from './helpers/cli.ts';

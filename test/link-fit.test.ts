@@ -3,7 +3,8 @@
  * changing link within a few transfers and takes lower bounds from PUBLISHes still waiting for their PUBACK.
  */
 import test, { type ExecutionContext } from 'ava';
-import { transferMs } from '../common/plan/link.ts';
+import { mulberry32 } from '../model/random.ts';
+import { transferMs } from '../planning/link.ts';
 import {
   CHANGE_STREAK,
   type FittedLink,
@@ -11,8 +12,7 @@ import {
   LinkEstimator,
   SampleWindow,
   type TransferSample,
-} from '../common/plan/link-fit.ts';
-import { mulberry32 } from '../common/random.ts';
+} from '../planning/link-fit.ts';
 
 const configured = { setupMs: 1, alphaMs: 0, mtu: 1500, betaMsPerByte: 8000 / 10e6 };
 

@@ -3,8 +3,8 @@
  * `offline` when it stops cleanly, and its Last Will says `offline` when it vanishes.
  */
 import test from 'ava';
-import { silentLogger } from '../common/log.ts';
-import { Connection } from '../common/mqtt.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { Connection } from '../runtime/mqtt.ts';
 import { StatusSchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';

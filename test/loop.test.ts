@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { frameStats, planChanges, runScenario, type ScenarioResult } from '../bench/scenario.ts';
 import { EDGECUT_BIN } from '../cli/processes.ts';
-import { ModelHandle } from '../common/model-handle.ts';
+import { ModelHandle } from '../model/handle.ts';
 
 const run = promisify(execFile);
 const SHARED = resolve(fileURLToPath(new URL('..', import.meta.url)), '../shared');

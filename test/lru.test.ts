@@ -1,8 +1,8 @@
 /**
- * The least-recently-used cache of sessions (common/lru.ts): bounded, the least recently used evicted and disposed.
+ * The least-recently-used cache of sessions (runtime/lru.ts): bounded, the least recently used evicted and disposed.
  */
 import test from 'ava';
-import { LruCache } from '../common/lru.ts';
+import { LruCache } from '../runtime/lru.ts';
 
 test('beyond its capacity the least recently used entry is evicted and disposed; peek does not count as use', (t) => {
   const evicted: string[] = [];

@@ -1,5 +1,5 @@
 /**
- * Metrics and health (common/metrics.ts, docs/observability.md): every service, run as the real process with
+ * Metrics and health (runtime/metrics.ts, docs/observability.md): every service, run as the real process with
  * METRICS_PORT=0, serves /metrics in the Prometheus text format and /healthz; the counts of the four services agree
  * with each other and with what the edge printed; `edgecut health` is what compose healthchecks run; logs are JSON.
  */
@@ -8,8 +8,8 @@ import { createServer } from 'node:net';
 import test from 'ava';
 import { BrokerMetrics } from '../broker/metrics.ts';
 import { type ServiceProcess, startBrokerProcess, startService } from '../cli/processes.ts';
-import { silentLogger } from '../common/log.ts';
-import { type MetricSet, MetricsServer, Monitored, metricsTable } from '../common/metrics.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { type MetricSet, MetricsServer, Monitored, metricsTable } from '../runtime/metrics.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 import { EdgeMetrics } from '../services/edge-head/metrics.ts';
 import { PlannerMetrics } from '../services/planner/metrics.ts';

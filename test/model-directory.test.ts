@@ -7,9 +7,9 @@ import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { UserError } from '../common/errors.ts';
-import { createLogger } from '../common/log.ts';
-import { ModelDirectory } from '../common/model-directory.ts';
+import { ModelDirectory } from '../model/directory.ts';
+import { UserError } from '../runtime/errors.ts';
+import { createLogger } from '../runtime/log.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 
 const logger = createLogger('silent', {});

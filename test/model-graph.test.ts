@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import * as ort from 'onnxruntime-node';
-import { buildDemoCnn, DEMO_PREPROCESS } from '../common/model/demo-cnn.ts';
-import { analyzeGraph, enumerateCuts, topologicalOrder, typeInfo } from '../common/model/graph.ts';
+import { buildDemoCnn, DEMO_PREPROCESS } from '../model/demo-cnn.ts';
+import { analyzeGraph, enumerateCuts, topologicalOrder, typeInfo } from '../model/graph.ts';
 import {
   attrInts,
   DataType,
@@ -15,9 +15,9 @@ import {
   readModelFile,
   tensorFloats,
   writeModel,
-} from '../common/model/onnx.ts';
-import { inferShapes } from '../common/model/shapes.ts';
-import { mulberry32, seededUniform } from '../common/random.ts';
+} from '../model/onnx.ts';
+import { mulberry32, seededUniform } from '../model/random.ts';
+import { inferShapes } from '../model/shapes.ts';
 import { CROSSING_DAG_CUTS, crossingDag, model, node, vi } from './helpers/graphs.ts';
 import { session } from './helpers/onnx-run.ts';
 

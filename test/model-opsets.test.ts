@@ -11,12 +11,12 @@
  * tail then differ by 3e-8 to 1.1e-6 (all levels but 'disabled', which is exact). Every other cut is bit-identical.
  */
 import test from 'ava';
-import { analyzeGraph, enumerateCuts } from '../common/model/graph.ts';
-import { floatAttr, intsAttr, type OnnxModel, writeModel } from '../common/model/onnx.ts';
-import { splitModel } from '../common/model/split.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { seededUniform } from '../common/random.ts';
-import { createSession, maxAbsDiff, runWire } from '../common/runtime.ts';
+import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { floatAttr, intsAttr, type OnnxModel, writeModel } from '../model/onnx.ts';
+import { seededUniform } from '../model/random.ts';
+import { createSession, maxAbsDiff, runWire } from '../model/runtime.ts';
+import { splitModel } from '../model/split.ts';
 import { tensorFromTyped, type WireTensor } from '../schemas/codec.ts';
 import { model, node, vi, weight } from './helpers/graphs.ts';
 import { IR_FOR_OPSET, opsetCnn } from './helpers/opset-cnn.ts';

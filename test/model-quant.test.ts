@@ -20,12 +20,12 @@
  *   every level, NHWC layout transformer included.
  */
 import test, { type ExecutionContext } from 'ava';
-import { analyzeGraph, enumerateCuts } from '../common/model/graph.ts';
-import { type OnnxModel, writeModel } from '../common/model/onnx.ts';
-import { splitModel } from '../common/model/split.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { seededUniform } from '../common/random.ts';
-import { createSession, maxAbsDiff, type RuntimeOptions, runWire } from '../common/runtime.ts';
+import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { type OnnxModel, writeModel } from '../model/onnx.ts';
+import { seededUniform } from '../model/random.ts';
+import { createSession, maxAbsDiff, type RuntimeOptions, runWire } from '../model/runtime.ts';
+import { splitModel } from '../model/split.ts';
 import {
   decodeMessage,
   emptyTimes,

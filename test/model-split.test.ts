@@ -1,13 +1,13 @@
 import test, { type ExecutionContext } from 'ava';
 import * as ort from 'onnxruntime-node';
-import { floatToHalf, halfToFloat } from '../common/half.ts';
-import { GraphBuilder } from '../common/model/builder.ts';
-import { buildDemoCnn } from '../common/model/demo-cnn.ts';
-import { analyzeGraph, enumerateCuts } from '../common/model/graph.ts';
-import { DataType, type OnnxModel, readModel } from '../common/model/onnx.ts';
-import { inferShapes } from '../common/model/shapes.ts';
-import { splitModel } from '../common/model/split.ts';
-import { seededUniform } from '../common/random.ts';
+import { GraphBuilder } from '../model/builder.ts';
+import { buildDemoCnn } from '../model/demo-cnn.ts';
+import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { floatToHalf, halfToFloat } from '../model/half.ts';
+import { DataType, type OnnxModel, readModel } from '../model/onnx.ts';
+import { seededUniform } from '../model/random.ts';
+import { inferShapes } from '../model/shapes.ts';
+import { splitModel } from '../model/split.ts';
 import { crossingDag, dropoutConstantGraph, ifGraph, ir3Model } from './helpers/graphs.ts';
 import { bitIdentical, maxAbsDiff, type OptLevel, type Outputs, run, session } from './helpers/onnx-run.ts';
 

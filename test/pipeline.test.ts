@@ -3,9 +3,9 @@
  * run locally with the same runtime (real onnxruntime sessions everywhere).
  */
 import test, { type ExecutionContext } from 'ava';
-import { silentLogger } from '../common/log.ts';
-import { profileModel } from '../common/profile/profiler.ts';
-import { mulberry32 } from '../common/random.ts';
+import { profileModel } from '../measurement/profiler.ts';
+import { mulberry32 } from '../model/random.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { EdgeHead, type FrameReport } from '../services/edge-head/edge.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { Planner } from '../services/planner/planner.ts';

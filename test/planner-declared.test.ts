@@ -3,7 +3,7 @@
  * spreads the declared latency over a tail worker's per-layer proportions of the same model.
  */
 import test from 'ava';
-import { silentLogger } from '../common/log.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { PlanSchema } from '../schemas/messages.ts';
 import { type DeclaredProfile, ProfileError, parseDeviceProfile } from '../schemas/profile.ts';
 import { topics } from '../schemas/topics.ts';

@@ -7,9 +7,9 @@
 import test from 'ava';
 import { type Observable, takeUntil, timer } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import type { TransferSample } from '../common/plan/link-fit.ts';
-import { searchPartition } from '../common/plan/search.ts';
-import { mulberry32 } from '../common/random.ts';
+import { mulberry32 } from '../model/random.ts';
+import type { TransferSample } from '../planning/link-fit.ts';
+import { searchPartition } from '../planning/search.ts';
 import type { DeviceTelemetry, Plan } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { PROBE, publishPacketBytes } from '../services/edge-head/uplink.ts';

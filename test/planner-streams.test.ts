@@ -4,8 +4,8 @@
 import test from 'ava';
 import { type Observable, type Subject, takeUntil, timer } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import { linkFromBandwidth } from '../common/plan/link.ts';
-import { searchPartition } from '../common/plan/search.ts';
+import { linkFromBandwidth } from '../planning/link.ts';
+import { searchPartition } from '../planning/search.ts';
 import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { decide } from '../services/planner/decide.ts';

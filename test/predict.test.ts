@@ -1,4 +1,4 @@
-// The per-layer latency predictors (common/predict/): the regressions recover known relations, the tree finds a
+// The per-layer latency predictors (planning/predict/): the regressions recover known relations, the tree finds a
 // piecewise-linear structure a single line cannot, zero-cost layers fit without NaN, the JSON round-trips and other
 // versions are refused, and the quick sweep's models load and run in onnxruntime.
 
@@ -8,12 +8,27 @@ import { join } from 'node:path';
 import test from 'ava';
 import * as ort from 'onnxruntime-node';
 import { sweepCommand } from '../cli/sweep.ts';
-import { UserError } from '../common/errors.ts';
-import { buildDemoCnn } from '../common/model/demo-cnn.ts';
-import { writeModel } from '../common/model/onnx.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { type LayerSample, layerType } from '../common/predict/features.ts';
-import { evalLinear, fitLinear, ridgeFit } from '../common/predict/linear.ts';
+import {
+  PredictorsError,
+  parsePredictors,
+  predictorsToJson,
+  readPredictors,
+  writePredictors,
+} from '../measurement/predictor-store.ts';
+import {
+  buildSweepModel,
+  parseSweep,
+  runSweep,
+  SWEEP_OPS,
+  sweepConfigs,
+  sweepFeatures,
+} from '../measurement/sweep.ts';
+import { buildDemoCnn } from '../model/demo-cnn.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { writeModel } from '../model/onnx.ts';
+import { mulberry32 } from '../model/random.ts';
+import { type LayerSample, layerType } from '../planning/predict/features.ts';
+import { evalLinear, fitLinear, ridgeFit } from '../planning/predict/linear.ts';
 import {
   ape,
   LINEAR_FEATURES,
@@ -22,25 +37,10 @@ import {
   predictorFor,
   predictProfile,
   trainPredictors,
-} from '../common/predict/predictors.ts';
-import {
-  PredictorsError,
-  parsePredictors,
-  predictorsToJson,
-  readPredictors,
-  writePredictors,
-} from '../common/predict/store.ts';
-import {
-  buildSweepModel,
-  parseSweep,
-  runSweep,
-  SWEEP_OPS,
-  sweepConfigs,
-  sweepFeatures,
-} from '../common/predict/sweep.ts';
-import { evalTree, fitTree, treeLeaves } from '../common/predict/tree.ts';
-import { mulberry32 } from '../common/random.ts';
-import { median } from '../common/stats.ts';
+} from '../planning/predict/predictors.ts';
+import { evalTree, fitTree, treeLeaves } from '../planning/predict/tree.ts';
+import { median } from '../planning/stats.ts';
+import { UserError } from '../runtime/errors.ts';
 
 const X = (s: LayerSample) => [s.flops, s.inputBytes, s.outputBytes, s.paramBytes];
 

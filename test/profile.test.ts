@@ -1,5 +1,5 @@
 /**
- * The layer-wise profiler (common/profile/), `edgecut profile`, and profile files.
+ * The layer-wise profiler (measurement/), `edgecut profile`, and profile files.
  *
  * Timing tests run serially (ava would otherwise run them side by side on the machine's 2 cores). Each profiles a
  * model with the defaults (20 runs, 3 warm-up, 1 thread, 5 check cuts) and checks, against the issue's 15%:
@@ -17,12 +17,12 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import type * as ort from 'onnxruntime-node';
 import { loadModelRef } from '../cli/model-source.ts';
-import { DataType, makeTensor, tensorAttr, writeModel } from '../common/model/onnx.ts';
-import { ModelHandle } from '../common/model-handle.ts';
-import { readProfileFile, writeProfileFile } from '../common/profile/io.ts';
-import { chooseCheckCuts, mapTrace, profileFeeds, profileModel } from '../common/profile/profiler.ts';
-import { createSession } from '../common/runtime.ts';
-import { median } from '../common/stats.ts';
+import { readProfileFile, writeProfileFile } from '../measurement/profile-io.ts';
+import { chooseCheckCuts, mapTrace, profileFeeds, profileModel } from '../measurement/profiler.ts';
+import { ModelHandle } from '../model/handle.ts';
+import { DataType, makeTensor, tensorAttr, writeModel } from '../model/onnx.ts';
+import { createSession } from '../model/runtime.ts';
+import { median } from '../planning/stats.ts';
 import { type Profile, ProfileError, parseProfile } from '../schemas/profile.ts';
 import { edgecut } from './helpers/cli.ts';
 import { model, node, vi } from './helpers/graphs.ts';
@@ -39,7 +39,7 @@ async function tempDir(t: ExecutionContext): Promise<string> {
   return dir;
 }
 
-// Run times of a session by both clocks the profiler knows (see common/profile/profiler.ts).
+// Run times of a session by both clocks the profiler knows (see measurement/profiler.ts).
 async function timeRuns(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>, runs: number) {
   const out = { wall: [] as number[], cpu: [] as number[] };
   for (let i = 0; i < runs; i++) {

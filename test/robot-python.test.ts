@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import * as ort from 'onnxruntime-node';
 import { EDGECUT_BIN, startBrokerProcess } from '../cli/processes.ts';
-import { createSession } from '../common/runtime.ts';
+import { createSession } from '../model/runtime.ts';
 import { decodeMessage, tensorElements } from '../schemas/codec.ts';
 import { DeviceTelemetrySchema, PlanSchema, StatusSchema } from '../schemas/messages.ts';
 import { parseDeviceProfile } from '../schemas/profile.ts';

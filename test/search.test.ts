@@ -2,8 +2,8 @@
  * Algorithm 1 (PartitionSelection) against hand-computed cases.
  */
 import test from 'ava';
-import { linkFromBandwidth, parseRate, transferMs } from '../common/plan/link.ts';
-import { searchPartition } from '../common/plan/search.ts';
+import { linkFromBandwidth, parseRate, transferMs } from '../planning/link.ts';
+import { searchPartition } from '../planning/search.ts';
 import { returnExcess } from '../services/planner/inputs.ts';
 import { THREE_LAYERS } from './helpers/profiles.ts';
 

@@ -1,13 +1,13 @@
 /**
- * A session in a thread of its own (common/session-thread.ts): the same outputs, bit for bit, as a session on the
+ * A session in a thread of its own (model/session-thread.ts): the same outputs, bit for bit, as a session on the
  * calling thread; the calling thread's event loop keeps running while a large model loads; a failed load and a bad
  * run are one clear error each, and the session serves the next valid run; release ends the thread.
  */
 import test from 'ava';
-import { writeModel } from '../common/model/onnx.ts';
-import { mulberry32 } from '../common/random.ts';
-import { createSession, runWire } from '../common/runtime.ts';
-import { SessionThread } from '../common/session-thread.ts';
+import { writeModel } from '../model/onnx.ts';
+import { mulberry32 } from '../model/random.ts';
+import { createSession, runWire } from '../model/runtime.ts';
+import { SessionThread } from '../model/session-thread.ts';
 import { tensorFromTyped } from '../schemas/codec.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { model, node, vi, weight } from './helpers/graphs.ts';

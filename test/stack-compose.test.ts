@@ -249,7 +249,7 @@ test('a service with a Compose profile runs only when the profile is enabled or 
 
 test('on a terminal each service gets its own prefix colour and the stack its bold one', async (t) => {
   const { Supervisor } = await import('../cli/stack/supervisor.ts');
-  const { systemClock } = await import('../common/clock.ts');
+  const { systemClock } = await import('../runtime/clock.ts');
   const file = await composeFile(
     t,
     'services:\n  planner:\n    build: .\n    command: [planner]\n    environment:\n      MQTT_URL: "not a url"\n',

@@ -3,9 +3,9 @@
  * valid request. Real broker, real worker, raw MQTT client as the misbehaving device.
  */
 import test from 'ava';
-import { silentLogger } from '../common/log.ts';
-import { mulberry32 } from '../common/random.ts';
-import { createSession, runWire } from '../common/runtime.ts';
+import { mulberry32 } from '../model/random.ts';
+import { createSession, runWire } from '../model/runtime.ts';
+import { silentLogger } from '../runtime/log.ts';
 import {
   decodeMessage,
   type ErrorCode,

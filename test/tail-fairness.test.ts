@@ -6,9 +6,9 @@
  */
 import test from 'ava';
 import type { MqttClient } from 'mqtt';
-import { silentLogger } from '../common/log.ts';
-import { mulberry32 } from '../common/random.ts';
-import { createSession, runWire } from '../common/runtime.ts';
+import { mulberry32 } from '../model/random.ts';
+import { createSession, runWire } from '../model/runtime.ts';
+import { silentLogger } from '../runtime/log.ts';
 import { decodeMessage, emptyTimes, encodeRequest, type InferenceRequest } from '../schemas/codec.ts';
 import { topics } from '../schemas/topics.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';

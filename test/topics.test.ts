@@ -2,7 +2,7 @@
  * The topic map: building, filtering and matching topics, and refusing ids that would break a topic.
  */
 import test from 'ava';
-import { topicMatches } from '../common/mqtt.ts';
+import { topicMatches } from '../runtime/mqtt.ts';
 import { sharedFilter, TOPIC_ROOT, TopicParamError, topics } from '../schemas/topics.ts';
 
 test('build, filter and match are consistent for every topic', (t) => {

@@ -4,7 +4,7 @@
  * unacknowledged one becomes a lower bound; the probe burst grows until a probe is slow enough to measure.
  */
 import test from 'ava';
-import type { Clock } from '../common/clock.ts';
+import type { Clock } from '../runtime/clock.ts';
 import { LoopStalls, MIN_STALL_MS, STALL_TICK_MS } from '../services/edge-head/loop-stalls.ts';
 import {
   CENSOR_AFTER_MS,

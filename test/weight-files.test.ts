@@ -1,5 +1,5 @@
 /**
- * Weights by reference (common/model/external.ts) and weight files (common/weight-files.ts): a part whose weights
+ * Weights by reference (model/external.ts) and weight files (model/weight-files.ts): a part whose weights
  * point into a copy of the model file computes the same bytes as the part holding them, at every cut; the copy is
  * written once, under its content hash, and found again; a directory open to others is refused with one line; a
  * copy that cannot be written is one warning, and sessions then hold their own weights.
@@ -8,13 +8,13 @@ import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { ConfigError } from '../common/config.ts';
-import { EXTERNAL_MIN_BYTES } from '../common/model/external.ts';
-import { readModel } from '../common/model/onnx.ts';
-import { mulberry32 } from '../common/random.ts';
-import { createSession, runWire } from '../common/runtime.ts';
-import { SessionThread } from '../common/session-thread.ts';
-import { WeightFiles } from '../common/weight-files.ts';
+import { EXTERNAL_MIN_BYTES } from '../model/external.ts';
+import { readModel } from '../model/onnx.ts';
+import { mulberry32 } from '../model/random.ts';
+import { createSession, runWire } from '../model/runtime.ts';
+import { SessionThread } from '../model/session-thread.ts';
+import { WeightFiles } from '../model/weight-files.ts';
+import { ConfigError } from '../runtime/config.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 import { demoModelDir } from './helpers/models.ts';
 

@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import * as ort from 'onnxruntime-node';
-import { analyzeGraph, enumerateCuts } from '../common/model/graph.ts';
-import { readModel } from '../common/model/onnx.ts';
+import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { readModel } from '../model/onnx.ts';
+import { seededUniform } from '../model/random.ts';
 import {
   countParams,
   defaultZooCacheDir,
@@ -18,8 +19,7 @@ import {
   type ZooName,
   zooFileName,
   zooModelPath,
-} from '../common/model/zoo/index.ts';
-import { seededUniform } from '../common/random.ts';
+} from '../model/zoo/index.ts';
 
 // Exact counts by countParams' rule (BN scale + bias count, running mean/var do not): torchvision's
 // numbers. Inception-v3's published 23,851,784 is Keras' convention, 17,216 (0.07%) higher.

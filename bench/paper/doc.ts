@@ -4,7 +4,7 @@
  * measured, with the SVG charts of bench/paper/charts.ts. Pure: the same results give the same document.
  */
 import { formatBytes } from '../../cli/format.ts';
-import { formatRate, parseRate } from '../../common/shaping.ts';
+import { formatRate, parseRate } from '../../measurement/shaping.ts';
 import { type FpsPoint, formatFps, fpsChart, type RobotBar, robotChart, stepChart } from './charts.ts';
 import type { AutoRun, Contender, PaperResults, RobotRecord, ScenarioRecord, StepRecord } from './results.ts';
 

@@ -5,7 +5,7 @@
  */
 import { dirname } from 'node:path';
 import mqtt from 'mqtt';
-import { median } from '../../common/stats.ts';
+import { median } from '../../planning/stats.ts';
 import { type Plan, PlanSchema } from '../../schemas/messages.ts';
 import { type Profile, ProfileSchema } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';

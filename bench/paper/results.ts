@@ -5,7 +5,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { UserError } from '../../common/errors.ts';
+import { UserError } from '../../runtime/errors.ts';
 
 /** Frames of one contender: throughput and latency. */
 export const ContenderSchema = z.object({

@@ -13,10 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import cliProgress from 'cli-progress';
 import { EDGECUT_BIN } from '../../cli/processes.ts';
-import { hostBench } from '../../common/device/host.ts';
-import { errorMessage, UserError } from '../../common/errors.ts';
-import { type ZooName, zooModelPath } from '../../common/model/zoo/index.ts';
-import { parseRate } from '../../common/plan/link.ts';
+import { hostBench } from '../../measurement/device/host.ts';
+import { type ZooName, zooModelPath } from '../../model/zoo/index.ts';
+import { parseRate } from '../../planning/link.ts';
+import { errorMessage, UserError } from '../../runtime/errors.ts';
 import { busyProcesses, stepScenarios } from '../loop.ts';
 import type { FrameLine } from '../scenario.ts';
 import {

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { errorMessage, UserError } from '../../common/errors.ts';
+import { errorMessage, UserError } from '../../runtime/errors.ts';
 import { interpolateDeep, parseDotEnv } from './interpolate.ts';
 
 /** Thrown for a Compose file stack cannot read; one line. */

@@ -4,7 +4,7 @@
  * (required), `${VAR:+replacement}` / `${VAR+replacement}`, and `$$` for a literal `$`. Values come from the
  * environment and then the project's `.env` file, like `docker compose`.
  */
-import { UserError } from '../../common/errors.ts';
+import { UserError } from '../../runtime/errors.ts';
 
 /** Thrown for a required variable that is missing or a malformed reference; one line. */
 export class InterpolationError extends UserError {}

@@ -8,8 +8,8 @@
  * them in order: the edge first, the broker last, so every service can still publish its `offline` status.
  */
 import { mkdir } from 'node:fs/promises';
-import type { Clock } from '../../common/clock.ts';
-import { errorMessage } from '../../common/errors.ts';
+import type { Clock } from '../../runtime/clock.ts';
+import { errorMessage } from '../../runtime/errors.ts';
 import { type ReadyLine, type ServiceProcess, startService } from '../processes.ts';
 import type { ProcessSpec, StackPlan } from './plan.ts';
 

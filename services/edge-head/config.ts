@@ -3,11 +3,11 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
-import { emulationSettings, resolvePresets } from '../../common/device/emulation-settings.ts';
-import { metricsPortSetting } from '../../common/metrics-setting.ts';
-import { commonSettings, resolveWeightsDir, weightsDirSetting } from '../../common/service-settings.ts';
-import { parseRateSchedule, type UplinkShape } from '../../common/shaping.ts';
+import { emulationSettings, resolvePresets } from '../../measurement/device/emulation-settings.ts';
+import { parseRateSchedule, type UplinkShape } from '../../measurement/shaping.ts';
+import { ConfigError, type ConfigOf, schemas, setting } from '../../runtime/config.ts';
+import { metricsPortSetting } from '../../runtime/metrics-setting.ts';
+import { commonSettings, resolveWeightsDir, weightsDirSetting } from '../../runtime/service-settings.ts';
 import { parseSourceSpec } from './frames.ts';
 import { PreprocessSettingSchema } from './images.ts';
 

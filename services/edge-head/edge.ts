@@ -6,11 +6,10 @@
  * (faults.ts). The device times what it sends (uplink.ts) and probes its link while it offloads nothing, so the planner
  * knows the link before it ever offloads, and after an upload slower than its deadline, so a slower link is confirmed
  * (or a stall told apart from it) at once. For experiments the uplink and the device's speed can be emulated
- * (common/shaping.ts, common/device/emulation.ts).
+ * (measurement/shaping.ts, measurement/device/emulation.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
-import { type Clock, systemClock } from '../../common/clock.ts';
 import {
   ComputeStretch,
   type DeviceEmulation,
@@ -18,17 +17,18 @@ import {
   profiledSpan,
   RunQueue,
   runQueueContention,
-} from '../../common/device/emulation.ts';
-import { errorMessage } from '../../common/errors.ts';
-import type { Logger } from '../../common/log.ts';
-import { LruCache } from '../../common/lru.ts';
-import type { CutInfo, ModelHandle } from '../../common/model-handle.ts';
-import { Connection } from '../../common/mqtt.ts';
-import { maxAbsDiff, zeroTensors } from '../../common/runtime.ts';
-import { Semaphore } from '../../common/semaphore.ts';
-import { SessionThread } from '../../common/session-thread.ts';
-import { shapeUplink, type UplinkShape } from '../../common/shaping.ts';
-import { WeightFiles } from '../../common/weight-files.ts';
+} from '../../measurement/device/emulation.ts';
+import { shapeUplink, type UplinkShape } from '../../measurement/shaping.ts';
+import type { CutInfo, ModelHandle } from '../../model/handle.ts';
+import { maxAbsDiff, zeroTensors } from '../../model/runtime.ts';
+import { SessionThread } from '../../model/session-thread.ts';
+import { WeightFiles } from '../../model/weight-files.ts';
+import { type Clock, systemClock } from '../../runtime/clock.ts';
+import { errorMessage } from '../../runtime/errors.ts';
+import type { Logger } from '../../runtime/log.ts';
+import { LruCache } from '../../runtime/lru.ts';
+import { Connection } from '../../runtime/mqtt.ts';
+import { Semaphore } from '../../runtime/semaphore.ts';
 import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from '../../schemas/codec.ts';
 import { type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
@@ -53,7 +53,7 @@ export interface EdgeOptions {
   /** Sessions kept (heads, fallback tails, the whole model), least recently used evicted. Default 4. */
   sessionCache?: number;
   /**
-   * Weight files (common/weight-files.ts): sessions reference a copy of the model's weights here instead of holding
+   * Weight files (model/weight-files.ts): sessions reference a copy of the model's weights here instead of holding
    * their own. Absent: each session holds its own.
    */
   weightsDir?: string | undefined;
@@ -117,8 +117,8 @@ export class EdgeHead {
   /** An upload took longer than its frame's deadline under plan `seq`: offloading pauses until a new plan. */
   private slowUplink: { seq: number; until: number; uploadMs: number } | undefined;
   private readonly deadlines: DeadlineOptions;
-  /** Sessions, each in a thread of its own (common/session-thread.ts): loading and running one never stalls the loop. */
-  /** Copies of the model's weights that sessions map instead of holding their own (common/weight-files.ts). */
+  /** Sessions, each in a thread of its own (model/session-thread.ts): loading and running one never stalls the loop. */
+  /** Copies of the model's weights that sessions map instead of holding their own (model/weight-files.ts). */
   private readonly weights: WeightFiles;
   private readonly sessions: LruCache<string, Promise<SessionThread>>;
   /** Keys of the sessions that finished loading. */

@@ -9,16 +9,16 @@
  * - Broker unreachable: while the connection is down nothing is published (mqtt.js would queue it); the tail runs
  *   locally at once. Offloading resumes by itself when mqtt.js has reconnected.
  * - Connection lost with frames in flight: they fall back at once, not at their deadline. The edge connects with a
- *   clean session (common/mqtt.ts), so the broker discards its subscription with the connection and a result
+ *   clean session (runtime/mqtt.ts), so the broker discards its subscription with the connection and a result
  *   published meanwhile is never delivered [MQTT-3.1.2-6]. (With a persistent session the results could still
  *   come after a reconnect; waiting for the deadline would then be the right choice.) mqtt.js may resend such a
  *   request after reconnecting; its result then arrives for no waiting request and is counted as ignored.
  * - An Error reply from a worker: the tail runs locally at once.
  * A result arriving after its frame fell back is ignored and counted (`EdgeHead.lateResults`).
  */
-import { errorMessage } from '../../common/errors.ts';
-import type { Logger } from '../../common/log.ts';
-import type { Connection } from '../../common/mqtt.ts';
+import { errorMessage } from '../../runtime/errors.ts';
+import type { Logger } from '../../runtime/log.ts';
+import type { Connection } from '../../runtime/mqtt.ts';
 import { decodeMessage, type ErrorCode, type InferenceResult } from '../../schemas/codec.ts';
 import type { Plan } from '../../schemas/messages.ts';
 import { topics } from '../../schemas/topics.ts';

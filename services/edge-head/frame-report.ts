@@ -2,7 +2,7 @@
  * What the edge reports about each finished frame (one report per frame, exactly once): the per-frame line, the
  * final tally and the metrics are all made from it.
  */
-import type { CutInfo } from '../../common/model-handle.ts';
+import type { CutInfo } from '../../model/handle.ts';
 import type { WireTensor } from '../../schemas/codec.ts';
 import type { FallbackKind } from './pending.ts';
 

@@ -6,10 +6,10 @@
  * Every source delivers at most `FRAMES` frames (0 = no limit) at `FPS` (0 = as fast as the pipeline takes them).
  */
 
-import { floatToHalf } from '../../common/half.ts';
-import type { Logger } from '../../common/log.ts';
-import type { CrossingTensor, ModelHandle } from '../../common/model-handle.ts';
-import { mulberry32 } from '../../common/random.ts';
+import { floatToHalf } from '../../model/half.ts';
+import type { CrossingTensor, ModelHandle } from '../../model/handle.ts';
+import { mulberry32 } from '../../model/random.ts';
+import type { Logger } from '../../runtime/log.ts';
 import { tensorFromTyped, type WireTensor } from '../../schemas/codec.ts';
 import { imageInput, imageTensors, listImages, loadImage, type PreprocessJson } from './images.ts';
 

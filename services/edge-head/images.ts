@@ -1,5 +1,5 @@
 /**
- * Image frames: PNG and JPEG files turned into the model's input tensor with common/image.ts `preprocess`.
+ * Image frames: PNG and JPEG files turned into the model's input tensor with model/image.ts `preprocess`.
  *
  * How to preprocess comes from the model's metadata `edgecut.preprocess` (JSON: layout NCHW, channels RGB|BGR,
  * size [h, w], mean, std, scale; the demo CNN and the zoo models carry it), with the fields of the `PREPROCESS`
@@ -11,10 +11,10 @@ import type { Dirent } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { z } from 'zod';
-import { UserError } from '../../common/errors.ts';
-import { decodeImage, type PreprocessSpec, preprocess } from '../../common/image.ts';
-import type { Logger } from '../../common/log.ts';
-import type { ModelHandle } from '../../common/model-handle.ts';
+import type { ModelHandle } from '../../model/handle.ts';
+import { decodeImage, type PreprocessSpec, preprocess } from '../../model/image.ts';
+import { UserError } from '../../runtime/errors.ts';
+import type { Logger } from '../../runtime/log.ts';
 import { tensorFromTyped, type WireTensor } from '../../schemas/codec.ts';
 
 const dim = z.number().int('expected whole numbers').positive('expected sizes > 0');

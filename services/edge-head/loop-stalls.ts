@@ -8,7 +8,7 @@
  * time since the previous tick as stalled. `check()` does the same at any moment, so a caller that runs right after
  * a stall (the PUBACK handler) sees it before the timer has ticked.
  */
-import type { Clock } from '../../common/clock.ts';
+import type { Clock } from '../../runtime/clock.ts';
 
 /** The monitor's period (ms). */
 export const STALL_TICK_MS = 10;

@@ -5,17 +5,17 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { systemClock } from '../../common/clock.ts';
-import { untilSignal } from '../../common/component.ts';
-import { type DeviceEmulation, modelNames, resolveEmulation } from '../../common/device/emulation.ts';
-import { hostBench } from '../../common/device/host.ts';
-import { createLogger, type Logger } from '../../common/log.ts';
-import { Monitored } from '../../common/metrics.ts';
-import { buildDemoCnn } from '../../common/model/demo-cnn.ts';
-import { ModelHandle } from '../../common/model-handle.ts';
-import { readProfileFile } from '../../common/profile/io.ts';
-import { profileModel } from '../../common/profile/profiler.ts';
-import { formatRate } from '../../common/shaping.ts';
+import { type DeviceEmulation, modelNames, resolveEmulation } from '../../measurement/device/emulation.ts';
+import { hostBench } from '../../measurement/device/host.ts';
+import { readProfileFile } from '../../measurement/profile-io.ts';
+import { profileModel } from '../../measurement/profiler.ts';
+import { formatRate } from '../../measurement/shaping.ts';
+import { buildDemoCnn } from '../../model/demo-cnn.ts';
+import { ModelHandle } from '../../model/handle.ts';
+import { systemClock } from '../../runtime/clock.ts';
+import { untilSignal } from '../../runtime/component.ts';
+import { createLogger, type Logger } from '../../runtime/log.ts';
+import { Monitored } from '../../runtime/metrics.ts';
 import { type EdgeConfig, type ResolvedEdgeConfig, resolveEdge } from './config.ts';
 import { EdgeHead } from './edge.ts';
 import { describeSource, openFrameSource } from './frames.ts';

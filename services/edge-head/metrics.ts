@@ -5,7 +5,7 @@
  * are made once here, so a frame costs only prom-client's increments and observations.
  */
 import type { Counter, Gauge, Histogram } from 'prom-client';
-import { MetricSet, WIRE_ERROR_CODES } from '../../common/metrics.ts';
+import { MetricSet, WIRE_ERROR_CODES } from '../../runtime/metrics.ts';
 import type { ErrorCode } from '../../schemas/codec.ts';
 import type { FrameReport } from './frame-report.ts';
 import { FALLBACK_KINDS, type FallbackKind } from './pending.ts';

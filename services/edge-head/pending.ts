@@ -2,7 +2,7 @@
  * Requests waiting for their result. A result for a request that is no longer waiting (answered already, or taken
  * over by the local fallback) is a late duplicate and is dropped, so every frame is answered exactly once.
  */
-import type { Logger } from '../../common/log.ts';
+import type { Logger } from '../../runtime/log.ts';
 import type { InferenceError, InferenceResult } from '../../schemas/codec.ts';
 
 /** Timers as a dependency (CONTRIBUTING.md, convention 8), so deadline tests need not sleep. */

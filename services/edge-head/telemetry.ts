@@ -6,9 +6,9 @@
  */
 import { cpus, loadavg } from 'node:os';
 import { OSUtils } from 'node-os-utils';
-import type { RunQueue } from '../../common/device/emulation.ts';
-import { errorMessage } from '../../common/errors.ts';
-import type { Logger } from '../../common/log.ts';
+import type { RunQueue } from '../../measurement/device/emulation.ts';
+import { errorMessage } from '../../runtime/errors.ts';
+import type { Logger } from '../../runtime/log.ts';
 import type { DeviceTelemetry } from '../../schemas/messages.ts';
 import type { UplinkMeter } from './uplink.ts';
 

@@ -3,7 +3,7 @@
  * is timed from the moment it could start on the link to its PUBACK. A broker acknowledges a QoS 1 PUBLISH once it
  * holds the whole packet (aedes writes the PUBACK before it forwards the message; Mosquitto likewise), so that span
  * is the upload of the packet plus one small acknowledgement back; the broker's constant part is left to the
- * planner's fit (the intercept of T(D) = setup + b D, common/plan/link-fit.ts).
+ * planner's fit (the intercept of T(D) = setup + b D, planning/link-fit.ts).
  *
  * The link is a queue: a message written while an earlier one is still being sent starts when that one ends, so its
  * span starts at max(written, the previous PUBACK). A PUBLISH still unacknowledged is evidence too: a lower bound
@@ -20,8 +20,9 @@
  * short burst of opaque messages of growing size to its probe topic, so the planner knows the link before it ever
  * offloads a frame, and keeps knowing it while it does not.
  */
-import type { Clock } from '../../common/clock.ts';
-import type { TransferSample } from '../../common/plan/link-fit.ts';
+
+import type { TransferSample } from '../../planning/link-fit.ts';
+import type { Clock } from '../../runtime/clock.ts';
 import { MIN_STALL_MS, type StallSource } from './loop-stalls.ts';
 
 /** MQTT bytes of a PUBLISH with packet id: fixed header (up to 5), topic length (2), topic, packet id (2). */
@@ -172,7 +173,7 @@ export class UplinkMeter {
  * stops at 512 KiB (42 ms; 1 MiB more would add 84 ms, a frame or two of a fast device run all on its own), at
  * 10 Mbit/s at 64 KiB (52 ms), at 1 Mbit/s at 16 KiB. The maximum serves links faster still (1 MiB takes 8 ms at
  * 1 Gbit/s). At least three probes, so the largest is four times the smallest: sizes that far apart tell the
- * per-byte cost from the set-up (common/plan/link-fit.ts DETERMINED_SPREAD), and the planner may act on the burst
+ * per-byte cost from the set-up (planning/link-fit.ts DETERMINED_SPREAD), and the planner may act on the burst
  * at once.
  */
 export const PROBE = {

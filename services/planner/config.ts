@@ -3,10 +3,10 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { type ConfigOf, schemas, setting } from '../../common/config.ts';
-import { metricsPortSetting } from '../../common/metrics-setting.ts';
-import { parseRate } from '../../common/plan/link.ts';
-import { commonSettings } from '../../common/service-settings.ts';
+import { parseRate } from '../../planning/link.ts';
+import { type ConfigOf, schemas, setting } from '../../runtime/config.ts';
+import { metricsPortSetting } from '../../runtime/metrics-setting.ts';
+import { commonSettings } from '../../runtime/service-settings.ts';
 
 const fraction = z.coerce
   .number({ message: 'expected a fraction such as 0.1' })

@@ -2,7 +2,7 @@
  * Hysteresis of the planner: a device switches to a new cut only when the search has predicted a gain above a
  * threshold for at least a minimum time, so noisy telemetry does not make the cut flap. Pure: time is a parameter.
  */
-import type { Candidate, SearchResult } from '../../common/plan/search.ts';
+import type { Candidate, SearchResult } from '../../planning/search.ts';
 
 /** Hysteresis settings. */
 export interface HysteresisOptions {

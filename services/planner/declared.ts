@@ -3,7 +3,7 @@
  * measure per-layer latency (a robot written without edgecut's code) states only its whole-model latency, and the
  * planner spreads it over the layers in the proportions a tail worker measured for the same model. The proportions
  * of a CPU's layers carry over between CPUs far better than absolute times (the profiler scales per-node times to
- * the whole model the same way, common/profile/profiler.ts); the `measured` edge-load mode then corrects the head
+ * the whole model the same way, measurement/profiler.ts); the `measured` edge-load mode then corrects the head
  * times from the device's telemetry. Pure.
  */
 import type { DeclaredProfile, Profile } from '../../schemas/profile.ts';

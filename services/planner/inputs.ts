@@ -9,10 +9,10 @@
  * The server factor comes from the tail workers' queues: a request waits behind (queue depth / concurrency)
  * tails on the least-loaded worker, which the shared subscription's least-in-flight strategy will pick.
  */
-import { loadFactor } from '../../common/load.ts';
-import { type LinkModel, transferMs } from '../../common/plan/link.ts';
-import type { FittedLink } from '../../common/plan/link-fit.ts';
-import type { EdgePower, Objective, SearchInput } from '../../common/plan/search.ts';
+import { loadFactor } from '../../measurement/load.ts';
+import { type LinkModel, transferMs } from '../../planning/link.ts';
+import type { FittedLink } from '../../planning/link-fit.ts';
+import type { EdgePower, Objective, SearchInput } from '../../planning/search.ts';
 import type { DeviceTelemetry, WorkerTelemetry } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
 

@@ -2,10 +2,10 @@
  * `edgecut planner`: the planner as a process.
  */
 
-import { systemClock } from '../../common/clock.ts';
-import { runComponent } from '../../common/component.ts';
-import { createLogger } from '../../common/log.ts';
-import { Monitored } from '../../common/metrics.ts';
+import { systemClock } from '../../runtime/clock.ts';
+import { runComponent } from '../../runtime/component.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { Monitored } from '../../runtime/metrics.ts';
 import { type PlannerConfig, resolvePlanner } from './config.ts';
 import { PlannerMetrics } from './metrics.ts';
 import { Planner } from './planner.ts';

@@ -3,7 +3,7 @@
  * it knows and its errors.
  */
 import type { Counter, Histogram } from 'prom-client';
-import { MetricSet } from '../../common/metrics.ts';
+import { MetricSet } from '../../runtime/metrics.ts';
 
 /** Where a planner error happened: a message handler, publishing a plan, or the planning stream itself. */
 export type PlannerErrorCode = 'handler' | 'publish' | 'stream';

@@ -4,11 +4,11 @@
  * configured it skips the search and gives every device that cut.
  */
 import { Subject, type Subscription } from 'rxjs';
-import { type Clock, systemClock } from '../../common/clock.ts';
-import { UserError } from '../../common/errors.ts';
-import type { Logger } from '../../common/log.ts';
-import { Connection } from '../../common/mqtt.ts';
-import type { Objective } from '../../common/plan/search.ts';
+import type { Objective } from '../../planning/search.ts';
+import { type Clock, systemClock } from '../../runtime/clock.ts';
+import { UserError } from '../../runtime/errors.ts';
+import type { Logger } from '../../runtime/log.ts';
+import { Connection } from '../../runtime/mqtt.ts';
 import {
   type DeviceTelemetry,
   DeviceTelemetrySchema,

@@ -25,10 +25,10 @@ import {
   takeUntil,
   timer,
 } from 'rxjs';
-import { type Preset, presetPower } from '../../common/device/presets.ts';
-import { type LinkModel, transferMs } from '../../common/plan/link.ts';
-import { type FittedLink, LinkEstimator } from '../../common/plan/link-fit.ts';
-import { type Objective, searchPartition } from '../../common/plan/search.ts';
+import { type Preset, presetPower } from '../../measurement/device/presets.ts';
+import { type LinkModel, transferMs } from '../../planning/link.ts';
+import { type FittedLink, LinkEstimator } from '../../planning/link-fit.ts';
+import { type Objective, searchPartition } from '../../planning/search.ts';
 import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../../schemas/messages.ts';
 import type { DeviceProfile, Profile } from '../../schemas/profile.ts';
 import { type DecisionState, decide, type HysteresisOptions } from './decide.ts';

@@ -4,10 +4,10 @@
 import { statSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { z } from 'zod';
-import { ConfigError, type ConfigOf, schemas, setting } from '../../common/config.ts';
-import { emulationSettings, resolvePresets } from '../../common/device/emulation-settings.ts';
-import { metricsPortSetting } from '../../common/metrics-setting.ts';
-import { commonSettings, resolveWeightsDir, weightsDirSetting } from '../../common/service-settings.ts';
+import { emulationSettings, resolvePresets } from '../../measurement/device/emulation-settings.ts';
+import { ConfigError, type ConfigOf, schemas, setting } from '../../runtime/config.ts';
+import { metricsPortSetting } from '../../runtime/metrics-setting.ts';
+import { commonSettings, resolveWeightsDir, weightsDirSetting } from '../../runtime/service-settings.ts';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
 
 /** `auto` or a value of `inner`; `what` says what else is allowed. */

@@ -2,10 +2,10 @@
  * `edgecut tail`: one tail worker as a process.
  */
 
-import { systemClock } from '../../common/clock.ts';
-import { runComponent } from '../../common/component.ts';
-import { createLogger } from '../../common/log.ts';
-import { Monitored } from '../../common/metrics.ts';
+import { systemClock } from '../../runtime/clock.ts';
+import { runComponent } from '../../runtime/component.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { Monitored } from '../../runtime/metrics.ts';
 import { resolveTail, type TailConfig } from './config.ts';
 import { TailMetrics } from './metrics.ts';
 import { TailWorker } from './worker.ts';

@@ -4,7 +4,7 @@
  * request naming an unknown model counts under `unknown`, so senders cannot grow the label set.
  */
 import type { Counter, Histogram } from 'prom-client';
-import { MetricSet, WIRE_ERROR_CODES } from '../../common/metrics.ts';
+import { MetricSet, WIRE_ERROR_CODES } from '../../runtime/metrics.ts';
 import type { ErrorCode } from '../../schemas/codec.ts';
 
 /** `handler`: a failure outside the request path's own error replies (e.g. the error reply could not be sent). */

@@ -2,7 +2,7 @@
  * Checks a request's tensors against the cut it names, before any inference starts (CONTRIBUTING.md, convention 5).
  */
 
-import type { CutInfo } from '../../common/model-handle.ts';
+import type { CutInfo } from '../../model/handle.ts';
 import type { ErrorCode, WireTensor } from '../../schemas/codec.ts';
 
 /** A request the worker refuses; its code and message go back to the device in an Error reply. */

@@ -2,12 +2,11 @@
  * The server-tail worker: takes inference requests (through a shared subscription when a group is set), runs the
  * tail of the model from the request's cut to the end, and replies on the requesting device's result topic. A bad
  * request gets an Error reply naming the problem, and the worker goes on with the next one. For experiments it can
- * play a server slower than this host (EMULATE_DEVICE, common/device/emulation.ts), as the edge can.
+ * play a server slower than this host (EMULATE_DEVICE, measurement/device/emulation.ts), as the edge can.
  */
 import { readdir } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { type Clock, systemClock } from '../../common/clock.ts';
 import {
   ComputeStretch,
   type DeviceEmulation,
@@ -18,21 +17,22 @@ import {
   RunQueue,
   resolveEmulation,
   runQueueContention,
-} from '../../common/device/emulation.ts';
-import { hostBench } from '../../common/device/host.ts';
-import { BUILTIN_PRESETS, type Preset } from '../../common/device/presets.ts';
-import { errorMessage } from '../../common/errors.ts';
-import type { Logger } from '../../common/log.ts';
-import { LruCache } from '../../common/lru.ts';
-import { ModelDirectory } from '../../common/model-directory.ts';
-import type { ModelHandle } from '../../common/model-handle.ts';
-import { Connection } from '../../common/mqtt.ts';
-import { readProfileFile } from '../../common/profile/io.ts';
-import { hostDevice, profileModel } from '../../common/profile/profiler.ts';
-import { zeroTensors } from '../../common/runtime.ts';
-import { SessionThread } from '../../common/session-thread.ts';
-import { median } from '../../common/stats.ts';
-import { WeightFiles } from '../../common/weight-files.ts';
+} from '../../measurement/device/emulation.ts';
+import { hostBench } from '../../measurement/device/host.ts';
+import { BUILTIN_PRESETS, type Preset } from '../../measurement/device/presets.ts';
+import { readProfileFile } from '../../measurement/profile-io.ts';
+import { hostDevice, profileModel } from '../../measurement/profiler.ts';
+import { ModelDirectory } from '../../model/directory.ts';
+import type { ModelHandle } from '../../model/handle.ts';
+import { zeroTensors } from '../../model/runtime.ts';
+import { SessionThread } from '../../model/session-thread.ts';
+import { WeightFiles } from '../../model/weight-files.ts';
+import { median } from '../../planning/stats.ts';
+import { type Clock, systemClock } from '../../runtime/clock.ts';
+import { errorMessage } from '../../runtime/errors.ts';
+import type { Logger } from '../../runtime/log.ts';
+import { LruCache } from '../../runtime/lru.ts';
+import { Connection } from '../../runtime/mqtt.ts';
 import {
   decodeMessage,
   type ErrorCode,
@@ -71,7 +71,7 @@ export interface TailWorkerOptions {
   maxRequestBytes: number;
   sessionCache: number;
   /**
-   * Weight files (common/weight-files.ts): tails reference a copy of their model's weights here instead of holding
+   * Weight files (model/weight-files.ts): tails reference a copy of their model's weights here instead of holding
    * their own. Absent: each tail holds its own.
    */
   weightsDir?: string | undefined;
@@ -128,10 +128,10 @@ export const RUNTIME_THREADS = GUESS_LOADS + 1;
 export class TailWorker {
   private readonly conn: Connection;
   private readonly models: ModelDirectory;
-  /** Copies of the models' weights that tail sessions map instead of holding their own (common/weight-files.ts). */
+  /** Copies of the models' weights that tail sessions map instead of holding their own (model/weight-files.ts). */
   private readonly weights: WeightFiles;
   private readonly slots: FairQueue;
-  /** Tail sessions, each in a thread of its own (common/session-thread.ts), so loading one blocks nothing else. */
+  /** Tail sessions, each in a thread of its own (model/session-thread.ts), so loading one blocks nothing else. */
   private readonly sessions: LruCache<string, Promise<SessionThread>>;
   /** Keys (`<modelId>:<cut>`) of the cached sessions that finished loading: the telemetry's `warm`. */
   private readonly ready = new Set<string>();
@@ -316,7 +316,7 @@ export class TailWorker {
   }
 
   /**
-   * With EMULATE_DEVICE: the factor for this model (common/device/emulation.ts), kept with this host's profile so its
+   * With EMULATE_DEVICE: the factor for this model (measurement/device/emulation.ts), kept with this host's profile so its
    * tails are stretched; returns the profile to publish (scaled to the emulated device). Without: the measured one.
    */
   private async emulate(id: string, model: ModelHandle, measured: Profile): Promise<Profile> {

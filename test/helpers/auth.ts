@@ -14,7 +14,7 @@ import { type BrokerOptions, EmbeddedBroker } from '../../broker/broker.ts';
 import { hashPassword } from '../../broker/passwords.ts';
 import { formatUsers, type UserEntry } from '../../broker/users.ts';
 import { EDGECUT_BIN } from '../../cli/processes.ts';
-import { silentLogger } from '../../common/log.ts';
+import { silentLogger } from '../../runtime/log.ts';
 
 /** A user to write into a users file, with its plain-text password. */
 export type TestUser = Omit<UserEntry, 'password'> & { password: string };

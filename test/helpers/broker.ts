@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import mqtt, { type MqttClient } from 'mqtt';
 import { EmbeddedBroker } from '../../broker/broker.ts';
-import { silentLogger } from '../../common/log.ts';
+import { silentLogger } from '../../runtime/log.ts';
 
 /**
  * A free loopback port below Linux's ephemeral range (32768-60999). A test that stops a broker and restarts it on

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { type Logger, pino } from 'pino';
 import { PNG } from 'pngjs';
-import { mulberry32 } from '../../common/random.ts';
+import { mulberry32 } from '../../model/random.ts';
 import type { Frame } from '../../services/edge-head/frames.ts';
 
 /** A logger that keeps its JSON lines (level warn and up unless told). */

@@ -1,15 +1,9 @@
 // Hand-built test graphs whose crossing sets are known by hand.
 
-import { valueInfo } from '../../common/model/builder.ts';
-import type {
-  AttributeProto,
-  NodeProto,
-  OnnxModel,
-  TensorProto,
-  ValueInfoProto,
-} from '../../common/model/onnx.ts';
-import { DataType, graphAttr, makeTensor, tensorAttr } from '../../common/model/onnx.ts';
-import { seededUniform } from '../../common/random.ts';
+import { valueInfo } from '../../model/builder.ts';
+import type { AttributeProto, NodeProto, OnnxModel, TensorProto, ValueInfoProto } from '../../model/onnx.ts';
+import { DataType, graphAttr, makeTensor, tensorAttr } from '../../model/onnx.ts';
+import { seededUniform } from '../../model/random.ts';
 
 /** A float32 ValueInfoProto. */
 export function vi(name: string, shape: number[], dtype: number = DataType.FLOAT): ValueInfoProto {

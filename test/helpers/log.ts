@@ -3,7 +3,7 @@
  */
 import { Writable } from 'node:stream';
 import { type Level, pino } from 'pino';
-import type { Logger } from '../../common/log.ts';
+import type { Logger } from '../../runtime/log.ts';
 
 /** One JSON log line, parsed. */
 export type LogLine = { msg: string } & Record<string, unknown>;

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { ModelHandle } from '../../common/model-handle.ts';
+import { ModelHandle } from '../../model/handle.ts';
 import { writeDemoModel } from '../../services/edge-head/main.ts';
 
 /** A fresh directory with the demo model, and the loaded model. */

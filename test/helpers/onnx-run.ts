@@ -1,9 +1,9 @@
-import { halfToFloat } from '../../common/half.ts';
+import { halfToFloat } from '../../model/half.ts';
 // Test helpers for running whole/head/tail models in onnxruntime and comparing outputs.
 
 import * as ort from 'onnxruntime-node';
-import type { OnnxModel } from '../../common/model/onnx.ts';
-import { writeModel } from '../../common/model/onnx.ts';
+import type { OnnxModel } from '../../model/onnx.ts';
+import { writeModel } from '../../model/onnx.ts';
 
 /** Output tensors by name. */
 export type Outputs = Record<string, ort.Tensor>;

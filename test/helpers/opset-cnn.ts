@@ -14,13 +14,7 @@
 // Initializers shared across positions: the bias of both branch convs (positions 5 and 6) and, from opset 13, the
 // `axes` tensor of Unsqueeze and Squeeze (positions 18 and 20).
 
-import type {
-  AttributeProto,
-  NodeProto,
-  OnnxModel,
-  TensorProto,
-  ValueInfoProto,
-} from '../../common/model/onnx.ts';
+import type { AttributeProto, NodeProto, OnnxModel, TensorProto, ValueInfoProto } from '../../model/onnx.ts';
 import {
   DataType,
   floatAttr,
@@ -29,7 +23,7 @@ import {
   intsAttr,
   makeTensor,
   tensorAttr,
-} from '../../common/model/onnx.ts';
+} from '../../model/onnx.ts';
 import { node, vi, weight } from './graphs.ts';
 
 /** The ir_version that goes with each ai.onnx opset (onnx/docs/Versioning.md). */

@@ -3,15 +3,9 @@
 //   `axis` 0) and int32 biases behind DequantizeLinear; onnxruntime fuses DQ -> op -> Q into QLinear* kernels.
 // - QOperator: QLinearConv, uint8 MaxPool, com.microsoft QLinearAdd / QLinearConcat on uint8 tensors.
 
-import type {
-  AttributeProto,
-  NodeProto,
-  OnnxModel,
-  TensorProto,
-  ValueInfoProto,
-} from '../../common/model/onnx.ts';
-import { DataType, intAttr, intsAttr, makeTensor } from '../../common/model/onnx.ts';
-import { mulberry32 } from '../../common/random.ts';
+import type { AttributeProto, NodeProto, OnnxModel, TensorProto, ValueInfoProto } from '../../model/onnx.ts';
+import { DataType, intAttr, intsAttr, makeTensor } from '../../model/onnx.ts';
+import { mulberry32 } from '../../model/random.ts';
 import { node, vi } from './graphs.ts';
 
 const { FLOAT, UINT8, INT8, INT32 } = DataType;

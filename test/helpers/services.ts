@@ -2,7 +2,7 @@
  * Test helpers: option sets of the services with test-friendly defaults.
  */
 
-import { defaultWeightsDir } from '../../common/weight-files.ts';
+import { defaultWeightsDir } from '../../runtime/service-settings.ts';
 import { TAIL_GROUP } from '../../schemas/topics.ts';
 import type { EdgeOptions } from '../../services/edge-head/edge.ts';
 import type { TailWorkerOptions } from '../../services/server-tail/worker.ts';

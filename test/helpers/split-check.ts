@@ -3,9 +3,9 @@
  * onnxruntime sessions created the way the services create them.
  */
 import type { ExecutionContext } from 'ava';
-import type { ModelHandle } from '../../common/model-handle.ts';
-import { mulberry32 } from '../../common/random.ts';
-import { createSession, runWire } from '../../common/runtime.ts';
+import type { ModelHandle } from '../../model/handle.ts';
+import { mulberry32 } from '../../model/random.ts';
+import { createSession, runWire } from '../../model/runtime.ts';
 import { tensorElements } from '../../schemas/codec.ts';
 import { randomInputs } from '../../services/edge-head/frames.ts';
 
