@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Status } from '../schemas/messages.ts';
+import { topics } from '../schemas/topics.ts';
 import { errorMessage, UserError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { type AckControl, controlAcks, storeWithoutClone } from './mqtt-patches.ts';
@@ -52,6 +53,51 @@ export interface ConnectionOptions {
    * emulation of measurement/shaping.ts. The wrapper must forward `setNoDelay` to the socket.
    */
   wrapStream?: (stream: Duplex) => Duplex;
+}
+
+/** The broker settings of a service (runtime/service-settings.ts), with its first connection's timeout. */
+export interface BrokerSettings {
+  mqttUrl: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  mqttCaFile?: string | undefined;
+  /** Give up the first connection after this long (ms); undefined: keep trying (the edge never gives up). */
+  connectTimeoutMs?: number | undefined;
+}
+
+/** The retained status topic of each kind of service (schemas/topics.ts). */
+const STATUS_TOPICS = {
+  device: (id: string) => topics.deviceStatus.build({ device: id }),
+  worker: (id: string) => topics.workerStatus.build({ worker: id }),
+  planner: (id: string) => topics.plannerStatus.build({ planner: id }),
+} as const;
+
+/** The kinds of service, as their status payloads name them. */
+export type ServiceRole = keyof typeof STATUS_TOPICS;
+
+/**
+ * The connection of a service: its id is its MQTT client id, its role names its status topic, and its broker
+ * settings give the URL, credentials, CA and connect timeout. Every service connects through this.
+ */
+export function serviceConnection(
+  role: ServiceRole,
+  id: string,
+  settings: BrokerSettings,
+  logger: Logger,
+  more: Pick<ConnectionOptions, 'wrapStream'> = {},
+): Connection {
+  return new Connection({
+    url: settings.mqttUrl,
+    clientId: id,
+    role,
+    statusTopic: STATUS_TOPICS[role](id),
+    logger,
+    ...(settings.username !== undefined ? { username: settings.username } : {}),
+    ...(settings.password !== undefined ? { password: settings.password } : {}),
+    caFile: settings.mqttCaFile,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    ...more,
+  });
 }
 
 interface Subscription {

@@ -10,6 +10,7 @@ import { EmbeddedBroker } from '../broker/broker.ts';
 import { profileModel } from '../measurement/profiler.ts';
 import type { ModelHandle } from '../model/handle.ts';
 import { mulberry32 } from '../model/random.ts';
+import type { Timers } from '../runtime/clock.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { emptyTimes, encodeResult } from '../schemas/codec.ts';
 import { DeviceTelemetrySchema, type Plan } from '../schemas/messages.ts';
@@ -17,7 +18,7 @@ import { topics } from '../schemas/topics.ts';
 import { EdgeHead, type EdgeOptions, type FrameReport } from '../services/edge-head/edge.ts';
 import { FALLBACK, frameDeadline } from '../services/edge-head/faults.ts';
 import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
-import { PendingResults, type Timers } from '../services/edge-head/pending.ts';
+import { PendingResults } from '../services/edge-head/pending.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, stablePort, startBroker } from './helpers/broker.ts';
 import { tempDir, waitFor } from './helpers/edge.ts';
@@ -106,6 +107,7 @@ test('pending results: the deadline rejects, a result after it is ignored and co
       fired.push(fn);
       return () => undefined;
     },
+    every: () => () => undefined,
   };
   const pending = new PendingResults(silentLogger, timers);
   const waiting = pending.expect('r1', 300);

@@ -23,11 +23,11 @@ import type { CutInfo, ModelHandle } from '../../model/handle.ts';
 import { maxAbsDiff, zeroTensors } from '../../model/runtime.ts';
 import { SessionThread } from '../../model/session-thread.ts';
 import { WeightFiles } from '../../model/weight-files.ts';
-import { type Clock, systemClock } from '../../runtime/clock.ts';
+import { type Clock, realTimers, systemClock, type Timers } from '../../runtime/clock.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { LruCache } from '../../runtime/lru.ts';
-import { Connection } from '../../runtime/mqtt.ts';
+import { type Connection, serviceConnection } from '../../runtime/mqtt.ts';
 import { Semaphore } from '../../runtime/semaphore.ts';
 import { emptyTimes, encodeRequest, type InferenceResult, type WireTensor } from '../../schemas/codec.ts';
 import { type Plan, PlanSchema, parseJson } from '../../schemas/messages.ts';
@@ -44,6 +44,8 @@ import { probeBurst, publishPacketBytes, UplinkMeter } from './uplink.ts';
 
 /** Settings of the edge-head component. */
 export interface EdgeOptions {
+  /** Timers of the periodic telemetry and the waits (tests drive them); default real ones. */
+  timers?: Timers;
   mqttUrl: string;
   /** How long `start` waits for the broker before frames run on the device alone (default BROKER_WAIT_MS). */
   brokerWaitMs?: number;
@@ -127,7 +129,9 @@ export class EdgeHead {
   private incoming: Plan | undefined;
   private plan: Plan | undefined;
   private planWaiters: Array<() => void> = [];
-  private telemetryTimer: NodeJS.Timeout | undefined;
+  /** Cancels the periodic telemetry. */
+  private stopTelemetry: (() => void) | undefined;
+  private readonly timers: Timers;
   private fallbackCount = 0;
   /** When the first request at each cut missed its deadline (later requests that miss there are reported late). */
   private readonly firstMiss = new Map<number, number>();
@@ -144,17 +148,14 @@ export class EdgeHead {
     private readonly clock: Clock = systemClock,
     metrics = new EdgeMetrics(opts.deviceId),
   ) {
-    this.conn = new Connection({
-      url: opts.mqttUrl,
-      clientId: opts.deviceId,
-      role: 'device',
-      statusTopic: topics.deviceStatus.build({ device: opts.deviceId }),
+    this.timers = opts.timers ?? realTimers;
+    this.conn = serviceConnection(
+      'device',
+      opts.deviceId,
+      { ...opts, connectTimeoutMs: undefined },
       logger,
-      username: opts.username,
-      password: opts.password,
-      caFile: opts.mqttCaFile,
-      ...(opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {}),
-    });
+      opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {},
+    );
     this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
     // An evicted session is released behind the computation in progress: sessions are taken and run inside one
     // turn of `compute`, so none is released while it runs.
@@ -233,13 +234,13 @@ export class EdgeHead {
     // Frames do not wait for the broker: until it is reachable there is no plan, and every frame runs on the device.
     const connected = this.conn.start().then(() => this.online());
     const waitMs = this.opts.brokerWaitMs ?? BROKER_WAIT_MS;
-    let timer: NodeJS.Timeout | undefined;
+    let cancel = (): void => undefined;
     const waited = await Promise.race([
       connected.then(() => false),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), waitMs);
+        cancel = this.timers.after(waitMs, () => resolve(true));
       }),
-    ]).finally(() => clearTimeout(timer));
+    ]).finally(() => cancel());
     if (waited) {
       this.logger.warn(
         { url: this.opts.mqttUrl, waitedMs: waitMs },
@@ -250,7 +251,7 @@ export class EdgeHead {
       );
     }
     this.load.start();
-    this.telemetryTimer = setInterval(() => {
+    this.stopTelemetry = this.timers.every(this.opts.telemetryMs, () => {
       if (this.idleLink() && this.clock.now() - this.lastProbeAt >= (this.opts.probeMs ?? 15_000))
         this.probe();
       // A probe burst is one piece of evidence: its samples go out together when it ends (a part of it, only
@@ -258,8 +259,7 @@ export class EdgeHead {
       // dead link, whose lower bounds the planner needs now).
       if (this.probing && this.clock.now() - this.lastProbeAt < PROBE_HOLD_MS) return;
       void this.publishTelemetry();
-    }, this.opts.telemetryMs);
-    this.telemetryTimer.unref();
+    });
   }
 
   /** Once connected: listens for results and plans, publishes the profile, probes the link. */
@@ -319,9 +319,9 @@ export class EdgeHead {
   async waitForPlan(timeoutMs = this.opts.planWaitMs): Promise<boolean> {
     if (this.plan) return true;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
+      const cancel = this.timers.after(timeoutMs, resolve);
       this.planWaiters.push(() => {
-        clearTimeout(timer);
+        cancel();
         resolve();
       });
     });
@@ -676,8 +676,8 @@ export class EdgeHead {
   }
 
   private async shutdown(): Promise<void> {
-    if (this.telemetryTimer) clearInterval(this.telemetryTimer);
-    this.telemetryTimer = undefined;
+    this.stopTelemetry?.();
+    this.stopTelemetry = undefined;
     // A probe is not waited for: with the broker gone its PUBACK never comes (the connection's end drops it).
     this.stopProbe.abort();
     await Promise.allSettled([...this.running]);

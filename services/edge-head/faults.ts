@@ -16,13 +16,15 @@
  * - An Error reply from a worker: the tail runs locally at once.
  * A result arriving after its frame fell back is ignored and counted (`EdgeHead.lateResults`).
  */
+
+import { realTimers, type Timers } from '../../runtime/clock.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Connection } from '../../runtime/mqtt.ts';
 import { decodeMessage, type ErrorCode, type InferenceResult } from '../../schemas/codec.ts';
 import type { Plan } from '../../schemas/messages.ts';
 import { topics } from '../../schemas/topics.ts';
-import { FallbackError, PendingResults, realTimers, type Timers } from './pending.ts';
+import { FallbackError, PendingResults } from './pending.ts';
 
 /** How deadlines are derived. */
 export interface DeadlineOptions {

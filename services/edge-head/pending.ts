@@ -2,22 +2,9 @@
  * Requests waiting for their result. A result for a request that is no longer waiting (answered already, or taken
  * over by the local fallback) is a late duplicate and is dropped, so every frame is answered exactly once.
  */
+import { realTimers, type Timers } from '../../runtime/clock.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { InferenceError, InferenceResult } from '../../schemas/codec.ts';
-
-/** Timers as a dependency (CONTRIBUTING.md, convention 8), so deadline tests need not sleep. */
-export interface Timers {
-  /** Calls `fn` after `ms`; returns a function that cancels it. */
-  after(ms: number, fn: () => void): () => void;
-}
-
-/** Real timers. */
-export const realTimers: Timers = {
-  after(ms, fn) {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
 
 /** Why a frame's wait ended without a result, so its tail runs on the device (a metrics label). */
 export type FallbackKind =

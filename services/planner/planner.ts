@@ -8,7 +8,7 @@ import type { Objective } from '../../planning/search.ts';
 import { type Clock, systemClock } from '../../runtime/clock.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
-import { Connection } from '../../runtime/mqtt.ts';
+import { type Connection, serviceConnection } from '../../runtime/mqtt.ts';
 import {
   type DeviceTelemetry,
   DeviceTelemetrySchema,
@@ -31,6 +31,7 @@ import { profileFromDeclaration } from './declared.ts';
 import { chooseFixedCut } from './fixed-cut.ts';
 import type { EdgeLoadMode } from './inputs.ts';
 import { PlannerMetrics } from './metrics.ts';
+import { buildPlan } from './plan.ts';
 import { type PlannerEvent, planEvents } from './streams.ts';
 
 /** Settings of the planner component. */
@@ -96,17 +97,7 @@ export class Planner {
     private readonly clock: Clock = systemClock,
     private readonly metrics = new PlannerMetrics(),
   ) {
-    this.conn = new Connection({
-      url: opts.mqttUrl,
-      clientId: opts.plannerId,
-      role: 'planner',
-      statusTopic: topics.plannerStatus.build({ planner: opts.plannerId }),
-      logger,
-      username: opts.username,
-      password: opts.password,
-      caFile: opts.mqttCaFile,
-      connectTimeoutMs: opts.connectTimeoutMs,
-    });
+    this.conn = serviceConnection('planner', opts.plannerId, opts, logger);
     this.conn.onHandlerError = () => metrics.error('handler');
     metrics.watch({ devices: () => this.profiled.size });
   }
@@ -293,8 +284,7 @@ export class Planner {
     await this.onEvent({
       kind: 'plan',
       device,
-      plan: {
-        version: 1,
+      plan: buildPlan({
         device,
         modelId: profile.model.id,
         seq: ++this.fixedSeq,
@@ -304,7 +294,7 @@ export class Planner {
         reason: `fixed cut ${this.opts.cut} from the planner's configuration`,
         inputs: { cut: this.opts.cut },
         issuedAt: this.clock.now(),
-      },
+      }),
     });
   }
 

@@ -45,6 +45,7 @@ import {
   serverLoadFactor,
   toSearchInput,
 } from './inputs.ts';
+import { buildPlan } from './plan.ts';
 
 /** Planner settings the streams use. */
 export interface PlanningOptions {
@@ -453,12 +454,11 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
     next.out.push({
       kind: 'plan',
       device,
-      plan: {
-        version: 1,
+      plan: buildPlan({
         device,
         modelId: profile.model.id,
         seq: next.seq,
-        cut: { index: cut.index, after: cut.after, bytes: cut.bytes, tensors: cut.tensors },
+        cut,
         objective,
         predicted: {
           edgeMs: best.edgeMs,
@@ -490,7 +490,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
           edgeProfile: profile.kind,
         },
         issuedAt: now,
-      },
+      }),
     });
   }
   return next;

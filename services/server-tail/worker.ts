@@ -28,11 +28,11 @@ import { zeroTensors } from '../../model/runtime.ts';
 import { SessionThread } from '../../model/session-thread.ts';
 import { WeightFiles } from '../../model/weight-files.ts';
 import { median } from '../../planning/stats.ts';
-import { type Clock, systemClock } from '../../runtime/clock.ts';
+import { type Clock, realTimers, systemClock, type Timers } from '../../runtime/clock.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { LruCache } from '../../runtime/lru.ts';
-import { Connection } from '../../runtime/mqtt.ts';
+import { type Connection, serviceConnection } from '../../runtime/mqtt.ts';
 import {
   decodeMessage,
   type ErrorCode,
@@ -59,6 +59,8 @@ import { checkRequestTensors, RequestError } from './validate.ts';
 export const DEFAULT_DEVICE_QUEUE = 32;
 
 export interface TailWorkerOptions {
+  /** Timers of the periodic telemetry and the models directory's rescan (tests drive them); default real ones. */
+  timers?: Timers;
   mqttUrl: string;
   workerId: string;
   modelsDir: string;
@@ -145,13 +147,15 @@ export class TailWorker {
   /** Prepares loading now, per lane. */
   private readonly prepareRunning = { plan: 0, guess: 0 };
   private readonly latencies = new Map<string, number[]>();
-  private telemetryTimer: NodeJS.Timeout | undefined;
+  /** Cancel the periodic telemetry and rescans. */
+  private stopTelemetry: (() => void) | undefined;
+  private readonly timers: Timers;
   private served = 0;
   private stopping = false;
   private profiling: Promise<void> | undefined;
   /** Models profiled (or tried) so far, by content hash. */
   private readonly profiled = new Set<string>();
-  private watchTimer: NodeJS.Timeout | undefined;
+  private stopWatch: (() => void) | undefined;
   private watching = false;
   private errors = 0;
   /** Models emulated as a slower device, by id (EMULATE_DEVICE). */
@@ -163,17 +167,8 @@ export class TailWorker {
     private readonly clock: Clock = systemClock,
     private readonly metrics = new TailMetrics(opts.workerId),
   ) {
-    this.conn = new Connection({
-      url: opts.mqttUrl,
-      clientId: opts.workerId,
-      role: 'worker',
-      statusTopic: topics.workerStatus.build({ worker: opts.workerId }),
-      logger,
-      username: opts.username,
-      password: opts.password,
-      caFile: opts.mqttCaFile,
-      connectTimeoutMs: opts.connectTimeoutMs,
-    });
+    this.timers = opts.timers ?? realTimers;
+    this.conn = serviceConnection('worker', opts.workerId, opts, logger);
     this.models = new ModelDirectory(opts.modelsDir, logger);
     this.weights = new WeightFiles(opts.weightsDir, (fields, msg) => logger.warn(fields, msg));
     this.slots = new FairQueue(opts.concurrency, opts.deviceQueue ?? DEFAULT_DEVICE_QUEUE);
@@ -226,14 +221,13 @@ export class TailWorker {
       { ackAfterHandler: true },
     );
     await this.conn.subscribe(topics.tailPrepare.filter(), (_topic, payload) => this.onPrepare(payload), 1);
-    this.telemetryTimer = setInterval(() => void this.publishTelemetry(), this.opts.telemetryMs);
-    this.telemetryTimer.unref();
+    this.stopTelemetry = this.timers.every(this.opts.telemetryMs, () => void this.publishTelemetry());
     this.logger.info({ models: this.models.size, group: this.opts.group || null }, 'tail worker ready');
     if (this.opts.profileRuns > 0) {
       this.profiling = this.publishProfiles();
       // A model copied into the directory later (the example robot writes its model into the models volume of
       // compose.yaml) is profiled when a rescan finds it, so the planner can plan for it.
-      this.watchTimer = setInterval(() => {
+      this.stopWatch = this.timers.every(this.opts.modelWatchMs ?? MODEL_WATCH_MS, () => {
         if (this.watching || this.stopping) return;
         this.watching = true;
         this.profiling = (this.profiling ?? Promise.resolve())
@@ -246,8 +240,7 @@ export class TailWorker {
           .finally(() => {
             this.watching = false;
           });
-      }, this.opts.modelWatchMs ?? MODEL_WATCH_MS);
-      this.watchTimer.unref();
+      });
     }
   }
 
@@ -348,12 +341,12 @@ export class TailWorker {
   /** Stops taking requests, waits for the ones in flight, and disconnects. Idempotent. */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.watchTimer) clearInterval(this.watchTimer);
-    this.watchTimer = undefined;
+    this.stopWatch?.();
+    this.stopWatch = undefined;
     await this.profiling;
     await this.preparing;
-    if (this.telemetryTimer) clearInterval(this.telemetryTimer);
-    this.telemetryTimer = undefined;
+    this.stopTelemetry?.();
+    this.stopTelemetry = undefined;
     await this.conn.stop();
     this.sessions.clear();
     for (const e of this.emulated.values()) e.stretch.contention?.stop();
