@@ -1,66 +1,10 @@
 /**
  * The layer-wise profiler (paper section II-A): the latency of every layer (ONNX node) of a model on this host, as
  * the P^e / P^c vectors Algorithm 1 sums, plus a check that the profile's prefix sums predict real head latencies.
- *
- * How (onnxruntime-node 1.30, CPU):
- * 1. Per-node times come from onnxruntime's own profiler (`enableProfiling`: a Chrome-trace JSON with one
- *    `<node>_kernel_time` event per node and run, `dur` in microseconds), on a session with graph optimisations
- *    DISABLED. Only there are the executed nodes the model's nodes: the production settings fuse Conv+Relu (and
- *    Conv+BatchNormalization, Gemm+activation, ...) into one kernel under a new name, fold BatchNormalization into
- *    the Conv weights, drop Dropout and Identity, and fold constant subgraphs, so at `all` most nodes have no time of
- *    their own. Per node we keep the median and p90 over the timed runs.
- * 2. The unoptimised graph's per-node times do not sum to a production run: fusions and folding save time (a Relu
- *    is a separate pass over memory, BatchNormalization a separate layer), and the profiler adds its own cost per
- *    node. The whole model is therefore timed with the production settings (runtime.ts `createSession` defaults,
- *    same thread count) and every layer is scaled by scale = whole median / sum of the layer medians, so the profile
- *    sums to the real whole-model latency while keeping the per-node shares; `measurement.layerSumMs` keeps the
- *    unscaled sum. Measured scales: 0.87 (resnet-50, where BatchNormalization folds) to 1.01.
- * 3. The check: at a few cuts spread over the graph the real head (nodes 1..k, `ModelHandle.part`) is timed with the
- *    production settings and compared with the profile's prefix sum over layers 1..k. The profiled session, the
- *    whole model and the heads run round-robin (one run of each per round), so a change of load on the host hits
- *    all of them alike; medians throughout.
- *
- * Two measurement effects, found on this 2-core VM with other processes busy (onnxruntime-node 1.30):
- * - Clock. Under load the wall clock is not additive: a run is preempted with a probability that grows with its
- *   length, so the whole model's median inflated to 2x (18 ms for squeezenet1.0-fp16 at load 6, 9 ms idle) while
- *   short heads stayed near their idle times, and the check was off by up to 59%. The process's CPU time
- *   (process.cpuUsage: user + system, so page faults count) leaves out the time the process was not running, and
- *   with 1 intra-op thread onnxruntime-node runs the whole inference on the calling thread; in the same runs the
- *   check was then within 6%. So with 1 thread `wholeMs` and the check use CPU time (`measurement.clock` 'cpu'),
- *   which on an idle host equals the wall clock (10.90 vs 10.98 ms); the wall-clock figures stay in
- *   `measurement.wholeWallMs`. A profile should be the unloaded latency anyway: the planner scales edge latency by
- *   the load separately (measurement/load.ts), so a wall-clock profile taken on a busy host would count the load twice.
- *   With more threads CPU time adds up the threads (and onnxruntime's spinning), so the wall clock is used, and the
- *   profile is only as good as the host is quiet (2 threads at load 5: whole model 83 ms wall for 9 ms of work).
- * - Hand-off. onnxruntime-node copies every output into a new ArrayBuffer, which costs page faults: about 0.2 to
- *   0.7 ms per MB here, more than the layers' own time for a big early tensor (a 4.7 MB Relu output: 3.4 ms wall,
- *   of which the Relu ~0.3). That is a cost of the cut's size (like sending it), not of layers 1..k, and the whole
- *   model, which hands over 4 KB, does not pay it. So each check head's time has the extra hand-off cost of its
- *   crossing tensors taken off: the median of a node-less model passing those tensors through, minus the same for
- *   the model's outputs (`handoffMs`; the raw head median is `headMs`). Without it the check was off by up to 18%
- *   at mobilenet-v2's cut 26 (1.7 MB), within 4% with it.
- *
- * Mapping onnxruntime's trace back to the model's nodes at level `disabled`:
- * - A named node is reported under its name. An unnamed node is reported as `<op>_<i>`, where i is its index in
- *   onnxruntime's graph: its position in the file counting only the nodes onnxruntime keeps at load (Constant
- *   nodes become initializers there and take no index, so later indices shift). The event's `op_name` must match.
- * - A model node with no event (a Constant) gets 0 ms and is listed in `measurement.unreported`.
- * - Events of nodes the model does not have are nodes onnxruntime inserted. On a float16 model its
- *   InsertCastTransformer wraps every float16 node without a float16 kernel in Casts to float32
- *   (`InsertedPrecisionFreeCast_*`), even at `disabled`. A Cast of a weight (an event whose inputs are constants
- *   only: activation_size 0) is constant-folded by the production settings, so it is excluded
- *   (`measurement.excluded`); any other inserted node (a Cast of an activation, e.g. the model input) is work the
- *   production graph does too, so its time is added to the next model node executed after it (the previous one at
- *   the end of a run) and listed in `measurement.attributed`. An event that lies inside a model node's own event
- *   (a subgraph node of If/Loop) is already counted and is ignored.
- *
- * Why not profile at `all` and map fused kernels back? With the two effects above handled, the scaled `disabled`
- * profile predicted the real heads of all six zoo models and the real squeezenet within 8% (max error per model
- * 2.2% to 7.8%, on a host at load 5 to 11), so there was nothing for a mapping of fused kernels to win, and a fused
- * kernel's time could not be split between the nodes it replaced without a `disabled` profile anyway. What does
- * break it is a host far busier than its cores: at load 10 to 15 on the 2 cores, inception-v3 was off by 31% and
- * squeezenet1.0 by 19%, as kernels long enough to be preempted in most runs get inflated medians (onnxruntime's
- * kernel times are wall clock). `edgecut profile` warns when the wall clock exceeds the CPU time by 25%.
+ * Per-node times come from onnxruntime's own profiler on an unoptimised session, scaled to the whole model's median
+ * under the production settings; with one thread the clock is CPU time; each check head's output hand-off cost is
+ * taken off; nodes onnxruntime inserts are excluded or attributed to the next model node. docs/profiling.md ("How
+ * the profiler measures, and why") gives the reasons and the measurements behind each choice.
  */
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { cpus, hostname, tmpdir } from 'node:os';

@@ -5,23 +5,12 @@
 // tail worker. What has to travel is the crossing set: every non-initializer tensor that exists
 // by position k (a graph input, or produced at a position <= k) and is still needed after it
 // (consumed at a position > k, or a graph output). Initializers never travel: each side keeps
-// the weights it uses. Outputs of Constant nodes are ordinary tensors and may cross; they are
-// small, and keeping Constant nodes ordinary keeps positions equal to the file's nodes.
+// the weights it uses; outputs of Constant nodes are ordinary tensors and may cross.
 //
-// Quantized (QDQ) graphs: a float tensor between a DequantizeLinear and its consumers, or between
-// an op and the QuantizeLinear after it, never crosses; the quantized tensor does (see
-// qdqPlacement). onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into one integer
-// kernel (QLinearConv, QLinearAdd, ...) from level 'extended' on; a cut through such a group
-// leaves an unfused float op on one side, whose result can differ from the whole model's by a
-// quantization step (test/model-quant.test.ts: 15 of 23 cuts of a QDQ CNN did). So a
-// DequantizeLinear whose parameters are initializers runs on the side of each reader (the tail
-// gets a copy; weight DQs never send float weights), and a QuantizeLinear that is the only reader
-// of an op's output (with a Relu or Clip in between, which onnxruntime folds into it) runs right
-// after that op (the head runs it as soon as the op is in the head). Both keep every QDQ group
-// whole, and what crosses is the 1-byte tensor instead of a 4-byte float one.
-//
-// Some float fusions cannot be kept whole by any placement (a Conv and the BatchNormalization
-// folded into its weights): cuts between them are marked in Cut.fusedAcross (see fusedAcross).
+// Quantized (QDQ) graphs: a DequantizeLinear of initializers runs on the side of each reader and a
+// QuantizeLinear right after the op it quantizes (qdqPlacement), so every QDQ group stays whole for
+// onnxruntime's integer kernels and the 1-byte tensor crosses (docs/model-toolkit.md, "Bit-exact
+// results"). Float fusions no placement keeps whole are marked in Cut.fusedAcross.
 
 import type { GraphProto, NodeProto, OnnxModel, TypeProto, ValueInfoProto } from './onnx.ts';
 import { dtypeByteSize, ModelError, ortTypeName } from './onnx.ts';

@@ -3,32 +3,12 @@
 // model, so splitting a big model costs only the protobuf structure.
 //
 // Contract, checked by test/model-split.test.ts with onnxruntime: running head, then tail on
-// the head's outputs, gives the whole model's outputs. onnxruntime accepts graphs with no
-// nodes and graphs whose output is directly an input, so k = 0 and k = N need no Identity
-// nodes, and tensor names stay the same on both sides of the wire. In quantized graphs the
-// halves follow graph.ts's QDQ placement (sidesAt): a DequantizeLinear may run on both sides
-// and a QuantizeLinear in the head before its position, so only quantized tensors cross.
-//
-// Float16 models and `carry` (measured on squeezenet1.0-fp16, test/real-squeezenet.test.ts):
-// onnxruntime's CPU provider has no float16 kernels for Conv, Relu, MaxPool, GlobalAveragePool
-// or Softmax. Its InsertCastTransformer wraps every such node in Casts to/from float32, forces
-// "isolated" float16-capable nodes between them (Concat) to float32 as well, and
-// RemoveDuplicateCastTransformer then deletes each float32->float16->float32 Cast pair between
-// consecutive nodes (it treats both as one "Float" type group, so the lossy pair goes too). The
-// optimised whole squeezenet (dumped with optimizedModelFilePath at 'basic' and 'extended') is a
-// pure float32 graph with one Cast after the input and one before the output: it rounds to
-// float16 only there. A native split rounds every crossing tensor to float16, its declared type,
-// so 65 of its 67 cuts differed from the whole model (61 at 'disabled'), by up to 7.3e-4.
-// With carry 'float32' both halves become explicit float32 graphs (float16 weights widened,
-// which is exact; Casts only at the original inputs and outputs) and the float16 intermediates
-// cross as float32, which is what the whole model holds at that point: all 67 cuts are then
-// bit-identical at levels basic, extended and all (with or without NCHWc, 1 or 2 threads); not
-// at 'disabled', where onnxruntime keeps the last Concat and Dropout in float16. The price is
-// 2x bytes for the widened tensors (cut 33: 86,528 -> 173,056 bytes) and float32 copies of the
-// weights in each half, so callers pick it per model with `exactCarry`: 'float32' only for
-// float16 models. The rule assumes the CPU provider computes every float16 op in float32, true
-// of onnxruntime-node 1.30 on x86-64 for squeezenet's ops; a provider with real float16 kernels
-// would need native carry for the tensors it keeps in float16.
+// the head's outputs, gives the whole model's outputs bit for bit. onnxruntime accepts graphs with
+// no nodes and graphs whose output is directly an input, so k = 0 and k = N need no Identity
+// nodes, and tensor names stay the same on both sides of the wire. Quantized graphs follow
+// graph.ts's QDQ placement (sidesAt); float16 models may carry their crossing tensors as float32
+// (`carry`, chosen per model by `exactCarry`): docs/model-toolkit.md, "Bit-exact results", gives
+// why and the measurements.
 
 import type { AnalyzedNode, Cut, GraphAnalysis } from './graph.ts';
 import { analyzeGraph, cutAt, sidesAt } from './graph.ts';
