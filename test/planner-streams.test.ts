@@ -10,6 +10,7 @@ import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { decide } from '../services/planner/decide.ts';
 import {
+  fixedCutEvents,
   likelyCuts,
   type PlannerEvent,
   type PlannerSources,
@@ -404,5 +405,59 @@ test('a new cut waits for a worker to report its tail loaded (asked with a prepa
   t.deepEqual(summary(old), [
     [0, 'plan', 3],
     [1000, 'plan', 2],
+  ]);
+});
+
+test('fixed cut: each profile gets the configured cut (a prepare, then the plan), a bad cut a reason, a silent device is forgotten', (t) => {
+  const scheduler = new TestScheduler((a, b) => a === b);
+  const out: Array<[number, PlannerEvent]> = [];
+  scheduler.run(() => {
+    const s = plannerSubjects();
+    fixedCutEvents(s as PlannerSources, { cut: '1', forgetMs: 10_000 }, scheduler)
+      .pipe(takeUntil(timer(30_000, scheduler)))
+      .subscribe((e) => out.push([scheduler.now(), e]));
+    scheduler.schedule(() => s.deviceProfiles.next({ device: 'r1', profile: edge }), 0);
+    // Published again (a restarted broker): the plan again, with the next seq.
+    scheduler.schedule(() => s.deviceProfiles.next({ device: 'r1', profile: edge }), 1000);
+    scheduler.schedule(
+      () => s.deviceProfiles.next({ device: 'r2', profile: makeProfile([1], [10, 1], { device: 'r2' }) }),
+      2000,
+    );
+  });
+  const of = (device: string) => out.filter(([, e]) => e.device === device).map(([at, e]) => [at, e.kind]);
+  t.deepEqual(of('r1'), [
+    [0, 'prepare'],
+    [0, 'plan'],
+    [1000, 'prepare'],
+    [1000, 'plan'],
+    [11_000, 'forgotten'],
+  ]);
+  const plans = out.flatMap(([, e]) => (e.kind === 'plan' && e.device === 'r1' ? [e.plan] : []));
+  t.deepEqual(
+    plans.map((p) => [p.seq, p.cut.index, p.objective, p.predicted]),
+    [
+      [1, 1, 'fixed', null],
+      [2, 1, 'fixed', null],
+    ],
+  );
+  // r2's model has one layer: cut 1 is its last, the device runs everything, and there is no tail to prepare.
+  t.deepEqual(of('r2'), [
+    [2000, 'plan'],
+    [12_000, 'forgotten'],
+  ]);
+});
+
+test('fixed cut: a cut the model does not have is no plan, with the reason', (t) => {
+  const scheduler = new TestScheduler((a, b) => a === b);
+  const out: PlannerEvent[] = [];
+  scheduler.run(() => {
+    const s = plannerSubjects();
+    fixedCutEvents(s as PlannerSources, { cut: '7' }, scheduler)
+      .pipe(takeUntil(timer(5000, scheduler)))
+      .subscribe((e) => out.push(e));
+    scheduler.schedule(() => s.deviceProfiles.next({ device: 'r1', profile: edge }), 0);
+  });
+  t.deepEqual(out, [
+    { kind: 'no-plan', device: 'r1', reason: "cut 7 does not exist: the device's model has cuts 0..3" },
   ]);
 });

@@ -19,20 +19,11 @@ import {
   type WorkerTelemetry,
   WorkerTelemetrySchema,
 } from '../../schemas/messages.ts';
-import {
-  type DeclaredProfile,
-  type DeviceProfile,
-  type Profile,
-  parseDeviceProfile,
-  parseProfile,
-} from '../../schemas/profile.ts';
+import { type DeviceProfile, type Profile, parseDeviceProfile, parseProfile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
-import { profileFromDeclaration } from './declared.ts';
-import { chooseFixedCut } from './fixed-cut.ts';
 import type { EdgeLoadMode } from './inputs.ts';
 import { PlannerMetrics } from './metrics.ts';
-import { buildPlan } from './plan.ts';
-import { type PlannerEvent, planEvents } from './streams.ts';
+import { fixedCutEvents, type PlannerEvent, planEvents } from './streams.ts';
 
 /** Settings of the planner component. */
 export interface PlannerOptions {
@@ -77,12 +68,7 @@ export class Planner {
     workerStatus: new Subject<{ worker: string; online: boolean }>(),
   };
   private subscription: Subscription | undefined;
-  private fixedSeq = 0;
   private readonly profiled = new Set<string>();
-  /** A worker's profile per model id (fixed-cut mode resolves declarations with it). */
-  private readonly workerModels = new Map<string, Profile>();
-  /** Declared devices waiting for a worker's profile of their model (fixed-cut mode). */
-  private readonly declared = new Map<string, DeclaredProfile>();
   /** The last plan published per device (for tests and metrics). */
   readonly plans = new Map<string, Plan>();
   /** Why a device has no plan, when it has none. */
@@ -110,35 +96,38 @@ export class Planner {
   /** Connects and starts planning for every device that publishes a profile. */
   async start(): Promise<void> {
     const o = this.opts;
-    if (o.cut === 'auto') {
-      this.subscription = planEvents(this.sources, {
-        objective: o.objective ?? 'auto',
-        edgeLoadMode: o.edgeLoad ?? 'measured',
-        link:
-          o.bandwidth === undefined
-            ? undefined
-            : {
-                setupMs: o.setupMs ?? 1,
-                alphaMs: o.alphaMs ?? 0,
-                mtu: o.mtu ?? 1500,
-                betaMsPerByte: 8000 / o.bandwidth,
-              },
-        linkBase: { alphaMs: o.alphaMs ?? 0, mtu: o.mtu ?? 1500 },
-        linkWindow: o.linkWindow ?? 64,
-        hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
-        tickMs: o.tickMs ?? 1000,
-        prepareMs: o.prepareMs ?? 20_000,
-        staleMs: 10_000,
-        forgetMs: this.forgetMs,
-        measure: (replan) => this.metrics.timeReplan(replan),
-      }).subscribe({
-        next: (e) => void this.onEvent(e),
-        error: (err: unknown) => {
-          this.metrics.error('stream');
-          this.logger.error({ err: String(err) }, 'planning stream failed');
-        },
-      });
-    }
+    const measure = <T>(choose: () => T) => this.metrics.timeReplan(choose);
+    const events$ =
+      o.cut === 'auto'
+        ? planEvents(this.sources, {
+            objective: o.objective ?? 'auto',
+            edgeLoadMode: o.edgeLoad ?? 'measured',
+            link:
+              o.bandwidth === undefined
+                ? undefined
+                : {
+                    setupMs: o.setupMs ?? 1,
+                    alphaMs: o.alphaMs ?? 0,
+                    mtu: o.mtu ?? 1500,
+                    betaMsPerByte: 8000 / o.bandwidth,
+                  },
+            linkBase: { alphaMs: o.alphaMs ?? 0, mtu: o.mtu ?? 1500 },
+            linkWindow: o.linkWindow ?? 64,
+            hysteresis: { minGain: o.minGain ?? 0.1, holdMs: o.holdMs ?? 3000 },
+            tickMs: o.tickMs ?? 1000,
+            prepareMs: o.prepareMs ?? 20_000,
+            staleMs: 10_000,
+            forgetMs: this.forgetMs,
+            measure,
+          })
+        : fixedCutEvents(this.sources, { cut: o.cut, forgetMs: this.forgetMs, measure });
+    this.subscription = events$.subscribe({
+      next: (e) => void this.onEvent(e),
+      error: (err: unknown) => {
+        this.metrics.error('stream');
+        this.logger.error({ err: String(err) }, 'planning stream failed');
+      },
+    });
     await this.conn.start();
     const { conn } = this;
     await conn.subscribe(topics.workerStatus.filter(), (topic, payload) => {
@@ -154,13 +143,6 @@ export class Planner {
       if (profile.model.id !== m.model)
         throw new Error(`${topic}: profile is of model ${profile.model.id}, not ${m.model}`);
       this.sources.workerProfiles.next({ worker: m.worker, profile });
-      this.workerModels.set(profile.model.id, profile);
-      // Devices that declared this model and wait for its cuts (fixed-cut mode).
-      for (const [device, declared] of this.declared) {
-        if (declared.model.id !== profile.model.id) continue;
-        this.declared.delete(device);
-        void this.fixedPlan(device, profileFromDeclaration(declared, [profile]));
-      }
     });
     // Identities come from the topic, which the broker authorized for the sender, never from the payload.
     await conn.subscribe(
@@ -197,8 +179,7 @@ export class Planner {
       0,
     );
     await conn.subscribe(topics.deviceProfile.filter(), (topic, payload) => this.onProfile(topic, payload));
-    // Devices the planning streams do not hold (telemetry without a profile; every device with a fixed cut) are
-    // forgotten here.
+    // Devices the planning streams do not hold (telemetry without a profile) are forgotten here.
     this.sweeper = setInterval(() => this.sweep(), Math.min(this.forgetMs, 60_000));
     this.sweeper.unref();
     this.logger.info({ cut: o.cut, objective: o.objective, edgeLoad: o.edgeLoad }, 'planner ready');
@@ -227,7 +208,7 @@ export class Planner {
     const now = this.clock.now();
     for (const [device, at] of this.lastSeen) {
       if (now - at < this.forgetMs) continue;
-      // With Algorithm 1, a device with a profile is the streams' to forget (they say so with an event).
+      // A device with a profile is the streams' to forget (they say so with an event).
       if (this.subscription && this.profiled.has(device)) continue;
       this.forget(device, now - at);
     }
@@ -237,7 +218,6 @@ export class Planner {
   private forget(device: string, silentMs: number): void {
     if (!this.lastSeen.delete(device)) return;
     this.profiled.delete(device);
-    this.declared.delete(device);
     this.plans.delete(device);
     this.noPlan.delete(device);
     this.metrics.forget(device);
@@ -251,51 +231,7 @@ export class Planner {
     const published = parseDeviceProfile(json(payload), `profile of device ${device}`);
     this.profiled.add(device);
     this.lastSeen.set(device, this.clock.now());
-    if (this.opts.cut === 'auto') {
-      this.sources.deviceProfiles.next({ device, profile: published });
-      return;
-    }
-    this.declared.delete(device);
-    if (published.kind === 'declared') {
-      // A fixed cut needs the model's cuts, which a declaration lacks: take them from a worker's profile.
-      const worker = this.workerModels.get(published.model.id);
-      if (!worker) {
-        this.declared.set(device, published);
-        const reason = `no tail worker has published a profile of model ${published.model.id.slice(0, 12)} yet`;
-        await this.onEvent({ kind: 'no-plan', device, reason });
-        return;
-      }
-      await this.fixedPlan(device, profileFromDeclaration(published, [worker]));
-      return;
-    }
-    await this.fixedPlan(device, published);
-  }
-
-  /** Publishes the configured fixed cut for a device. */
-  private async fixedPlan(device: string, profile: Profile): Promise<void> {
-    const choice = this.metrics.timeReplan(() => chooseFixedCut(profile.cuts, this.opts.cut));
-    if ('error' in choice) {
-      await this.onEvent({ kind: 'no-plan', device, reason: choice.error });
-      return;
-    }
-    // The workers load the tail while the plan travels (not waited for: a fixed cut has no other plan to keep).
-    if (choice.index < profile.layers.length)
-      await this.onEvent({ kind: 'prepare', device, modelId: profile.model.id, cut: choice.index });
-    await this.onEvent({
-      kind: 'plan',
-      device,
-      plan: buildPlan({
-        device,
-        modelId: profile.model.id,
-        seq: ++this.fixedSeq,
-        cut: choice,
-        objective: 'fixed',
-        predicted: null,
-        reason: `fixed cut ${this.opts.cut} from the planner's configuration`,
-        inputs: { cut: this.opts.cut },
-        issuedAt: this.clock.now(),
-      }),
-    });
+    this.sources.deviceProfiles.next({ device, profile: published });
   }
 
   private async onEvent(e: PlannerEvent): Promise<void> {

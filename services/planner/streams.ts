@@ -9,6 +9,7 @@ import {
   asyncScheduler,
   combineLatest,
   defer,
+  distinctUntilChanged,
   filter,
   groupBy,
   ignoreElements,
@@ -16,6 +17,7 @@ import {
   merge,
   mergeMap,
   type Observable,
+  of,
   type SchedulerLike,
   scan,
   shareReplay,
@@ -23,6 +25,7 @@ import {
   switchMap,
   takeLast,
   takeUntil,
+  takeWhile,
   timer,
 } from 'rxjs';
 import { type Preset, presetPower } from '../../measurement/device/presets.ts';
@@ -33,6 +36,7 @@ import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../../schemas/messa
 import type { DeviceProfile, Profile } from '../../schemas/profile.ts';
 import { type DecisionState, decide, type HysteresisOptions } from './decide.ts';
 import { profileFromDeclaration } from './declared.ts';
+import { chooseFixedCut } from './fixed-cut.ts';
 import {
   type EdgeLoadMode,
   type EdgeLoadState,
@@ -496,14 +500,17 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   return next;
 }
 
-/** Plans for every device that publishes a profile. */
-export function planEvents(
+/**
+ * One pipeline per device that publishes a profile, built by `plan` from the device's profiles; it ends, with one
+ * `forgotten` event, when the device has sent neither a profile nor telemetry for `forgetMs` (never if undefined),
+ * so the state it holds is bounded by the devices alive.
+ */
+function perDevice(
   src: PlannerSources,
-  opts: PlanningOptions,
-  scheduler: SchedulerLike = asyncScheduler,
+  forgetMs: number | undefined,
+  scheduler: SchedulerLike,
+  plan: (device: string, profiles$: Observable<DeviceProfile>) => Observable<PlannerEvent>,
 ): Observable<PlannerEvent> {
-  const workers$ = workersState(src);
-  const forgetMs = opts.forgetMs;
   // Every sign of life of a device: a profile or a telemetry message.
   const alive$ = merge(
     src.deviceProfiles.pipe(map((e) => e.device)),
@@ -516,8 +523,7 @@ export function planEvents(
       startWith(device),
       switchMap(() => timer(forgetMs!, scheduler)),
     );
-  // Worker state is kept from the start: a worker's retained profile may arrive before any device's.
-  const devices$ = src.deviceProfiles.pipe(
+  return src.deviceProfiles.pipe(
     groupBy((e) => e.device, forgetMs === undefined ? {} : { duration: (g) => silence(g.key) }),
     mergeMap((group$) => {
       const device = group$.key;
@@ -526,41 +532,115 @@ export function planEvents(
       const forgotten$ = ended$.pipe(
         map((): PlannerEvent => ({ kind: 'forgotten', device, silentMs: forgetMs ?? 0 })),
       );
-      const telemetry$ = src.deviceTelemetry.pipe(
-        filter((t) => t.device === device),
-        shareReplay({ bufferSize: 1, refCount: true }),
-      );
-      const base = opts.linkBase ?? {
-        alphaMs: opts.link?.alphaMs ?? 0,
-        mtu: opts.link?.mtu ?? 1500,
-      };
-      // The link fit and the telemetry it came from move together, so a step never sees one without the other.
-      const evidence$ = defer(() => {
-        const estimator = new LinkEstimator(opts.linkWindow, base, opts.link);
-        return telemetry$.pipe(
-          map((telemetry) => ({
-            telemetry,
-            link: estimator.update({ samples: telemetry.transfers, censored: telemetry.censored ?? [] }),
-          })),
-          startWith({ telemetry: undefined, link: estimator.current }),
-        );
-      });
-      return combineLatest([
-        group$.pipe(map((e) => e.profile)),
-        workers$,
-        evidence$,
-        timer(0, opts.tickMs, scheduler),
-      ]).pipe(
-        scan(
-          (acc: DeviceAcc, [profile, workers, { link, telemetry }]) =>
-            step(acc, { device, profile, workers, link, telemetry }, scheduler.now(), opts),
-          { decision: {}, seq: 0, out: [] },
-        ),
-        mergeMap((acc) => acc.out),
-        takeUntil(ended$),
-        (plans$) => merge(plans$, forgotten$),
-      );
+      return merge(plan(device, group$.pipe(map((e) => e.profile))).pipe(takeUntil(ended$)), forgotten$);
     }),
   );
+}
+
+/** Plans for every device that publishes a profile: Algorithm 1 and the hysteresis (PLAN_CUT=auto). */
+export function planEvents(
+  src: PlannerSources,
+  opts: PlanningOptions,
+  scheduler: SchedulerLike = asyncScheduler,
+): Observable<PlannerEvent> {
+  // Worker state is kept from the start: a worker's retained profile may arrive before any device's.
+  const workers$ = workersState(src);
+  const devices$ = perDevice(src, opts.forgetMs, scheduler, (device, profiles$) => {
+    const telemetry$ = src.deviceTelemetry.pipe(
+      filter((t) => t.device === device),
+      shareReplay({ bufferSize: 1, refCount: true }),
+    );
+    const base = opts.linkBase ?? {
+      alphaMs: opts.link?.alphaMs ?? 0,
+      mtu: opts.link?.mtu ?? 1500,
+    };
+    // The link fit and the telemetry it came from move together, so a step never sees one without the other.
+    const evidence$ = defer(() => {
+      const estimator = new LinkEstimator(opts.linkWindow, base, opts.link);
+      return telemetry$.pipe(
+        map((telemetry) => ({
+          telemetry,
+          link: estimator.update({ samples: telemetry.transfers, censored: telemetry.censored ?? [] }),
+        })),
+        startWith({ telemetry: undefined, link: estimator.current }),
+      );
+    });
+    return combineLatest([profiles$, workers$, evidence$, timer(0, opts.tickMs, scheduler)]).pipe(
+      scan(
+        (acc: DeviceAcc, [profile, workers, { link, telemetry }]) =>
+          step(acc, { device, profile, workers, link, telemetry }, scheduler.now(), opts),
+        { decision: {}, seq: 0, out: [] },
+      ),
+      mergeMap((acc) => acc.out),
+    );
+  });
+  return merge(workers$.pipe(ignoreElements()), devices$);
+}
+
+/** Settings of the fixed-cut strategy. */
+export interface FixedCutOptions {
+  /** The configured cut: `middle`, a cut index or a node name (fixed-cut.ts). */
+  cut: string;
+  /** As {@link PlanningOptions.forgetMs}. */
+  forgetMs?: number | undefined;
+  /** Runs each choice, e.g. timing it for the metrics; default: just runs it. */
+  measure?: <T>(choose: () => T) => T;
+}
+
+/**
+ * Plans for every device that publishes a profile: the configured cut, with no prediction (PLAN_CUT other than
+ * auto). A declared profile takes its cuts from a tail worker's profile of its model, and waits for one (saying so)
+ * while none is known. Every profile a device publishes gets its plan again (a restarted broker may have lost the
+ * retained one), and the workers load the cut's tail while the plan travels.
+ */
+export function fixedCutEvents(
+  src: PlannerSources,
+  opts: FixedCutOptions,
+  scheduler: SchedulerLike = asyncScheduler,
+): Observable<PlannerEvent> {
+  const workers$ = workersState(src);
+  const measure = opts.measure ?? (<T>(choose: () => T) => choose());
+  const devices$ = perDevice(src, opts.forgetMs, scheduler, (device, profiles$) => {
+    let seq = 0;
+    const eventsFor = (profile: Profile): PlannerEvent[] => {
+      const choice = measure(() => chooseFixedCut(profile.cuts, opts.cut));
+      if ('error' in choice) return [{ kind: 'no-plan', device, reason: choice.error }];
+      const plan = buildPlan({
+        device,
+        modelId: profile.model.id,
+        seq: ++seq,
+        cut: choice,
+        objective: 'fixed',
+        predicted: null,
+        reason: `fixed cut ${opts.cut} from the planner's configuration`,
+        inputs: { cut: opts.cut },
+        issuedAt: scheduler.now(),
+      });
+      // A fixed cut has no other plan to keep, so the plan does not wait for the tail to be loaded.
+      const prepare: PlannerEvent[] =
+        choice.index < profile.layers.length
+          ? [{ kind: 'prepare', device, modelId: profile.model.id, cut: choice.index }]
+          : [];
+      return [...prepare, { kind: 'plan', device, plan }];
+    };
+    return profiles$.pipe(
+      switchMap((profile): Observable<Profile | string> => {
+        if (profile.kind !== 'declared') return of(profile);
+        // A declaration lacks the model's cuts: they come from a worker's profile of the model.
+        const waiting = `no tail worker has published a profile of model ${profile.model.id.slice(0, 12)} yet`;
+        return workers$.pipe(
+          map((w) => {
+            const known = [...w.profiles.values()].flatMap((m) => m.get(profile.model.id) ?? []);
+            return known.length > 0 ? profileFromDeclaration(profile, known) : waiting;
+          }),
+          takeWhile((p) => p === waiting, true),
+          distinctUntilChanged(),
+        );
+      }),
+      mergeMap((p) =>
+        typeof p === 'string' ? [{ kind: 'no-plan', device, reason: p } as const] : eventsFor(p),
+      ),
+    );
+  });
   return merge(workers$.pipe(ignoreElements()), devices$);
 }
