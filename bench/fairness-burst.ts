@@ -65,7 +65,9 @@ async function main(): Promise<void> {
       client.publishAsync(topics.request.build({ device: DEVICE }), Buffer.from(payload), { qos: 1 }),
     );
   }
-  await Promise.all(sends);
+  // Bounded like the answers: a PUBACK that never comes (a publisher the broker stopped reading and never resumed)
+  // shows as unanswered requests in the report instead of a robot that hangs silently.
+  await Promise.race([Promise.all(sends), done]);
   await done;
   process.stdout.write(
     `${JSON.stringify({ sent: burst, answers: Object.fromEntries(answers), unanswered: pending.size })}\n`,
