@@ -165,13 +165,12 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
     () => replies.filter((r) => r.device === 'robot-c').length === 6,
     "every reply to C's requests",
   );
-  // The worker runs two tails at once, and the requests cross the broker and the worker's socket one by one: on a
-  // busy host a request of C can arrive just as a slot frees (the first, before A's tails are queued; one later, as
-  // A's queue runs dry), start at once, within its deadline, and be run. The rest wait behind a tail of A, past
-  // their deadline, and are not run (seen: 4 to 6 of the 6 expired).
+  // A's tails may all have finished before C's first request arrives on a busy host (the requests cross the broker
+  // and the worker's socket one by one): that one then starts at once, within its deadline, and is run. Every other
+  // request of C waits behind a tail, past its deadline, and is not run.
   const codes = replies.filter((r) => r.device === 'robot-c').map((r) => r.code);
   const expired = codes.filter((code) => code === 'expired').length;
-  t.true(expired >= 4, `C's replies: ${codes.map(String).join(', ')}`);
+  t.true(expired >= 5, `C's replies: ${codes.map(String).join(', ')}`);
   t.true(
     codes.every((code) => code === 'expired' || code === undefined),
     `C's replies: ${codes.map(String).join(', ')}`,
