@@ -1,11 +1,12 @@
 /**
  * `edgecut profile --sweep [--out sweep.json] [--quick]`: times a grid of single-layer models on this host
- * (measurement/sweep.ts) and writes the samples, the training data of the latency predictors.
+ * (measurement/sweep/) and writes the samples, the training data of the latency predictors.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import cliProgress from 'cli-progress';
-import { runSweep, sweepConfigs } from '../measurement/sweep.ts';
+import { sweepConfigs } from '../measurement/sweep/configs.ts';
+import { runSweep } from '../measurement/sweep/run.ts';
 import { countFlag } from './profile.ts';
 
 /** Flags of the sweep, as commander gives them. */

@@ -1,6 +1,6 @@
 /**
  * Per-node kernel times from onnxruntime's own profiler (the `<node>_kernel_time` events of its Chrome-trace JSON),
- * for the layer sweep (sweep.ts).
+ * for the layer sweep (sweep/).
  *
  * Why the runtime's profiler rather than wall clock minus an empty-model baseline: a single-layer run through
  * onnxruntime-node costs ~20-60 us of binding overhead (feeds, output allocation and the copy to JS), as much as a

@@ -4,21 +4,22 @@
  * Per-node times come from onnxruntime's own profiler on an unoptimised session, scaled to the whole model's median
  * under the production settings; with one thread the clock is CPU time; each check head's output hand-off cost is
  * taken off; nodes onnxruntime inserts are excluded or attributed to the next model node. docs/profiling.md ("How
- * the profiler measures, and why") gives the reasons and the measurements behind each choice.
+ * the profiler measures, and why") gives the reasons and the measurements behind each choice. Reading and mapping
+ * onnxruntime's trace is in profile-trace.ts, timing the sessions and the hand-off model in profile-runs.ts.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { valueInfo } from '../model/builder.ts';
 import { floatToHalf } from '../model/half.ts';
 import type { CrossingTensor, ModelHandle } from '../model/handle.ts';
-import { DataType, writeModel } from '../model/onnx.ts';
 import { seededUniform } from '../model/random.ts';
 import { createSession } from '../model/runtime.ts';
 import { median, quantile } from '../planning/stats.ts';
 import { UserError } from '../runtime/errors.ts';
 import { PROFILE_VERSION, type Profile, type ProfileLayer } from '../schemas/profile.ts';
+import { handoffModel, type RunTimes, timeRoundRobin } from './profile-runs.ts';
+import { type LayerSamples, mapTrace, readTrace, type TraceEvent } from './profile-trace.ts';
 
 /** How `profile.runtime.optimization` names the production session settings of runtime.ts `createSession`. */
 export const PRODUCTION_OPTIMIZATION = 'all-minus-nchwc';
@@ -48,18 +49,6 @@ export interface ProfileOptions {
   clock?: 'cpu' | 'wall';
   /** Called as work completes: `done` of `total` in the current phase (`preparing` sessions, then `measuring`). */
   onProgress?: (done: number, total: number, phase: string) => void;
-}
-
-/** Per-node samples from onnxruntime's profiler, mapped to the model's layers. */
-export interface LayerSamples {
-  /** Per layer (topological order), one duration in ms per timed run. */
-  samples: number[][];
-  /** Model nodes without an event (0 ms). */
-  unreported: string[];
-  /** Inserted nodes whose time went to a layer: inserted node name -> layer name. */
-  attributed: Record<string, string>;
-  /** Inserted nodes on constants only, excluded. */
-  excluded: string[];
 }
 
 /** The inputs a profile runs the model on: seeded uniform [0, 1) floats, zeros for integer inputs. */
@@ -95,115 +84,6 @@ export function profileFeeds(inputs: readonly CrossingTensor[]): Record<string, 
   return feeds;
 }
 
-const inputsOf = (s: ort.InferenceSession, feeds: Record<string, ort.Tensor>) =>
-  Object.fromEntries(s.inputNames.map((n) => [n, feeds[n]!]));
-
-/** One event of onnxruntime's Chrome-trace profile. */
-export interface TraceEvent {
-  cat: string;
-  name: string;
-  ts: number;
-  dur: number;
-  args?: { op_name?: string; activation_size?: string; parameter_size?: string };
-}
-
-/**
- * The name onnxruntime's profiler gives each model node, by layer index (0-based): its name, or `<op>_<i>` with i its
- * index in onnxruntime's graph (file position among the nodes kept at load; Constant nodes are not).
- */
-export function ortNodeNames(handle: ModelHandle): string[] {
-  const ortIndex = new Map<object, number>();
-  let i = 0;
-  for (const n of handle.model.graph.node) {
-    const isConstant = n.op_type === 'Constant' && (!n.domain || n.domain === 'ai.onnx');
-    if (!isConstant) ortIndex.set(n, i++);
-  }
-  return handle.analysis.nodes.map((n) => {
-    if (n.proto.name) return n.proto.name;
-    const idx = ortIndex.get(n.proto);
-    return idx === undefined ? `${n.op}_(not loaded)` : `${n.op}_${idx}`;
-  });
-}
-
-/** Reads the one trace onnxruntime wrote into `dir` (after `endProfiling`). */
-async function readTrace(dir: string): Promise<TraceEvent[]> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
-  if (files.length !== 1) throw new Error(`onnxruntime wrote ${files.length} profile files to ${dir}`);
-  return JSON.parse(await readFile(join(dir, files[0]!), 'utf8')) as TraceEvent[];
-}
-
-/** Maps a parsed onnxruntime trace to per-layer samples (see the top of this file for the rules). */
-export function mapTrace(
-  handle: ModelHandle,
-  events: TraceEvent[],
-  warmup: number,
-  runs: number,
-): LayerSamples {
-  const runEvents = events
-    .filter((e) => e.cat === 'Session' && e.name === 'model_run')
-    .sort((a, b) => a.ts - b.ts);
-  if (runEvents.length !== warmup + runs)
-    throw new Error(`onnxruntime's profile has ${runEvents.length} runs; expected ${warmup + runs}`);
-  const names = ortNodeNames(handle);
-  const layerOf = new Map(names.map((n, i) => [n, i]));
-  const ops = handle.analysis.nodes.map((n) => n.op);
-  const N = names.length;
-  const samples: number[][] = names.map(() => []);
-  const seen = new Set<number>();
-  const attributed: Record<string, string> = {};
-  const excluded = new Set<string>();
-  // Node events per run, in execution order.
-  const perRun: TraceEvent[][] = runEvents.map(() => []);
-  const nodeEvents = events
-    .filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'))
-    .sort((a, b) => a.ts - b.ts);
-  let r = 0;
-  for (const e of nodeEvents) {
-    while (r < runEvents.length && e.ts > runEvents[r]!.ts + runEvents[r]!.dur) r++;
-    if (r === runEvents.length) break;
-    if (e.ts >= runEvents[r]!.ts) perRun[r]!.push(e);
-  }
-  for (let run = warmup; run < runEvents.length; run++) {
-    const times = new Array<number>(N).fill(0);
-    const evs = perRun[run]!;
-    const layerAt = evs.map((e) => {
-      const i = layerOf.get(e.name.slice(0, -'_kernel_time'.length));
-      return i !== undefined && (e.args?.op_name === undefined || e.args.op_name === ops[i]) ? i : -1;
-    });
-    evs.forEach((e, j) => {
-      const i = layerAt[j]!;
-      if (i >= 0) {
-        times[i]! += e.dur / 1000;
-        seen.add(i);
-        return;
-      }
-      const name = e.name.slice(0, -'_kernel_time'.length);
-      // Inside a model node's own event (a subgraph's node): already counted.
-      if (evs.some((o, m) => layerAt[m]! >= 0 && o.ts <= e.ts && e.ts + e.dur <= o.ts + o.dur && o !== e))
-        return;
-      if (Number(e.args?.activation_size ?? 1) === 0 && Number(e.args?.parameter_size ?? 0) > 0) {
-        excluded.add(name);
-        return;
-      }
-      let to = -1;
-      for (let m = j + 1; m < evs.length && to < 0; m++) to = layerAt[m]!;
-      for (let m = j - 1; m >= 0 && to < 0; m--) to = layerAt[m]!;
-      if (to < 0) return;
-      times[to]! += e.dur / 1000;
-      attributed[name] ??= handle.analysis.nodes[to]!.name;
-    });
-    times.forEach((t, i) => {
-      samples[i]!.push(t);
-    });
-  }
-  return {
-    samples,
-    unreported: handle.analysis.nodes.filter((_, i) => !seen.has(i)).map((n) => n.name),
-    attributed,
-    excluded: [...excluded],
-  };
-}
-
 /**
  * Check cuts: `count` cuts 0 < k < N spread evenly over the topological order, each the single-tensor cut nearest
  * its target position when there is one (those are the cuts a planner usually picks), else the nearest cut.
@@ -224,72 +104,6 @@ export function chooseCheckCuts(handle: ModelHandle, count: number): number[] {
   return [...chosen].sort((a, b) => a - b);
 }
 
-/** Run times of sessions, per session one sample per timed run, in ms by two clocks. */
-export interface RunTimes {
-  /** Wall clock (performance.now) around `session.run`. */
-  wall: number[][];
-  /** CPU time of this process (process.cpuUsage, user + system) during `session.run`. */
-  cpu: number[][];
-}
-
-/**
- * Times sessions round-robin: each round runs every session once, in order (`warmup` untimed rounds first).
- * Round-robin makes a change of load on the host hit every session alike.
- */
-export async function timeRoundRobin(
-  sessions: readonly ort.InferenceSession[],
-  feeds: readonly Record<string, ort.Tensor>[],
-  opts: { runs: number; warmup: number; onRound?: (done: number, total: number) => void },
-): Promise<RunTimes> {
-  const inputs = sessions.map((s, i) => inputsOf(s, feeds[i]!));
-  const wall: number[][] = sessions.map(() => []);
-  const cpu: number[][] = sessions.map(() => []);
-  const total = opts.warmup + opts.runs;
-  for (let r = 0; r < total; r++) {
-    for (let i = 0; i < sessions.length; i++) {
-      const cpuStart = process.cpuUsage();
-      const started = performance.now();
-      await sessions[i]!.run(inputs[i]!);
-      const ms = performance.now() - started;
-      const used = process.cpuUsage(cpuStart);
-      if (r >= opts.warmup) {
-        wall[i]!.push(ms);
-        cpu[i]!.push((used.user + used.system) / 1000);
-      }
-    }
-    opts.onRound?.(r + 1, total);
-  }
-  return { wall, cpu };
-}
-
-const ELEM_TYPE: Record<string, number> = {
-  float32: DataType.FLOAT,
-  float16: DataType.FLOAT16,
-  int8: DataType.INT8,
-  uint8: DataType.UINT8,
-  int32: DataType.INT32,
-  int64: DataType.INT64,
-};
-
-/**
- * A model with no nodes whose outputs are its inputs: running it costs what `session.run` costs to hand these
- * tensors back to JavaScript (onnxruntime-node copies every output into a new ArrayBuffer).
- */
-export function handoffModel(tensors: readonly CrossingTensor[]): Uint8Array {
-  const vis = tensors.map((t) => {
-    const elemType = ELEM_TYPE[t.dtype];
-    if (elemType === undefined) throw new UserError(`cannot profile: tensor ${t.name} has dtype ${t.dtype}`);
-    return valueInfo({ name: t.name, dtype: elemType, shape: t.shape.map((d) => Math.max(d, 1)) });
-  });
-  return writeModel({
-    ir_version: 7,
-    opset_import: [{ domain: '', version: 13 }],
-    producer_name: 'edgecut-profile',
-    metadata_props: [],
-    graph: { name: 'handoff', node: [], initializer: [], input: vis, output: vis, value_info: [] },
-  });
-}
-
 function checkCount(name: string, value: number, min: number): void {
   if (!Number.isSafeInteger(value) || value < min)
     throw new UserError(`${name} must be a whole number >= ${min}, got ${value}`);
@@ -302,8 +116,17 @@ export function hostDevice(): { id: string; description: string; gflops: number 
   return { id: hostname(), description: `${model}, ${list.length} cores`, gflops: null };
 }
 
-/** Measures a profile of the model on this host (see the top of this file). */
-export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {}): Promise<Profile> {
+/** The settings of one profiling: the options with their defaults, checked. */
+interface ProfileSettings {
+  runs: number;
+  warmup: number;
+  threads: number;
+  checkCuts: number;
+  clock: 'cpu' | 'wall';
+}
+
+/** The settings {@link profileModel} runs with; a UserError names an option out of range. */
+function profileSettings(opts: ProfileOptions): ProfileSettings {
   const runs = opts.runs ?? 20;
   const warmup = opts.warmup ?? 3;
   const threads = opts.threads ?? 1;
@@ -317,59 +140,95 @@ export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {
     throw new UserError(
       `the cpu clock measures latency only with 1 thread (threads is ${threads}); use the wall clock`,
     );
-  const feeds = profileFeeds(handle.inputs);
-  const checkAt = chooseCheckCuts(handle, checkCuts);
+  return { runs, warmup, threads, checkCuts, clock };
+}
 
-  // Sessions, in the order each round runs them: the profiled one (level disabled), the whole model, then per check
-  // cut its head and the hand-off of its crossing tensors, and last the hand-off of the model's outputs.
-  const dir = await mkdtemp(join(tmpdir(), 'edgecut-profile-'));
-  const sessions: ort.InferenceSession[] = [];
-  const sessionFeeds: Record<string, ort.Tensor>[] = [];
+/** Sessions opened so far, each with the feeds it runs on, in the order each round runs them. */
+interface OpenSessions {
+  sessions: ort.InferenceSession[];
+  feeds: Record<string, ort.Tensor>[];
+}
+
+/**
+ * Opens the sessions, in the order each round runs them: the profiled one (level disabled, its trace written to
+ * files starting with `tracePrefix`), the whole model, then per check cut its head and the hand-off of its crossing
+ * tensors, and last the hand-off of the model's outputs. Each session goes into `into` as soon as it is open, so
+ * the caller releases those opened before one that failed.
+ */
+async function openSessions(
+  handle: ModelHandle,
+  feeds: Record<string, ort.Tensor>,
+  checkAt: readonly number[],
+  threads: number,
+  tracePrefix: string,
+  into: OpenSessions,
+  onProgress?: ProfileOptions['onProgress'],
+): Promise<void> {
   const setup = 2 + (checkAt.length > 0 ? 2 * checkAt.length + 1 : 0);
   const open = async (p: Promise<ort.InferenceSession>, f: Record<string, ort.Tensor>) => {
-    sessions.push(await p);
-    sessionFeeds.push(f);
-    opts.onProgress?.(sessions.length, setup, 'preparing');
+    into.sessions.push(await p);
+    into.feeds.push(f);
+    onProgress?.(into.sessions.length, setup, 'preparing');
   };
-  let runTimes: RunTimes;
-  let trace: TraceEvent[];
+  await open(
+    createSession(handle.bytes, { threads, optimization: 'disabled', profileFilePrefix: tracePrefix }),
+    feeds,
+  );
+  await open(createSession(handle.bytes, { threads }), feeds);
+  for (const k of checkAt) {
+    await open(createSession(handle.part(k, 'head'), { threads }), feeds);
+    const crossing = handle.cuts[k]!.tensors;
+    await open(createSession(handoffModel(crossing), { threads }), profileFeeds(crossing));
+  }
+  if (checkAt.length > 0)
+    await open(createSession(handoffModel(handle.outputs), { threads }), profileFeeds(handle.outputs));
+}
+
+/**
+ * Opens the sessions ({@link openSessions}), times them round-robin and reads the profiled session's trace: the run
+ * times of every session (in the order they were opened) and the trace. Releases every session and removes the
+ * trace's directory, also when a step fails.
+ */
+async function measureSessions(
+  handle: ModelHandle,
+  feeds: Record<string, ort.Tensor>,
+  checkAt: readonly number[],
+  s: ProfileSettings,
+  onProgress?: ProfileOptions['onProgress'],
+): Promise<{ runTimes: RunTimes; trace: TraceEvent[] }> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgecut-profile-'));
+  const open: OpenSessions = { sessions: [], feeds: [] };
   try {
+    let runTimes: RunTimes;
     try {
-      await open(
-        createSession(handle.bytes, {
-          threads,
-          optimization: 'disabled',
-          profileFilePrefix: join(dir, 'ort'),
-        }),
-        feeds,
-      );
-      await open(createSession(handle.bytes, { threads }), feeds);
-      for (const k of checkAt) {
-        await open(createSession(handle.part(k, 'head'), { threads }), feeds);
-        const crossing = handle.cuts[k]!.tensors;
-        await open(createSession(handoffModel(crossing), { threads }), profileFeeds(crossing));
-      }
-      if (checkAt.length > 0)
-        await open(createSession(handoffModel(handle.outputs), { threads }), profileFeeds(handle.outputs));
-      runTimes = await timeRoundRobin(sessions, sessionFeeds, {
-        runs,
-        warmup,
-        onRound: (d, t) => opts.onProgress?.(d, t, 'measuring'),
+      await openSessions(handle, feeds, checkAt, s.threads, join(dir, 'ort'), open, onProgress);
+      runTimes = await timeRoundRobin(open.sessions, open.feeds, {
+        runs: s.runs,
+        warmup: s.warmup,
+        onRound: (d, t) => onProgress?.(d, t, 'measuring'),
       });
-      sessions[0]!.endProfiling();
+      open.sessions[0]!.endProfiling();
     } finally {
-      await Promise.all(sessions.map((s) => s.release()));
+      await Promise.all(open.sessions.map((x) => x.release()));
     }
-    trace = await readTrace(dir);
+    return { runTimes, trace: await readTrace(dir) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  const layers = mapTrace(handle, trace, warmup, runs);
+}
 
+/**
+ * The profile's layers: each layer's median and p90 over the timed runs, scaled by the whole model's median
+ * (`whole`: its run times by the profile's clock) over the sum of the layer medians.
+ */
+function scaledLayers(
+  handle: ModelHandle,
+  layers: LayerSamples,
+  whole: number[],
+): { profiled: ProfileLayer[]; layerSumMs: number; wholeMs: Profile['wholeMs']; scale: number } {
   const medians = layers.samples.map((s) => median(s));
   const layerSumMs = medians.reduce((a, b) => a + b, 0);
-  const times = runTimes[clock];
-  const wholeMs = { median: median(times[1]!), p90: quantile(times[1]!, 0.9) };
+  const wholeMs = { median: median(whole), p90: quantile(whole, 0.9) };
   const scale = layerSumMs > 0 ? wholeMs.median / layerSumMs : 1;
   const profiled: ProfileLayer[] = handle.analysis.nodes.map((n, i) => {
     const c = handle.costs[i]!;
@@ -385,9 +244,20 @@ export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {
       paramBytes: c.paramBytes,
     };
   });
-  const prefix = prefixSums(profiled.map((l) => l.ms));
+  return { profiled, layerSumMs, wholeMs, scale };
+}
+
+/**
+ * The check at each check cut: the head's measured latency (`times`: the run times of every session, by the
+ * profile's clock), less the extra hand-off of its crossing tensors, against the profile's prefix sum.
+ */
+function checkHeads(
+  checkAt: readonly number[],
+  times: number[][],
+  prefix: readonly number[],
+): NonNullable<Profile['check']>['cuts'] {
   const outputHandoff = checkAt.length > 0 ? median(times[times.length - 1]!) : 0;
-  const check = checkAt.map((k, j) => {
+  return checkAt.map((k, j) => {
     const headMs = median(times[2 + 2 * j]!);
     // What handing this cut's tensors to JavaScript costs beyond handing over the model's outputs (which the whole
     // model, and so the profile, pays too): a cost of the cut's size, not of layers 1..k.
@@ -405,6 +275,19 @@ export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {
       handoffMs,
     };
   });
+}
+
+/** Measures a profile of the model on this host (see the top of this file). */
+export async function profileModel(handle: ModelHandle, opts: ProfileOptions = {}): Promise<Profile> {
+  const s = profileSettings(opts);
+  const { runs, warmup, threads, clock } = s;
+  const feeds = profileFeeds(handle.inputs);
+  const checkAt = chooseCheckCuts(handle, s.checkCuts);
+  const { runTimes, trace } = await measureSessions(handle, feeds, checkAt, s, opts.onProgress);
+  const layers = mapTrace(handle, trace, warmup, runs);
+  const times = runTimes[clock];
+  const { profiled, layerSumMs, wholeMs, scale } = scaledLayers(handle, layers, times[1]!);
+  const check = checkHeads(checkAt, times, prefixSums(profiled.map((l) => l.ms)));
 
   return {
     version: PROFILE_VERSION,

@@ -50,7 +50,7 @@ export interface RuntimeOptions {
 // - `disabled` is not exact for float16 models: without Dropout elimination onnxruntime keeps the last Concat and
 //   the Dropout in float16, so the whole model rounds there and a float32-carried split does not.
 // - Quantized (QDQ) models: onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear into integer kernels (QLinearConv,
-//   QLinearAdd, ...) from level `extended` on; model/graph.ts keeps those groups whole across cuts (the quantized tensor
+//   QLinearAdd, ...) from level `extended` on; model/qdq.ts keeps those groups whole across cuts (the quantized tensor
 //   crosses). On x86 (not ARM, where onnxruntime fuses int8 kernels directly), QDQS8ToU8Transformer first rewrites each
 //   int8 Q -> DQ pair to uint8, the fast x86 kernel type. A pair split by a cut keeps its int8 graph output/input, so
 //   the groups next to the cut do not fuse and compute in float. On test/model-quant.test.ts's QDQ CNNs (32 channels,

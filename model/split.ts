@@ -6,12 +6,14 @@
 // the head's outputs, gives the whole model's outputs bit for bit. onnxruntime accepts graphs with
 // no nodes and graphs whose output is directly an input, so k = 0 and k = N need no Identity
 // nodes, and tensor names stay the same on both sides of the wire. Quantized graphs follow
-// graph.ts's QDQ placement (sidesAt); float16 models may carry their crossing tensors as float32
+// qdq.ts's QDQ placement (sidesAt in cuts.ts); float16 models may carry their crossing tensors as float32
 // (`carry`, chosen per model by `exactCarry`): docs/model-toolkit.md, "Bit-exact results", gives
 // why and the measurements.
 
-import type { AnalyzedNode, Cut, GraphAnalysis } from './graph.ts';
-import { analyzeGraph, cutAt, sidesAt } from './graph.ts';
+import type { Cut } from './cuts.ts';
+import { cutAt, sidesAt } from './cuts.ts';
+import type { AnalyzedNode, GraphAnalysis } from './graph.ts';
+import { analyzeGraph } from './graph.ts';
 import { halfToFloat } from './half.ts';
 import type {
   AttributeProto,
@@ -128,7 +130,7 @@ function wrap(model: OnnxModel, graph: GraphProto): OnnxModel {
 
 /**
  * Splits `model` at cut k (0..N): head = nodes 1..k, tail = nodes k+1..N, joined by `cut.tensors` (with the QDQ
- * placement of graph.ts: a DequantizeLinear may run on both sides, a QuantizeLinear on the head before its position).
+ * placement of qdq.ts: a DequantizeLinear may run on both sides, a QuantizeLinear on the head before its position).
  */
 export function splitModel(
   model: OnnxModel,

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import * as ort from 'onnxruntime-node';
+import { enumerateCuts } from '../model/cuts.ts';
 import { buildDemoCnn, DEMO_PREPROCESS } from '../model/demo-cnn.ts';
-import { analyzeGraph, enumerateCuts, topologicalOrder, typeInfo } from '../model/graph.ts';
+import { analyzeGraph, topologicalOrder, typeInfo } from '../model/graph.ts';
 import {
   attrInts,
   DataType,

@@ -11,7 +11,8 @@
  * tail then differ by 3e-8 to 1.1e-6 (all levels but 'disabled', which is exact). Every other cut is bit-identical.
  */
 import test from 'ava';
-import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { enumerateCuts } from '../model/cuts.ts';
+import { analyzeGraph } from '../model/graph.ts';
 import { ModelHandle } from '../model/handle.ts';
 import { floatAttr, intsAttr, type OnnxModel, writeModel } from '../model/onnx.ts';
 import { seededUniform } from '../model/random.ts';

@@ -4,9 +4,9 @@
  * must stay 1-byte uint8/int8 tensors (in the analysis, in ModelHandle's cut list, in the head's outputs and on the
  * wire), and the tail must accept them as decoded from a Request.
  *
- * Findings (onnxruntime-node 1.30, CPU, x86-64; details in model/graph.ts and runtime.ts):
+ * Findings (onnxruntime-node 1.30, CPU, x86-64; details in model/qdq.ts and runtime.ts):
  * - onnxruntime fuses DequantizeLinear -> Conv/Add/MaxPool -> QuantizeLinear into QLinearConv, QLinearAdd and NHWC
- *   MaxPool from level 'extended' on. Splitting at node positions alone (before graph.ts's QDQ placement), a cut
+ *   MaxPool from level 'extended' on. Splitting at node positions alone (before qdq.ts's QDQ placement), a cut
  *   between a DQ and its consumer, or between an op (or its Relu) and the Q after it, left a float op unfused on one
  *   side: on the uint8 QDQ CNN below, 15 of its 23 cuts (1-10, 15-19) differed by one quantization step (0.14 in the
  *   output), at 'extended' and 'all'; float weights even crossed the wire (cuts 1-21). With the placement (each DQ
@@ -20,7 +20,8 @@
  *   every level, NHWC layout transformer included.
  */
 import test, { type ExecutionContext } from 'ava';
-import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { enumerateCuts } from '../model/cuts.ts';
+import { analyzeGraph } from '../model/graph.ts';
 import { ModelHandle } from '../model/handle.ts';
 import { type OnnxModel, writeModel } from '../model/onnx.ts';
 import { seededUniform } from '../model/random.ts';

@@ -1,8 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../model/builder.ts';
+import { enumerateCuts } from '../model/cuts.ts';
 import { buildDemoCnn } from '../model/demo-cnn.ts';
-import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { analyzeGraph } from '../model/graph.ts';
 import { floatToHalf, halfToFloat } from '../model/half.ts';
 import { DataType, type OnnxModel, readModel } from '../model/onnx.ts';
 import { seededUniform } from '../model/random.ts';

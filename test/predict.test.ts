@@ -15,14 +15,9 @@ import {
   readPredictors,
   writePredictors,
 } from '../measurement/predictor-store.ts';
-import {
-  buildSweepModel,
-  parseSweep,
-  runSweep,
-  SWEEP_OPS,
-  sweepConfigs,
-  sweepFeatures,
-} from '../measurement/sweep.ts';
+import { SWEEP_OPS, sweepConfigs } from '../measurement/sweep/configs.ts';
+import { buildSweepModel, sweepFeatures } from '../measurement/sweep/model.ts';
+import { parseSweep, runSweep } from '../measurement/sweep/run.ts';
 import { buildDemoCnn } from '../model/demo-cnn.ts';
 import { ModelHandle } from '../model/handle.ts';
 import { writeModel } from '../model/onnx.ts';

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import * as ort from 'onnxruntime-node';
-import { analyzeGraph, enumerateCuts } from '../model/graph.ts';
+import { enumerateCuts } from '../model/cuts.ts';
+import { analyzeGraph } from '../model/graph.ts';
 import { readModel } from '../model/onnx.ts';
 import { seededUniform } from '../model/random.ts';
 import {
