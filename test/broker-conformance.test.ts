@@ -6,7 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import { encodeId, encodePacket, encodePublish, encodeString, PacketType } from '../broker/wire.ts';
 import { forEachBroker } from './helpers/mosquitto.ts';
-import { RawClient } from './helpers/raw-mqtt.ts';
+import { RawClient, receivedBefore } from './helpers/raw-mqtt.ts';
 import { sleep } from './helpers/wait.ts';
 
 let ids = 0;
@@ -16,22 +16,6 @@ const cid = (name: string) => `${name}-${process.pid}-${++ids}`;
 /** True when the connection closes within `ms`. */
 async function closesWithin(client: RawClient, ms: number): Promise<boolean> {
   return Promise.race([client.closed.then(() => true), sleep(ms).then(() => false)]);
-}
-
-/**
- * The positive signal an absence assertion waits for: `pub` publishes a marker on `topic`, which `sub` receives, so
- * whatever the broker would have delivered to `sub` before it has arrived (one broker, in order) by the time the
- * marker has. Returns `sub`'s messages before the marker.
- */
-async function before(sub: RawClient, pub: RawClient, topic: string): Promise<RawClient['messages']> {
-  const marker = `marker-${++ids}`;
-  const from = sub.messages.length;
-  await pub.publish(topic, marker, { qos: 1 });
-  for (let k = from + 1; ; k++) {
-    const got = await sub.waitMessages(k);
-    const i = got.findIndex((m) => m.topic === topic && m.payload.toString() === marker);
-    if (i >= 0) return got.slice(0, i);
-  }
 }
 
 async function subscriber(t: ExecutionContext, url: string, filter: string, qos = 1): Promise<RawClient> {
@@ -70,7 +54,7 @@ forEachBroker(
     t.is(cleared?.payload.length, 0);
     t.false(cleared?.retain);
     const late = await subscriber(t, url, 'c/clear');
-    t.deepEqual(await before(late, pub, 'c/clear'), []);
+    t.deepEqual(await receivedBefore(late, pub, 'c/clear'), []);
   },
 );
 
@@ -83,7 +67,7 @@ forEachBroker(
     const late = await subscriber(t, url, 'c/keep');
     const [m] = await late.waitMessages(1);
     t.is(m?.payload.toString(), 'retained');
-    t.is((await before(late, pub, 'c/keep')).length, 1);
+    t.is((await receivedBefore(late, pub, 'c/keep')).length, 1);
   },
 );
 
@@ -134,7 +118,7 @@ forEachBroker(
     const pub = await RawClient.connect(t, url, { clientId: cid('pub') });
     await pub.publish('c/ov/x', 'x', { qos: 1 });
     // Every copy of it arrives before a marker on a topic only one subscription matches.
-    const copies = await before(sub, pub, 'c/ov/y');
+    const copies = await receivedBefore(sub, pub, 'c/ov/y');
     // 3.1.1 allows one copy per matching subscription; at least one must carry the maximum QoS.
     t.true(copies.length >= 1 && copies.some((m) => m.qos === 1));
   },
@@ -169,7 +153,9 @@ forEachBroker('[MQTT-4.7.2-1] wildcard filters do not match topics beginning wit
   await pub.publish('$edge/x', 'x', { qos: 1 });
   await dollar.waitMessages(1);
   t.deepEqual(
-    (await before(all, pub, 'c/after-dollar')).filter((m) => m.topic.startsWith('$')).map((m) => m.topic),
+    (await receivedBefore(all, pub, 'c/after-dollar'))
+      .filter((m) => m.topic.startsWith('$'))
+      .map((m) => m.topic),
     [],
   );
 });
@@ -182,7 +168,7 @@ forEachBroker('[MQTT-3.3.2-2] a PUBLISH topic with a wildcard closes the connect
     t.true(await closesWithin(pub, 2000), topic);
   }
   const good = await RawClient.connect(t, url, { clientId: cid('pub') });
-  t.deepEqual(await before(sub, good, 'c/wild/ok'), []);
+  t.deepEqual(await receivedBefore(sub, good, 'c/wild/ok'), []);
 });
 
 forEachBroker(
@@ -260,7 +246,7 @@ forEachBroker('[MQTT-3.14.4-3] no will is published after DISCONNECT', async (t,
   await leaving.disconnect();
   // A Will would be published as the connection closes, before a later client's marker.
   const other = await RawClient.connect(t, url, { clientId: cid('other') });
-  t.deepEqual(await before(watcher, other, 'c/nowill/marker'), []);
+  t.deepEqual(await receivedBefore(watcher, other, 'c/nowill/marker'), []);
 });
 
 forEachBroker(
@@ -291,16 +277,18 @@ forEachBroker(
   '[MQTT-3.1.2-4] [MQTT-4.4.0-1] [MQTT-3.3.1-1] a resumed session re-sends unacknowledged QoS 1 with DUP=1',
   async (t, url) => {
     const id = cid('durable');
-    const first = await RawClient.connect(t, url, { clientId: id, clean: false, autoAck: false });
+    // Its will tells when the broker has seen the connection go.
+    const will = { topic: `c/sess-will/${id}`, payload: 'gone', qos: 1 as const };
+    const first = await RawClient.connect(t, url, { clientId: id, clean: false, autoAck: false, will });
     t.false(first.connack.sessionPresent);
     t.deepEqual(await first.subscribe(['c/sess/+', 1]), [1]);
     const pub = await RawClient.connect(t, url, { clientId: cid('pub') });
+    t.deepEqual(await pub.subscribe([will.topic, 1]), [1]);
     await pub.publish('c/sess/a', 'unacked', { qos: 1 });
     const [sent] = await first.waitMessages(1);
     t.like(sent, { dup: false, qos: 1 });
     first.kill();
-    await first.closed;
-    await sleep(100);
+    await pub.waitMessages(1);
     await pub.publish('c/sess/b', 'queued', { qos: 1 });
     const again = await RawClient.connect(t, url, { clientId: id, clean: false });
     // [MQTT-3.2.2-2]
@@ -331,7 +319,7 @@ forEachBroker(
     await pub.publish('c/fresh/b', 'live', { qos: 1 });
     // The old session's subscription would have delivered both before a marker on a topic subscribed now.
     t.deepEqual(await clean.subscribe(['c/fresh-marker', 1]), [1]);
-    t.deepEqual(await before(clean, pub, 'c/fresh-marker'), []);
+    t.deepEqual(await receivedBefore(clean, pub, 'c/fresh-marker'), []);
   },
 );
 
@@ -344,10 +332,15 @@ forEachBroker(
     const will = { topic: 'c/status/svc', payload: 'offline', qos: 1 as const, retain: true };
     const old = await RawClient.connect(t, url, { clientId: id, will });
     await old.publish('c/status/svc', 'online-1', { qos: 1, retain: true });
+    const watcher = await subscriber(t, url, 'c/status/svc');
+    t.deepEqual(await watcher.subscribe(['c/status-marker', 1]), [1]);
     const next = await RawClient.connect(t, url, { clientId: id, will });
     await next.publish('c/status/svc', 'online-2', { qos: 1, retain: true });
     await old.closed;
-    await sleep(200);
+    // Both brokers publish the predecessor's will as they close it, before the new connection's CONNACK; whatever
+    // they publish for it has reached the watcher by a later marker, and the new status is the last.
+    const seen = await receivedBefore(watcher, next, 'c/status-marker');
+    t.is(seen.at(-1)?.payload.toString(), 'online-2');
     const reader = await subscriber(t, url, 'c/status/svc');
     const [status] = await reader.waitMessages(1);
     t.is(status?.payload.toString(), 'online-2');
@@ -362,13 +355,13 @@ forEachBroker(
     t.deepEqual(await durable.subscribe(['#', 1]), [1]);
     const pub = await RawClient.connect(t, url, { clientId: cid('pub') });
     await pub.publish('$edge/online', 'hidden', { qos: 1 });
-    const online = await before(durable, pub, 'c/dollar/online');
+    const online = await receivedBefore(durable, pub, 'c/dollar/online');
     await durable.disconnect();
     await pub.publish('$edge/offline', 'hidden', { qos: 1 });
     await pub.publish('c/dollar/offline', 'seen', { qos: 1 });
     const again = await RawClient.connect(t, url, { clientId: id, clean: false });
     // What the session queued arrives before a marker published after it resumed.
-    const queued = await before(again, pub, 'c/dollar/after');
+    const queued = await receivedBefore(again, pub, 'c/dollar/after');
     t.deepEqual(
       // Its own topics: '#' also sees what the file's other tests publish meanwhile.
       [...online, ...queued].map((m) => m.topic).filter((topic) => /^(\$edge|c\/dollar)\//.test(topic)),

@@ -11,6 +11,7 @@ import { EmbeddedBroker } from '../broker/broker.ts';
 import type { BrokerLimits } from '../broker/limits.ts';
 import { waitFor } from './helpers/edge.ts';
 import { capturingLogger, type LogLine } from './helpers/log.ts';
+import { sleep } from './helpers/wait.ts';
 
 async function brokerWith(
   t: ExecutionContext,
@@ -119,7 +120,7 @@ test('connections per address and connect rate are bounded; a closed connection 
   t.is(broker.limitStats().connections, 1);
   open[0]!.socket.destroy();
   await open[0]!.closed;
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50); // the broker's side of the close
   const client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
   t.teardown(() => client.endAsync(true));
   t.true(client.connected, 'a place freed is taken again');

@@ -9,6 +9,7 @@ import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { LoginGate } from '../broker/logins.ts';
 import { startSecureBroker, writeUsersFile } from './helpers/auth.ts';
+import { sleep } from './helpers/wait.ts';
 
 /** One raw login from `localAddress`: the CONNACK return code, or -1 when the socket closed without one. */
 function rawLogin(port: number, localAddress: string, username: string, password: string): Promise<number> {
@@ -61,7 +62,7 @@ test('500 bogus logins from one address run a bounded number of password checks;
       );
   })();
   // The real robot logs in from its own address while the flood goes on.
-  await new Promise((r) => setTimeout(r, 100));
+  await sleep(100);
   const started = performance.now();
   const robot = await mqtt.connectAsync(broker.url, {
     clientId: 'robot-1',

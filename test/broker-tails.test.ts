@@ -9,7 +9,7 @@ import { silentLogger } from '../runtime/log.ts';
 import { Connection } from '../runtime/mqtt.ts';
 import { sharedFilter, TAIL_GROUP, topics } from '../schemas/topics.ts';
 import { forEachBroker } from './helpers/mosquitto.ts';
-import { sleep, waitFor } from './helpers/wait.ts';
+import { waitFor } from './helpers/wait.ts';
 
 async function worker(
   t: ExecutionContext,
@@ -33,7 +33,26 @@ async function worker(
   await conn.subscribe(sharedFilter(TAIL_GROUP, topics.request.filter()), (_topic, payload) => {
     mine.push(payload.toString());
   });
-  return conn;
+  // A topic of its own, subscribed after the group's (also on every reconnect): a marker it receives there shows
+  // the broker has its group subscription, and has delivered what it sent the worker before.
+  const markers = new Set<string>();
+  await conn.subscribe(`fence/${id}`, (_topic, payload) => void markers.add(payload.toString()));
+  return Object.assign(conn, { fenceTopic: `fence/${id}`, markers });
+}
+
+let marks = 0;
+
+/** Publishes markers to each worker's own topic, one every 200 ms, until it has received one. */
+async function reach(robot: Connection, workers: Array<Awaited<ReturnType<typeof worker>>>) {
+  for (const w of workers) {
+    const marker = `marker-${++marks}`;
+    const deadline = Date.now() + 5000;
+    while (!w.markers.has(marker)) {
+      if (Date.now() > deadline) throw new Error(`${w.fenceTopic} got no marker within 5 s`);
+      await robot.publish(w.fenceTopic, marker, { qos: 1 });
+      await waitFor(() => w.markers.has(marker), 'a marker', 200).catch(() => undefined);
+    }
+  }
 }
 
 async function device(t: ExecutionContext, url: string) {
@@ -51,13 +70,14 @@ async function device(t: ExecutionContext, url: string) {
 
 forEachBroker('tail workers in TAIL_GROUP take each request once', async (t, url) => {
   const taken = new Map<string, string[]>();
-  for (const id of ['tail-a', 'tail-b', 'tail-c']) await worker(t, url, id, taken);
+  const workers = [];
+  for (const id of ['tail-a', 'tail-b', 'tail-c']) workers.push(await worker(t, url, id, taken));
   const robot = await device(t, url);
   const topic = topics.request.build({ device: 'robot-1' });
   for (let i = 0; i < 90; i++) await robot.publish(topic, `req-${i}`);
   const all = () => [...taken.values()].flat();
   await waitFor(() => all().length >= 90, '90 requests taken', 5000);
-  await sleep(200);
+  await reach(robot, workers);
   t.is(all().length, 90);
   t.is(new Set(all()).size, 90);
   for (const [id, got] of taken) t.true(got.length > 0, id);
@@ -67,20 +87,24 @@ forEachBroker('a worker whose connection breaks rejoins the group when it reconn
   const taken = new Map<string, string[]>();
   // It reconnects after 600 ms, the requests of the meantime go to the other worker.
   const a = await worker(t, url, 'tail-a', taken, 600);
-  await worker(t, url, 'tail-b', taken);
+  const b = await worker(t, url, 'tail-b', taken);
   const robot = await device(t, url);
   const topic = topics.request.build({ device: 'robot-1' });
+  // The broker has seen the connection end, so that no request goes to it (Mosquitto would drop that one), when
+  // a's will arrives.
+  let gone = false;
+  await robot.subscribe(topics.workerStatus.build({ worker: 'tail-a' }), (_topic, payload, packet) => {
+    if (!packet.retain && JSON.parse(payload.toString()).state === 'offline') gone = true;
+  });
   (a.mqtt.stream as Socket).destroy();
-  await waitFor(() => !a.connected, 'worker a to disconnect', 5000);
-  // Let the broker see the connection end, so that no request goes to it (Mosquitto would drop that one).
-  await sleep(100);
+  await waitFor(() => gone, "worker a's will", 5000);
   for (let i = 0; i < 10; i++) await robot.publish(topic, `away-${i}`);
   await waitFor(() => a.connected, 'worker a to reconnect', 5000);
-  await sleep(200);
+  await reach(robot, [a]);
   for (let i = 0; i < 40; i++) await robot.publish(topic, `back-${i}`);
   const all = () => [...taken.values()].flat();
   await waitFor(() => all().length >= 50, '50 requests taken', 5000);
-  await sleep(200);
+  await reach(robot, [a, b]);
   t.is(new Set(all()).size, 50);
   t.is(all().length, 50);
   t.true(taken.get('tail-a')!.some((p) => p.startsWith('back-')));

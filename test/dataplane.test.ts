@@ -18,6 +18,7 @@ import { connectClient, stablePort } from './helpers/broker.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { forEachBroker, startMosquitto } from './helpers/mosquitto.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
 async function* frames(
   model: Awaited<ReturnType<typeof demoModelDir>>['model'],
@@ -120,7 +121,7 @@ forEachBroker(
           await procs[0]!.exited;
         }
         // Keep some requests in flight at the worker when it dies.
-        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
+        if (i % 10 === 0) await sleep(5);
       }),
       (r) => reports.push(r),
     );
@@ -172,7 +173,10 @@ forEachBroker(
             qos: 1,
             retain: true,
           });
-          while (edge.currentPlan?.cut.index !== next.index) await new Promise((r) => setTimeout(r, 5));
+          await waitFor(
+            () => edge.currentPlan?.cut.index === next.index,
+            `the edge to take cut ${next.index}`,
+          );
         }
       }),
       (r) => reports.push(r),
@@ -226,7 +230,7 @@ for (const kind of ['aedes', 'mosquitto'] as const) {
       frames(model, n, async (i) => {
         if (i === 20) await stopBroker();
         if (i === 50) await restart();
-        if (i >= 20) await new Promise((r) => setTimeout(r, 20));
+        if (i >= 20) await sleep(20);
       }),
       (r) => reports.push(r),
     );

@@ -24,6 +24,7 @@ import { collect, connectClient, stablePort, startBroker } from './helpers/broke
 import { tempDir, waitFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
+import { sleep } from './helpers/wait.ts';
 
 const predicted = (transferMs: number, serverMs: number) => ({
   edgeMs: 1,
@@ -317,7 +318,7 @@ test('broker down mid-stream: frames fall back locally, and offloading resumes w
     const rand = mulberry32(5);
     while (!stop) {
       yield { index: produced++, capturedAt: Date.now(), inputs: randomInputs(model.inputs, rand) };
-      await new Promise((r) => setTimeout(r, 15));
+      await sleep(15);
     }
   }
   const running = edge.run(camera(), (r) => {
@@ -408,7 +409,7 @@ test('a frame keeps the deadline of the plan it started under, when a new plan c
   t.true(await edge.waitForPlan(5000));
   const reports: FrameReport[] = [];
   const running = edge.run(frames(model, 1), (r) => reports.push(r));
-  await new Promise((r) => setTimeout(r, 30));
+  await sleep(30); // into the frame's head, 400x slower than the host
   await publishPlan(client, { ...planFor(model, device, 3, predicted(600, 400)), seq: 2 });
   await running;
   t.is(reports.length, 1);

@@ -209,7 +209,7 @@ test('a long message reaches the peer progressively, not all at once at its end'
   const size = 4 * SLICE_BYTES;
   const t0 = performance.now();
   shaped.write(Buffer.alloc(size));
-  while ((arrivals.at(-1)?.total ?? 0) < size) await new Promise((r) => setTimeout(r, 5));
+  await waitFor(() => (arrivals.at(-1)?.total ?? 0) >= size, `${size} bytes to arrive`);
   await close();
   const first = arrivals[0]!.at - t0;
   const last = arrivals.at(-1)!.at - t0;
@@ -227,7 +227,7 @@ test('the writer goes on at once while the backlog is short, so back-to-back mes
     calledBack = performance.now() - t0;
   });
   shaped.write(Buffer.alloc(100_000));
-  while ((arrivals.at(-1)?.total ?? 0) < 200_000) await new Promise((r) => setTimeout(r, 5));
+  await waitFor(() => (arrivals.at(-1)?.total ?? 0) >= 200_000, '200 kB to arrive');
   const last = arrivals.at(-1)!.at - t0;
   // Beyond the backlog, the writer waits until enough has left the emulated link.
   const big = BACKLOG_BYTES + 4 * SLICE_BYTES;
@@ -236,7 +236,7 @@ test('the writer goes on at once while the backlog is short, so back-to-back mes
   shaped.write(Buffer.alloc(big), () => {
     bigBack = performance.now() - t1;
   });
-  while (Number.isNaN(bigBack)) await new Promise((r) => setTimeout(r, 5));
+  await waitFor(() => !Number.isNaN(bigBack), 'the large message back');
   await close();
   t.log(
     `first write called back after ${calledBack.toFixed(1)} ms; 2 x 100 kB arrived after ${last.toFixed(1)} ms`,

@@ -17,6 +17,7 @@ import { TailMetrics } from '../services/server-tail/metrics.ts';
 import { edgecut } from './helpers/cli.ts';
 import { tempDir, waitFor } from './helpers/edge.ts';
 import { type Family, parsePrometheus, samples, total, value } from './helpers/prometheus.ts';
+import { until } from './helpers/wait.ts';
 
 const FRAMES = 20;
 
@@ -303,16 +304,11 @@ test('every service serves /metrics and /healthz, and their counts agree', async
   t.is(JSON.parse((await get(ports.edge!, '/healthz')).body).reason, 'frames done');
 
   // The tail counts a request once its result is published, which may be just after the edge has it.
-  let w = await scrape(ports.tail!);
   const worker = { worker: 'm-tail' };
-  for (
-    let i = 0;
-    i < 50 && total(w, 'edgecut_tail_requests_total', { ...worker, outcome: 'ok' }) < FRAMES;
-    i++
-  ) {
-    await new Promise((r) => setTimeout(r, 100));
-    w = await scrape(ports.tail!);
-  }
+  const w = await until(async () => {
+    const now = await scrape(ports.tail!);
+    return total(now, 'edgecut_tail_requests_total', { ...worker, outcome: 'ok' }) >= FRAMES && now;
+  }, `the tail to count ${FRAMES} requests`);
   t.is(value(w, 'edgecut_tail_requests_total', { ...worker, model: 'demo-cnn', outcome: 'ok' }), FRAMES);
   t.is(value(w, 'edgecut_tail_requests_total', { ...worker, model: 'demo-cnn', outcome: 'error' }), 0);
   t.is(value(w, 'edgecut_tail_inference_seconds_count', { ...worker, model: 'demo-cnn' }), FRAMES);

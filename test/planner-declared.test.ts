@@ -12,6 +12,7 @@ import { chooseFixedCut } from '../services/planner/fixed-cut.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
 import { makeProfile } from './helpers/profiles.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const CUT_BYTES = [100_000, 50_000, 1_000, 10];
 const server = makeProfile([1, 1, 1], CUT_BYTES, { device: 'w1' });
@@ -91,8 +92,11 @@ test('on the broker: a declared device gets an Algorithm 1 plan, and a fixed cut
     JSON.stringify({ ...declared('r3', 8), model: { id: other.model.id } }),
     { qos: 1, retain: true },
   );
-  await new Promise((r) => setTimeout(r, 200));
-  t.regex(fixed.noPlan.get('r3') ?? '', /no tail worker has published a profile of model bbbbbbbbbbbb yet/);
+  await waitFor(
+    () =>
+      /no tail worker has published a profile of model bbbbbbbbbbbb yet/.test(fixed.noPlan.get('r3') ?? ''),
+    'the reason why r3 has no plan',
+  );
   await robot.publishAsync(
     topics.workerProfile.build({ worker: 'w2', model: other.model.id }),
     JSON.stringify(other),

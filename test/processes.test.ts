@@ -21,6 +21,7 @@ import { topics } from '../schemas/topics.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 import { collect, connectClient } from './helpers/broker.ts';
 import { edgecut } from './helpers/cli.ts';
+import { waitFor } from './helpers/wait.ts';
 
 test('services stop on SIGTERM after their frames in flight, and say offline', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-proc-'));
@@ -133,12 +134,10 @@ test('a service still waiting for the broker stops on the first SIGTERM', async 
     });
     p.ready.catch(() => undefined);
     // Started, and trying to connect.
-    const deadline = Date.now() + 20_000;
-    while (!lines.some((l) => l.includes('broker unreachable')) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    t.true(
-      lines.some((l) => l.includes('broker unreachable')),
-      `${service} tried to connect`,
+    await waitFor(
+      () => lines.some((l) => l.includes('broker unreachable')),
+      `${service} to try to connect`,
+      20_000,
     );
     p.child.kill('SIGTERM');
     const code = await Promise.race([

@@ -156,7 +156,7 @@ export class EdgeHead {
       logger,
       opts.uplink ? { wrapStream: shapeUplink(opts.uplink, clock) } : {},
     );
-    this.channel = new RequestChannel(this.conn, opts.deviceId, logger);
+    this.channel = new RequestChannel(this.conn, opts.deviceId, logger, this.timers);
     // An evicted session is released behind the computation in progress: sessions are taken and run inside one
     // turn of `compute`, so none is released while it runs.
     this.sessions = new LruCache(opts.sessionCache ?? DEFAULT_SESSION_CACHE, (key, session) => {

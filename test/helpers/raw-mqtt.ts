@@ -280,3 +280,38 @@ export class RawClient {
     else this.queue.push(packet);
   }
 }
+
+let markers = 0;
+
+/**
+ * The positive signal an absence assertion waits for: `pub` publishes a marker on `topic`, which `sub` receives, so
+ * whatever the broker would have delivered to `sub` before it has arrived (one broker, in order) by the time the
+ * marker has. Returns `sub`'s messages before the marker.
+ */
+export async function receivedBefore(sub: RawClient, pub: RawClient, topic: string): Promise<RawPublish[]> {
+  const marker = `marker-${process.pid}-${++markers}`;
+  const from = sub.messages.length;
+  await pub.publish(topic, marker, { qos: 1 });
+  for (let k = from + 1; ; k++) {
+    const got = await sub.waitMessages(k);
+    const i = got.findIndex((m, j) => j >= from && m.topic === topic && m.payload.toString() === marker);
+    if (i >= 0) return got.slice(0, i);
+  }
+}
+
+/** Topics of the markers `fence` sends; a test's message lists leave them out with `isFence`. */
+const FENCE_PREFIX = 'fence/';
+export const isFence = (m: RawPublish) => m.topic.startsWith(FENCE_PREFIX);
+
+/**
+ * Waits until whatever the broker has on its way to each of `clients` has arrived: each subscribes to a topic of its
+ * own and receives a marker `pub` publishes there after everything else. For clients whose other subscriptions are
+ * shared (a marker on the group's topic would reach only one of them).
+ */
+export async function fence(clients: readonly RawClient[], pub: RawClient): Promise<void> {
+  for (const c of clients) {
+    const topic = `${FENCE_PREFIX}${process.pid}-${++markers}`;
+    await c.subscribe([topic, 1]);
+    await receivedBefore(c, pub, topic);
+  }
+}

@@ -6,15 +6,18 @@
 /** Resolves after `ms`. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Polls until `probe` returns something truthy and resolves with it; fails naming `what` after `timeoutMs`. */
+/**
+ * Polls until `probe` returns (or resolves to) something truthy and resolves with it; fails naming `what` after
+ * `timeoutMs`.
+ */
 export async function until<T>(
-  probe: () => T | undefined | false,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
   what: string,
   timeoutMs = 10_000,
 ): Promise<T> {
   const end = performance.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value) return value;
     if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
