@@ -149,7 +149,7 @@ if (missing.length > 0) {
     return whole;
   };
   test.after.always(async () => {
-    if (whole) await (await whole).release();
+    await (await whole)?.release();
   });
   const probabilities = (out: Feeds) => Array.from(out.softmaxout_1!.data as Uint16Array, halfToFloat);
 
