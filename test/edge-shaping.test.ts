@@ -158,14 +158,19 @@ test('an MQTT connection through the shaped uplink: publish time follows the rat
     await conn.start();
     const payload = Buffer.alloc(50_000);
     await conn.publish('test/data', payload, { qos: 1 });
-    const t0 = performance.now();
-    await conn.publish('test/data', payload, { qos: 1 });
-    return { conn, ms: performance.now() - t0 };
+    // The median of three: one publish delayed by a busy host (a 155 ms one once, in a full run) is not the rate.
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await conn.publish('test/data', payload, { qos: 1 });
+      times.push(performance.now() - t0);
+    }
+    return { conn, ms: times.sort((x, y) => x - y)[1]! };
   };
   const slow = await publishMs(4e6, 'shaped-slow');
   const fast = await publishMs(16e6, 'shaped-fast');
   t.log(`publish 50 kB: 4 Mbit/s ${slow.ms.toFixed(1)} ms, 16 Mbit/s ${fast.ms.toFixed(1)} ms`);
-  // 50 kB: 100 ms at 4 Mbit/s, 25 ms at 16 Mbit/s (plus the PUBACK round trip).
+  // 50 kB: 100 ms at 4 Mbit/s, 25 ms at 16 Mbit/s (plus the PUBACK round trip); medians of three publishes.
   t.true(slow.ms >= 95 && slow.ms < 100 + 50, `4 Mbit/s publish took ${slow.ms.toFixed(1)} ms`);
   t.true(fast.ms >= 23 && fast.ms < 25 + 40, `16 Mbit/s publish took ${fast.ms.toFixed(1)} ms`);
 

@@ -4,7 +4,7 @@
  * `overloaded`; a request whose deadline passed while it waited is not run (`expired`). Real broker, real worker
  * with an emulated slow server, raw MQTT clients as the robots.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { MqttClient } from 'mqtt';
 import { mulberry32 } from '../model/random.ts';
 import { createSession, runWire } from '../model/runtime.ts';
@@ -50,14 +50,18 @@ test('the fair queue: devices in turn, a bound per device, slots given back', as
   t.is(q.waiting, 0);
 });
 
-test('a burst from one robot: the other robot is served in turn, the burst beyond its queue is refused, stale requests expire', async (t) => {
+/**
+ * Mosquitto, a worker with one slot serving the demo CNN's tail at cut 1 stretched `factor` times, its session
+ * warm, and every reply it sends in order.
+ */
+async function rig(t: ExecutionContext, factor: number) {
   // A broker that passes a burst on as fast as it comes, Mosquitto: the embedded broker holds a burst back (a
   // publisher is read at the pace its messages are handled, and at most BROKER_SHARED_INFLIGHT of a device's
   // requests wait at a worker, broker/shared.ts), so that the worker's own bounds would not be what is tested.
   const broker = await startMosquitto(t);
   const { dir, model } = await demoModelDir(t);
-  // One slot, tails stretched to a slow server's (far longer than a message's way through the broker), 8 requests
-  // per device at most waiting.
+  // One slot, tails stretched `factor` times to a slow server's (far longer than a message's way through the
+  // broker), 8 requests per device at most waiting.
   const worker = new TailWorker(
     tailOptions({
       mqttUrl: broker.url,
@@ -65,7 +69,7 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
       modelsDir: dir,
       concurrency: 1,
       deviceQueue: 8,
-      emulateDevice: { kind: 'factor', factor: 1000 },
+      emulateDevice: { kind: 'factor', factor },
     }),
     silentLogger,
   );
@@ -121,6 +125,11 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
   await send(warm, 'warm', 'w0');
   await waitFor(() => replies.some((r) => r.id === 'w0'), 'the warm-up reply');
 
+  return { broker, send, replies };
+}
+
+test('a burst from one robot: the other robot is served in turn, the burst beyond its queue is refused', async (t) => {
+  const { broker, send, replies } = await rig(t, 1000);
   const a = await connectClient(t, broker.url);
   const b = await connectClient(t, broker.url);
   // Robot A: a burst of 200 requests at once. Its queue takes 8 (and the slot one); the rest are refused at once.
@@ -155,11 +164,17 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
   t.log(`A's burst of 200: ${served} served, ${overloaded} refused as overloaded`);
   t.true(overloaded >= 150, `${overloaded} overloaded`);
   t.is(served + overloaded, 200);
+});
 
-  // Robot C: 6 requests with a deadline of 1 ms, sent after 8 of A: in turn, each waits for one tail of A (or of C),
-  // past its deadline, so it is not run.
+test('a request whose deadline passed while it waited for a slot is not run', async (t) => {
+  const { broker, send, replies } = await rig(t, 10_000);
+  // Robot C: 6 requests with a deadline of 1 ms, sent after 2 of A: in turn, each waits for a tail of A (or of C),
+  // past its deadline, so it is not run. Tails of 10000 x the host's (about half a second each): C's requests
+  // arrive while the first is running even on a loaded host (with 1000 x, 8 tails of A had once all finished
+  // before C's last request arrived).
+  const a = await connectClient(t, broker.url);
   const c = await connectClient(t, broker.url);
-  await Promise.all(Array.from({ length: 8 }, (_, i) => send(a, 'robot-a', `a-busy${i}`)));
+  await Promise.all(Array.from({ length: 2 }, (_, i) => send(a, 'robot-a', `a-busy${i}`)));
   await Promise.all(Array.from({ length: 6 }, (_, i) => send(c, 'robot-c', `c${i}`, 1)));
   await waitFor(
     () => replies.filter((r) => r.device === 'robot-c').length === 6,

@@ -124,7 +124,10 @@ test('a speculative prepare (before the link is measured) loads a tail only whil
   t.deepEqual(await warm(), [`${model.id}:2`, `${model.id}:3`]);
 });
 
-/** x [1, n] -> four MatMuls with [n, n] weights (16 MiB each at n = 2048) -> y: tails that take a while to load. */
+/**
+ * x [1, n] -> three MatMuls with [n, n] weights (16 MiB each at n = 2048) and a last one with [n, n / 8] (2 MiB) -> y:
+ * tails that take a while to load, except the last layer's, which loads far sooner than any other.
+ */
 async function heavyModelDir(
   t: import('ava').ExecutionContext,
 ): Promise<{ dir: string; model: ModelHandle }> {
@@ -134,8 +137,8 @@ async function heavyModelDir(
     graph({
       node: names.slice(1).map((out, i) => node('MatMul', [names[i]!, `W${i}`], [out])),
       input: [vi('x', [1, n])],
-      output: [vi('y', [1, n])],
-      initializer: names.slice(1).map((_, i) => weight(`W${i}`, [n, n], i + 1)),
+      output: [vi('y', [1, n / 8])],
+      initializer: names.slice(1).map((_, i) => weight(`W${i}`, [n, i === 3 ? n / 8 : n], i + 1)),
     }),
   );
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-test-'));
@@ -181,7 +184,7 @@ test.serial(
         }),
         { qos: 1 },
       );
-    // The two guesses of a safe start (48 and 32 MiB tails), sent together: both threads load at the same time.
+    // The two guesses of a safe start (34 and 18 MiB tails), sent together: both threads load at the same time.
     let most = 0;
     const watch = setInterval(() => {
       most = Math.max(most, SessionThread.threads().loading);
@@ -195,7 +198,8 @@ test.serial(
       'a guess loading',
     );
     const guessesAtOnce = most;
-    // The plan's tail (the last 16 MiB layer) meanwhile: it does not wait for either guess.
+    // The plan's tail (the last layer, 2 MiB) meanwhile: it does not wait for either guess. (With a 16 MiB last
+    // layer, a loaded host finished the 32 MiB guess, started a moment before, first.)
     await prepare(3);
     await waitFor(
       () => logged('tail prepared ahead of the first plan').length === 2,
