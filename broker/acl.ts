@@ -41,6 +41,29 @@ export const ROLE_READS: Readonly<Record<Role, readonly TopicName[]>> = {
   ],
 };
 
+/**
+ * What the read-only role `viewer` (the dashboard, services/dashboard/) may subscribe to: the control plane and the
+ * per-frame reports of every device, worker and planner: plans, device profiles, statuses, telemetry and frame
+ * reports. Not the workers' profiles, not the data plane (requests, results: the tensors of the robots' frames) nor the link probes, and it publishes
+ * nothing. The page subscribes to exactly these (`PAGE_READS` in services/dashboard/server.ts; test/broker-viewer.test.ts
+ * keeps the two in step).
+ */
+export const VIEWER_READS: readonly TopicName[] = [
+  'plan',
+  'deviceProfile',
+  'deviceStatus',
+  'deviceTelemetry',
+  'deviceFrames',
+  'workerStatus',
+  'workerTelemetry',
+  'plannerStatus',
+];
+
+/** The grants of a `viewer`: subscribe to {@link VIEWER_READS} for any id, publish nothing. */
+export function viewerGrants(): Grants {
+  return { publish: [], subscribe: VIEWER_READS.map((name) => (topics[name] as TopicSpec<string>).filter()) };
+}
+
 /** What one user may do: the topic filters it may publish on and subscribe to. */
 export interface Grants {
   publish: readonly string[];

@@ -35,6 +35,7 @@ import {
   mayRead,
   mayRetain,
   maySubscribe,
+  viewerGrants,
 } from './acl.ts';
 import { LOGIN_LIMITS, LoginGate, type LoginLimits } from './logins.ts';
 import { verifyNothing, verifyPassword } from './passwords.ts';
@@ -158,7 +159,12 @@ export class AccessControl {
         familyPrefix(user.id) === undefined ? `"${user.id}"` : `"${familyPrefix(user.id)}<anything>"`;
       return refuse(2, `client id must be ${what}, the same followed by ":<suffix>", or empty for this user`);
     }
-    const grants = user.role === 'admin' || user.id === undefined ? undefined : grantsFor(user.role, user.id);
+    const grants =
+      user.role === 'viewer'
+        ? viewerGrants()
+        : user.role === 'admin' || user.id === undefined
+          ? undefined
+          : grantsFor(user.role, user.id);
     this.principals.set(client, { user, grants, publishable: new Map(), warned: new Set() });
     return null;
   }

@@ -17,8 +17,11 @@ import type { Role } from '../schemas/topics.ts';
 import { familyPrefix } from './acl.ts';
 import { HASH_FORMAT, type PasswordHash, parsePasswordHash } from './passwords.ts';
 
-/** The roles a user can have: the three that own topics, and `admin`, which may do everything. */
-export const USER_ROLES = ['device', 'worker', 'planner', 'admin'] as const;
+/**
+ * The roles a user can have: the three that own topics, `viewer` (read-only: the dashboard; broker/acl.ts), and
+ * `admin`, which may do everything.
+ */
+export const USER_ROLES = ['device', 'worker', 'planner', 'viewer', 'admin'] as const;
 
 /** One of {@link USER_ROLES}. */
 export type UserRole = (typeof USER_ROLES)[number];
@@ -57,7 +60,7 @@ export type UserEntry = z.infer<typeof EntrySchema>;
 export interface User {
   username: string;
   role: UserRole;
-  /** The device, worker or planner id the role's topics are bound to; undefined for admin. */
+  /** The device, worker or planner id the role's topics are bound to; undefined for admin and viewer. */
   id: string | undefined;
   hash: PasswordHash;
 }
@@ -70,7 +73,7 @@ export interface UsersTable {
 
 /** The id an entry's topics are bound to: the field named after its role, else the user name. */
 export function boundId(entry: UserEntry): string | undefined {
-  if (entry.role === 'admin') return undefined;
+  if (entry.role === 'admin' || entry.role === 'viewer') return undefined;
   return entry[entry.role] ?? entry.username;
 }
 

@@ -7,6 +7,7 @@ import { saveHostBench } from '../measurement/device/host.ts';
 import { allPresets } from '../measurement/device/presets.ts';
 import { UserError } from '../runtime/errors.ts';
 import { table } from './format.ts';
+import { withProgress } from './progress.ts';
 
 const BenchFlags = z.object({
   threads: z.coerce
@@ -39,7 +40,14 @@ export async function deviceBenchCommand(raw: {
   json?: boolean;
 }): Promise<void> {
   const opts = parseFlags(BenchFlags, raw);
-  const result = await benchDevice(opts);
+  const result = await withProgress(
+    'edgecut device bench',
+    async (p) => {
+      p.step(`timing GEMM, convolution and memory bandwidth (${opts.seconds} s each)`);
+      return benchDevice(opts);
+    },
+    { since: performance.timeOrigin },
+  );
   const path = await saveHostBench(result);
   if (raw.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

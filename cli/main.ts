@@ -1,18 +1,33 @@
 /**
  * The `edgecut` command line. User errors print one line and exit non-zero; no stack traces for them.
  */
-import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Help, type Option } from 'commander';
 import { brokerSettings } from '../broker/config.ts';
 import { errorMessage, UserError } from '../runtime/errors.ts';
+import { dashboardSettings } from '../services/dashboard/config.ts';
 import { edgeSettings } from '../services/edge-head/config.ts';
 import { plannerSettings } from '../services/planner/config.ts';
 import { tailSettings } from '../services/server-tail/config.ts';
-import { runDemo } from './demo.ts';
+import { DEMO_DEVICE, DEMO_DEVICE_FRAMES, type DemoFlags, runDemo } from './demo.ts';
 import { addSettings, readSettings } from './options.ts';
 import type { StackFlags } from './stack.ts';
 
+/** The package's version (package.json), for `edgecut --version`. */
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
 const program = new Command('edgecut')
   .description('Split deep neural networks between an edge device and tail workers over MQTT.')
+  .version(VERSION, '-V, --version', 'print the edgecut version')
+  // Required options say so in every command's help (subcommands inherit this).
+  .configureHelp({
+    optionDescription(this: Help, option: Option): string {
+      const text = Help.prototype.optionDescription.call(this, option);
+      return option.mandatory ? `${text} (required)` : text;
+    },
+  })
   // A usage error is one line, like every other error of the CLI (subcommands inherit this).
   .configureOutput({
     outputError: (text, write) =>
@@ -56,6 +71,16 @@ addSettings(
   process.exitCode = await runEdge(readSettings(cmd, edgeSettings));
 });
 
+addSettings(
+  program
+    .command('dashboard')
+    .description('serve the live dashboard: a page that reads the broker over MQTT over WebSocket'),
+  dashboardSettings,
+).action(async (_o, cmd: Command) => {
+  const { runDashboard } = await import('../services/dashboard/main.ts');
+  await runDashboard(readSettings(cmd, dashboardSettings));
+});
+
 program
   .command('health')
   .description("check a service's GET /healthz: exit 0 on 200, else one line and exit 1")
@@ -67,15 +92,31 @@ program
 
 program
   .command('demo')
-  .description('start broker, planner, one tail worker and one edge as separate processes and stream frames')
+  .description(
+    'start broker, planner, one tail worker and one edge (an emulated slow device) as separate processes: frames on the device alone, then split by the planner, and the speedup',
+  )
   .option(
     '--frames <n>',
-    'stop after this many frames and check each against the whole model (0 = until Ctrl-C)',
+    'frames of the split phase; stop after them and check each against the whole model (0 = until Ctrl-C)',
     '0',
   )
-  .option('--window <n>', 'frames in flight', '2')
-  .option('--cut <k>', 'fixed cut: middle, an index, or a node name', 'middle')
-  .action(async (o: { frames: string; window: string; cut: string }) => {
+  .option(
+    '--window <n>',
+    'frames in flight (the split phase pipelines them: head, transfer and tail overlap)',
+    '4',
+  )
+  .option('--cut <k>', 'cut of the split phase: auto (Algorithm 1), middle, an index, or a node name', 'auto')
+  .option(
+    '--device-frames <n>',
+    'frames of the first phase, every layer on the device (0 skips it and the speedup)',
+    String(DEMO_DEVICE_FRAMES),
+  )
+  .option(
+    '--emulate-device <spec>',
+    'the device the edge emulates: a preset (npx edgecut device presets), <g>gflops, x<factor>, or none',
+    DEMO_DEVICE,
+  )
+  .action(async (o: DemoFlags) => {
     process.exitCode = await runDemo(o);
   });
 
@@ -184,13 +225,23 @@ program
   )
   .option('--json', 'print {best, candidates} as JSON')
   .action(async (ref: string, o: Record<string, string | boolean | undefined>) => {
-    const [{ planCommand }, { loadModelRef }, { loadReferenceHost }] = await Promise.all([
-      import('./plan.ts'),
-      import('./model-source.ts'),
-      import('../measurement/reference-host.ts'),
-    ]);
-    const host = await loadReferenceHost(typeof o.host === 'string' ? o.host : undefined);
-    await planCommand(await loadModelRef(ref), o as never, host.model, host.runtime);
+    const { startProgress, trackHost } = await import('./progress.ts');
+    const progress = startProgress('edgecut plan', { since: performance.timeOrigin });
+    try {
+      progress.step('loading the planner');
+      const [{ planCommand }, { loadModelRef }, { loadReferenceHost }] = await Promise.all([
+        import('./plan.ts'),
+        import('./model-source.ts'),
+        import('../measurement/reference-host.ts'),
+      ]);
+      progress.step('loading the host predictors');
+      const host = await loadReferenceHost(typeof o.host === 'string' ? o.host : undefined);
+      progress.step(`loading the model ${ref}`);
+      const handle = await loadModelRef(ref);
+      await planCommand(handle, o as never, trackHost(host.model, progress), host.runtime, progress);
+    } finally {
+      progress.stop('failed');
+    }
   });
 
 const zoo = program.command('zoo').description('the model zoo, built in code');
@@ -217,7 +268,7 @@ const users = program
 users
   .command('add <file> <username>')
   .description('add a user, or replace its entry; the password is the first line of stdin; creates the file')
-  .option('--role <role>', 'device, worker, planner or admin')
+  .requiredOption('--role <role>', 'device, worker, planner, viewer (read-only, the dashboard) or admin')
   .option('--device <id>', 'role device: the device id its topics are bound to (default: the user name)')
   .option('--worker <id>', 'role worker: the worker id its topics are bound to (default: the user name)')
   .option('--planner <id>', 'role planner: the planner id its topics are bound to (default: the user name)')

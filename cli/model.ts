@@ -7,6 +7,7 @@ import { resolveCutRef } from '../model/cut-ref.ts';
 import type { ModelHandle } from '../model/handle.ts';
 import { formatBytes, table } from './format.ts';
 import { loadModelRef } from './model-source.ts';
+import { startProgress, withProgress } from './progress.ts';
 
 /** The machine-readable inspection of a model (`inspect --json`). */
 export function inspection(m: ModelHandle) {
@@ -48,7 +49,14 @@ export function inspection(m: ModelHandle) {
 
 /** `edgecut model inspect <file|zoo-name> [--json]`. */
 export async function inspectCommand(ref: string, opts: { json?: boolean }): Promise<void> {
-  const m = await loadModelRef(ref);
+  const m = await withProgress(
+    'edgecut model inspect',
+    async (p) => {
+      p.step(`loading the model ${ref}`);
+      return loadModelRef(ref);
+    },
+    { since: performance.timeOrigin },
+  );
   const data = inspection(m);
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
@@ -99,11 +107,22 @@ const kib = (b: number) => (b / 1024).toFixed(1);
 
 /** `edgecut model split <file|zoo-name> --after <node|index> --out <dir>`. */
 export async function splitCommand(ref: string, opts: { after: string; out: string }): Promise<void> {
-  const m = await loadModelRef(ref);
-  const cut = resolveCutRef(m.cuts, m.analysis.nodes, opts.after, ref);
-  await mkdir(opts.out, { recursive: true });
-  await m.writePart(cut.index, 'head', join(opts.out, 'head.onnx'));
-  await m.writePart(cut.index, 'tail', join(opts.out, 'tail.onnx'));
+  const progress = startProgress('edgecut model split', { since: performance.timeOrigin });
+  let m: ModelHandle;
+  let cut: ModelHandle['cuts'][number];
+  try {
+    progress.step(`loading the model ${ref}`);
+    m = await loadModelRef(ref);
+    cut = resolveCutRef(m.cuts, m.analysis.nodes, opts.after, ref);
+    await mkdir(opts.out, { recursive: true });
+    progress.step('writing head.onnx');
+    await m.writePart(cut.index, 'head', join(opts.out, 'head.onnx'));
+    progress.step('writing tail.onnx');
+    await m.writePart(cut.index, 'tail', join(opts.out, 'tail.onnx'));
+    progress.stop();
+  } finally {
+    progress.stop('failed');
+  }
   const [head, tail] = await Promise.all(['head', 'tail'].map((s) => stat(join(opts.out, `${s}.onnx`))));
   const meta = {
     model: m.name,

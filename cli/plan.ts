@@ -19,6 +19,7 @@ import { UserError } from '../runtime/errors.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { parseFlags } from './device.ts';
 import { formatBytes, table } from './format.ts';
+import type { Progress } from './progress.ts';
 
 /** Raw flags of `edgecut plan`. */
 export interface PlanFlags {
@@ -174,6 +175,7 @@ export async function planCommand(
   raw: PlanFlags,
   host: HostModel,
   runtimeVersion: string,
+  progress?: Progress,
 ): Promise<void> {
   const f = parseFlags(Flags, raw as unknown as Record<string, unknown>);
   const presets = allPresets(raw.presets);
@@ -201,6 +203,8 @@ export async function planCommand(
     host,
     runtimeVersion,
   );
+  // The results go to stdout once the progress line (stderr) is gone.
+  progress?.stop();
   if (raw.json) {
     process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
     return;

@@ -2,13 +2,13 @@
  * `edgecut profile <file|zoo-name>`: measures the per-layer latency profile of a model on this host
  * (measurement/profiler.ts), prints it as a table with the prefix-sum check, and writes or prints it as JSON.
  */
-import cliProgress from 'cli-progress';
 import { writeProfileFile } from '../measurement/profile-io.ts';
 import { CHECK_TOLERANCE, profileModel } from '../measurement/profiler.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { table } from './format.ts';
 import { loadModelRef } from './model-source.ts';
+import { startProgress } from './progress.ts';
 
 /** Flags of `edgecut profile`, as commander gives them. */
 export interface ProfileFlags {
@@ -163,36 +163,26 @@ export async function profileCommand(ref: string | undefined, flags: ProfileFlag
   const warmup = countFlag('warmup', flags.warmup, 3, 0, 100_000);
   const threads = countFlag('threads', flags.threads, 1, 1, 1024);
   const checkCuts = countFlag('check-cuts', flags.checkCuts, 5, 0, 1000);
-  const handle = await loadModelRef(ref);
-
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar(
-        { stream: process.stderr, format: '{phase} [{bar}] {value}/{total}', hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  let phase = '';
+  const progress = startProgress('edgecut profile', { since: performance.timeOrigin });
   let profile: Profile;
   try {
+    progress.step(`loading the model ${ref}`);
+    const handle = await loadModelRef(ref);
     profile = await profileModel(handle, {
       runs,
       warmup,
       threads,
       checkCuts,
-      onProgress: (done, total, p) => {
-        if (!bar) return;
-        if (p !== phase) {
-          if (phase === '') bar.start(total, done, { phase: p });
-          else {
-            bar.setTotal(total);
-            bar.update(done, { phase: p });
-          }
-          phase = p;
-        } else bar.update(done);
-      },
+      onProgress: (done, total, phase) =>
+        progress.step(
+          phase === 'preparing' ? 'profiling: opening the layer sessions' : 'profiling: timing round',
+          done,
+          total,
+        ),
     });
+    progress.stop();
   } finally {
-    bar?.stop();
+    progress.stop('failed');
   }
   if (flags.out) await writeProfileFile(flags.out, profile);
   if (flags.json) {

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { editDistance } from '../model/cut-ref.ts';
 import { systemClock } from '../runtime/clock.ts';
 import { UserError } from '../runtime/errors.ts';
+import { startProgress } from './progress.ts';
 import { settingsOf } from './service-commands.ts';
 import { loadCompose } from './stack/compose.ts';
 import { planStack, type StackPlan } from './stack/plan.ts';
@@ -141,6 +142,11 @@ export async function stackUpCommand(services: string[], flags: StackFlags): Pro
     const v = process.env[k];
     if (v !== undefined) baseEnv[k] = v;
   }
+  // Progress while the services start (plain lines even on a terminal: the services' own lines interleave).
+  const total = plan.processes.length;
+  let ready = 0;
+  const starting = startProgress('stack start', { tty: false });
+  starting.step('starting the services: ready', 0, total);
   const supervisor = new Supervisor(plan, {
     cwd: dir,
     baseEnv,
@@ -148,7 +154,10 @@ export async function stackUpCommand(services: string[], flags: StackFlags): Pro
     color: Boolean(process.stderr.isTTY) && process.env.NO_COLOR === undefined,
     out: {
       stdout: (line) => process.stdout.write(`${line}\n`),
-      stderr: (line) => process.stderr.write(`${line}\n`),
+      stderr: (line) => {
+        process.stderr.write(`${line}\n`);
+        if (/ ready \(pid \d+/.test(line)) starting.step('starting the services: ready', ++ready, total);
+      },
     },
   });
   process.stderr.write(
@@ -172,12 +181,16 @@ export async function stackUpCommand(services: string[], flags: StackFlags): Pro
   const first = await Promise.race([started.then((r) => ({ ready: r })), stopped]).catch((err: unknown) => ({
     err,
   }));
+  starting.stop(first === 'signal' || 'err' in first ? 'failed' : 'done');
   if (first === 'signal') {
     const graceful = await supervisor.stop();
     await started.catch(() => undefined);
     return graceful ? 0 : 1;
   }
   if ('err' in first) return 1;
+  // The dashboard's URL first: what a person opens to watch the stack (docs/dashboard.md).
+  for (const r of first.ready)
+    if (r.ready === 'dashboard' && typeof r.url === 'string') process.stdout.write(`dashboard: ${r.url}\n`);
   process.stdout.write(
     `${JSON.stringify({ ready: 'stack', file: flags.file, processes: first.ready.map(({ ready: _r, ...rest }) => rest) })}\n`,
   );

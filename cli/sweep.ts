@@ -4,10 +4,10 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import cliProgress from 'cli-progress';
 import { sweepConfigs } from '../measurement/sweep/configs.ts';
 import { runSweep } from '../measurement/sweep/run.ts';
 import { countFlag } from './profile.ts';
+import { startProgress } from './progress.ts';
 
 /** Flags of the sweep, as commander gives them. */
 export interface SweepFlags {
@@ -24,29 +24,18 @@ export async function sweepCommand(flags: SweepFlags): Promise<void> {
   const seed = countFlag('seed', flags.seed, 1, 0, 2 ** 31 - 1);
   const passes = flags.passes === undefined ? undefined : countFlag('passes', flags.passes, 1, 1, 100);
   const total = sweepConfigs(size, seed).length;
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar(
-        { stream: process.stderr, format: 'sweep [{bar}] {value}/{total} {layer}', hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  let started = false;
+  const progress = startProgress('edgecut profile --sweep', { since: performance.timeOrigin });
   let sweep: Awaited<ReturnType<typeof runSweep>>;
   try {
     sweep = await runSweep({
       size,
       seed,
       ...(passes === undefined ? {} : { passes }),
-      onProgress: (done, all, c) => {
-        if (!bar) return;
-        if (!started) {
-          bar.start(all, done, { layer: c.id });
-          started = true;
-        } else bar.update(done, { layer: c.id });
-      },
+      onProgress: (done, all, c) => progress.step(`sweep: timing layer ${c.id}`, done, all),
     });
+    progress.stop();
   } finally {
-    bar?.stop();
+    progress.stop('failed');
   }
   await mkdir(dirname(out), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;

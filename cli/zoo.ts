@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { isZooName, ZOO, ZOO_NAMES, zooModelPath } from '../model/zoo/index.ts';
 import { UserError } from '../runtime/errors.ts';
 import { table } from './format.ts';
+import { withProgress } from './progress.ts';
 
 /** `edgecut zoo list`. */
 export function zooListCommand(): void {
@@ -24,7 +25,14 @@ export async function zooBuildCommand(name: string, opts: { out: string; seed?: 
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new UserError(`--seed=${JSON.stringify(opts.seed)} is not allowed: expected a whole number >= 0`);
   }
-  const cached = await zooModelPath(name, { seed });
+  const cached = await withProgress(
+    'edgecut zoo build',
+    async (p) => {
+      p.step(`building zoo model ${name} (seed ${seed})`);
+      return zooModelPath(name, { seed });
+    },
+    { since: performance.timeOrigin },
+  );
   await mkdir(dirname(opts.out), { recursive: true });
   await copyFile(cached, opts.out);
   process.stdout.write(`wrote ${opts.out} (${ZOO[name].title}, seed ${seed})\n`);

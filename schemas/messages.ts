@@ -39,6 +39,25 @@ export const StageTimesSchema = z.object({
   energyJ: z.number().nullable().optional(),
 });
 
+/** Entries of a plan's predicted curve at most: a longer cut list is thinned to this many (planning/curve.ts). */
+export const PLAN_CURVE_MAX = 512;
+
+/** One cut's predicted stage times in a plan's curve, in milliseconds (the paper's Fig. 3, one point per cut). */
+export const CurvePointSchema = z.object({
+  /** Position k of the cut (as `Plan.cut.index`). */
+  cut: z.number().int().min(0),
+  /** Head on the device (layers 1..k), under the edge load factor. */
+  headMs: z.number().min(0),
+  /** Uplink of D_k plus the result's way back; 0 for k = N. */
+  transferMs: z.number().min(0),
+  /** Tail on a worker (layers k+1..N), under the server load factor. */
+  tailMs: z.number().min(0),
+  /** headMs + transferMs + tailMs: one frame's latency. */
+  totalMs: z.number().min(0),
+});
+/** One cut's predicted stage times in a plan's curve. */
+export type CurvePoint = z.infer<typeof CurvePointSchema>;
+
 /** The planner's choice of cut for one device (retained). */
 export const PlanSchema = z.object({
   version: z.literal(1),
@@ -58,6 +77,13 @@ export const PlanSchema = z.object({
   /** Inputs the decision used. */
   inputs: z.record(z.string(), z.unknown()),
   issuedAt: z.number(),
+  /**
+   * The predicted stage times of the cuts Algorithm 1 considered for this plan, in cut order (the paper's Fig. 3):
+   * every cut, or with more than 512 cuts (PLAN_CURVE_MAX) 512 evenly spaced ones that keeps both ends, the chosen
+   * cut and the search's best. The chosen cut's entry equals `predicted`. Absent when no prediction was made (a
+   * fixed cut, older planners) and in the safe start, where no uplink is measured yet.
+   */
+  curve: z.array(CurvePointSchema).max(PLAN_CURVE_MAX).optional(),
 });
 /** The planner's choice of cut for one device. */
 export type Plan = z.infer<typeof PlanSchema>;
@@ -117,21 +143,91 @@ export const DeviceTelemetrySchema = z.object({
 /** A device's periodic telemetry. */
 export type DeviceTelemetry = z.infer<typeof DeviceTelemetrySchema>;
 
+/** Top-1 class of a frame whose model output is a class vector. */
+export const FrameTop1Schema = z.object({
+  /** Index of the most probable class in the output vector. */
+  index: z.number().int().min(0),
+  /** Its label, when the device has labels (`--labels`, or the model's metadata). */
+  label: z.string().max(200).optional(),
+  /** Its probability (softmax applied when the output is not already a probability vector). */
+  probability: z.number().min(0).max(1),
+});
+/** Top-1 class of a frame. */
+export type FrameTop1 = z.infer<typeof FrameTop1Schema>;
+
+/** Largest frame report payload a device publishes, and readers accept, in bytes. */
+export const FRAME_REPORT_MAX_BYTES = 4096;
+
+/**
+ * What happened to one frame, as the device publishes it on its `frames` topic (QoS 0, not retained, at most
+ * FRAME_REPORTS_PER_SECOND per device: the reports beyond are skipped, never the frames).
+ */
+export const FrameReportMessageSchema = z.object({
+  /** The device's id (as the topic's `{device}`). */
+  device: z.string().max(64),
+  /** Frame number, from 1 (as the edge's printed line and `REPORT=json`). */
+  frame: z.number().int().min(1),
+  /** When the frame finished, ms since the Unix epoch (the device's clock). */
+  at: z.number(),
+  /** The cut it ran at (k: the head ran layers 1..k). */
+  cut: z.number().int().min(0),
+  /** Name of the node the cut follows; null for k = 0. */
+  after: z.string().max(200).nullable(),
+  /** Head on the device (layers 1..k), ms. */
+  headMs: z.number().min(0),
+  /** Network and broker both ways (0 when the tail ran on the device). */
+  transferMs: z.number().min(0),
+  /** Tail (layers k+1..N) as timed by whoever ran it: the worker, or the device (0 at k = N). */
+  tailMs: z.number().min(0),
+  /** Capture to answer. */
+  totalMs: z.number().min(0),
+  /** Frames per second finished by the device lately (its last frames, over the time they took). */
+  fps: z.number().min(0),
+  /** Where the tail ran: a worker id, or `local` (the plan kept it on the device, or a fallback). */
+  tailBy: z.string().max(200),
+  /** Why the tail ran on the device although the plan offloaded it; null when it did not fall back. */
+  fallback: z.string().max(500).nullable(),
+  /** The frame's top-1 class, when the model output is a class vector. */
+  top1: FrameTop1Schema.optional(),
+  /** Reports the device did not publish since its previous one (rate limit, or the link busy or down). */
+  skipped: z.number().int().min(0).optional(),
+});
+/** What happened to one frame, as published on the device's `frames` topic. */
+export type FrameReportMessage = z.infer<typeof FrameReportMessageSchema>;
+
+/** Parses a frame report; a payload over {@link FRAME_REPORT_MAX_BYTES} is refused before it is read. */
+export function parseFrameReport(payload: Buffer | string, what = 'frame report'): FrameReportMessage {
+  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (bytes > FRAME_REPORT_MAX_BYTES)
+    throw new Error(
+      `${what}: payload of ${bytes} bytes exceeds the limit of ${FRAME_REPORT_MAX_BYTES} bytes`,
+    );
+  return parseJson(FrameReportMessageSchema, what, payload);
+}
+
 /** A tail worker's periodic telemetry. */
 export const WorkerTelemetrySchema = z.object({
   worker: z.string(),
   at: z.number(),
   loadavg1: z.number(),
   cores: z.number().int().min(1),
+  /** Requests waiting for a slot (taken from the broker, not yet running). */
   queueDepth: z.number().int().min(0),
   /** Requests waiting per device (devices with none absent); each device's queue is bounded (TAIL_DEVICE_QUEUE). */
   deviceQueues: z.record(z.string(), z.number().int().min(0)).optional(),
+  /** Requests running now (in flight on the worker's sessions). */
   running: z.number().int().min(0),
   /** Inferences the worker runs at once. */
   concurrency: z.number().int().min(1),
   /** Median tail latency per `<modelId>:<cut>`. */
   tailMs: z.record(z.string(), z.number()),
+  /** Requests answered with a result since the worker started. */
   served: z.number().int().min(0),
+  /**
+   * Throughput: results per second since the worker's previous periodic telemetry (since its start for the first
+   * one); absent from older workers (then the difference of `served` over `at` between two messages).
+   */
+  servedPerSecond: z.number().min(0).optional(),
   errors: z.number().int().min(0),
   /**
    * Tail sessions loaded and ready, as `<modelId>:<cut>` (at most the worker's session cache, TAIL_SESSION_CACHE):

@@ -129,6 +129,15 @@ export const topics = {
     publisher: 'device',
     description: 'load average, CPU use, head latency, transfer samples, frames in flight',
   }),
+  /** One report per finished frame (stage times, where the tail ran, top-1), for dashboards; rate-limited. */
+  deviceFrames: defineTopic<'device'>('devices/{device}/frames', {
+    payload: 'json',
+    message: 'FrameReportMessage',
+    retained: false,
+    publisher: 'device',
+    description:
+      'one report per finished frame (cut, head/transfer/tail ms, fps, who ran the tail, top-1), QoS 0, at most 20 per second (the rest skipped, never the frames)',
+  }),
   /** Link probe: opaque bytes the device sends to time its uplink (to the PUBACK); nobody subscribes. */
   deviceProbe: defineTopic<'device'>('devices/{device}/probe', {
     payload: 'opaque',

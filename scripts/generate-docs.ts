@@ -42,6 +42,7 @@ const QOS: Record<TopicKey, 0 | 1> = {
   result: 1,
   plan: 1,
   deviceTelemetry: 1,
+  deviceFrames: 0,
   deviceProbe: 1,
   deviceProfile: 1,
   deviceStatus: 1,
@@ -151,6 +152,7 @@ const SERVICES: ReadonlyArray<{ name: string; command: string; settings: Setting
   { name: 'planner', command: 'npx edgecut planner', settings: SERVICE_SETTINGS.planner },
   { name: 'tail worker', command: 'npx edgecut tail', settings: SERVICE_SETTINGS.tail },
   { name: 'edge device', command: 'npx edgecut edge', settings: SERVICE_SETTINGS.edge },
+  { name: 'dashboard', command: 'npx edgecut dashboard', settings: SERVICE_SETTINGS.dashboard },
 ];
 
 function settingsRows(list: readonly Setting<unknown>[]): string {

@@ -53,6 +53,7 @@ test('grants are derived from the topic map: each role publishes what it owns, b
   t.deepEqual(device.publish, [
     topics.request.build({ device: 'robot-1' }),
     topics.deviceTelemetry.build({ device: 'robot-1' }),
+    topics.deviceFrames.build({ device: 'robot-1' }),
     topics.deviceProbe.build({ device: 'robot-1' }),
     topics.deviceProfile.build({ device: 'robot-1' }),
     topics.deviceStatus.build({ device: 'robot-1' }),
@@ -93,7 +94,7 @@ test('a bad users file is one line naming the file, the entry and what is allowe
   const hash = 'scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
   t.regex(
     one(JSON.stringify({ users: [{ username: 'r', role: 'robot', password: hash }] })),
-    /^users file users.json: entry 1 \("r"\): role "robot" is not allowed: expected one of device, worker, planner, admin$/,
+    /^users file users.json: entry 1 \("r"\): role "robot" is not allowed: expected one of device, worker, planner, viewer, admin$/,
   );
   const plain = one(JSON.stringify({ users: [{ username: 'r', role: 'device', password: 'hunter2' }] }));
   t.regex(plain, /entry 1 \("r"\): password is not allowed: .*plain-text passwords are refused/);
@@ -356,6 +357,7 @@ test('the services run end to end under their roles, and access control refuses 
   }
   const reports = await planAndStream(t, url, model, ['planner-acl', 'p'], ['edge-acl', 'e'], {
     telemetryMs: 50,
+    frameReports: true,
   });
   t.is(reports.length, 20);
   t.is(reports.filter((r) => r.fallback).length, 0, 'every frame offloaded');

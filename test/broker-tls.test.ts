@@ -7,7 +7,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import test from 'ava';
-import { grantsFor } from '../broker/acl.ts';
+import { grantsFor, viewerGrants } from '../broker/acl.ts';
 import { loadTls } from '../broker/tls.ts';
 import { EDGECUT_BIN } from '../cli/processes.ts';
 import { ConfigError } from '../runtime/config.ts';
@@ -163,7 +163,6 @@ test('edgecut users add writes hashes and replaces entries; bad arguments are on
       'pw\n',
       /^edgecut: --role="robot" is not allowed: expected one of device, worker/,
     ],
-    [['x'], 'pw\n', /^edgecut: --role="" is not allowed/],
     [['x', '--role', 'worker', '--device', 'd'], 'pw\n', /--device is not allowed with --role worker/],
     [['x', '--role', 'device'], '', /no password on stdin/],
     [['a b', '--role', 'device'], 'pw\n', /the new entry \("a b"\): username "a b" is not a valid device id/],
@@ -173,6 +172,10 @@ test('edgecut users add writes hashes and replaces entries; bad arguments are on
     t.true(oneLine(r.stderr), r.stderr);
     t.regex(r.stderr, re);
   }
+  // --role is a required option: a usage error (exit 1) naming it, like every missing required option.
+  const noRole = await add(['x'], 'pw\n');
+  t.is(noRole.code, 1, noRole.stderr);
+  t.is(noRole.stderr, "edgecut: required option '--role <role>' not specified (run with --help for usage)\n");
   const check = await edgecut(['users', 'check', file]);
   t.is(check.code, 0, check.stderr);
   t.is(check.stdout, `cam\tdevice\tcam\n${file}: 1 user, all valid\n`);
@@ -221,6 +224,13 @@ test('the roles table of docs/security.md is what broker/acl.ts grants', async (
     t.deepEqual([...table[role].publish].sort(), [...g.publish].sort(), `${role} publish`);
     t.deepEqual([...table[role].subscribe].sort(), [...g.subscribe].sort(), `${role} subscribe`);
   }
+  // The viewer column (the dashboard's read-only role): subscribe (any) where it reads, nothing else.
+  const viewer = rows.flatMap((row) => {
+    const cells = row.split('|').map((c) => c.trim());
+    const spec = specs.find((s) => `\`${s.pattern}\`` === cells[1]);
+    return spec && cells[5] === 'subscribe (any)' ? [spec.filter()] : [];
+  });
+  t.deepEqual(viewer.sort(), [...viewerGrants().subscribe].sort(), 'viewer subscribe');
 });
 
 /** Runs a shell command line in the background (own process group) and resolves with its ready line. */
@@ -260,6 +270,7 @@ test('the commands of docs/security.md run as written, and the broker they start
     TAIL_PASSWORD: 't-pw',
     PLANNER_PASSWORD: 'p-pw',
     OPS_PASSWORD: 'o-pw',
+    DASHBOARD_PASSWORD: 'd-pw',
   };
   const local = (cmd: string) => cmd.replaceAll('npx edgecut', `"${process.execPath}" "${EDGECUT_BIN}"`);
   let tlsPort = 0;

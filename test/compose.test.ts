@@ -16,6 +16,7 @@ import {
   SERVICE_NODE_FLAGS,
 } from '../cli/processes.ts';
 import { settingsOf } from '../cli/service-commands.ts';
+import { DEFAULT_BROKER_WS_PORT } from '../services/dashboard/config.ts';
 
 const run = promisify(execFile);
 
@@ -38,8 +39,12 @@ async function validated(
 }
 
 for (const [file, env, names] of [
-  ['compose.yaml', {}, ['broker', 'edge-head', 'planner', 'server-tail']],
-  ['compose.cluster.yaml', { MQTT_URL: 'mqtt://emqx.example:1883' }, ['edge-head', 'planner', 'server-tail']],
+  ['compose.yaml', {}, ['broker', 'dashboard', 'edge-head', 'planner', 'server-tail']],
+  [
+    'compose.cluster.yaml',
+    { MQTT_URL: 'mqtt://emqx.example:1883' },
+    ['dashboard', 'edge-head', 'planner', 'server-tail'],
+  ],
 ] as const) {
   test(`docker-compose validates ${file}; every variable is a setting of its command`, async (t) => {
     const services = await validated(file, env);
@@ -90,9 +95,15 @@ for (const [file, env, names] of [
       }
     }
     if (file === 'compose.cluster.yaml') {
-      for (const s of Object.values(services)) t.is(s.environment.MQTT_URL, 'mqtt://emqx.example:1883');
+      // The dashboard does not connect itself: the browser does, to DASHBOARD_MQTT_URL.
+      for (const [name, s] of Object.entries(services))
+        if (name !== 'dashboard') t.is(s.environment.MQTT_URL, 'mqtt://emqx.example:1883');
     } else {
       t.is(services.planner?.depends_on?.broker?.condition, 'service_healthy');
+      // The page on 8080 reaches the broker's WebSocket port from the browser (the default of DASHBOARD_MQTT_URL).
+      t.is(services.dashboard?.environment.DASHBOARD_PORT, '8080');
+      t.is(services.broker?.environment.BROKER_WS_PORT, String(DEFAULT_BROKER_WS_PORT));
+      t.is(services.dashboard?.environment.DASHBOARD_BROKER_WS_PORT, String(DEFAULT_BROKER_WS_PORT));
     }
   });
 }

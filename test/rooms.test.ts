@@ -45,6 +45,10 @@ const RULES: Array<[string, string[]]> = [
   ['services/edge-head', ['services/server-tail', 'services/planner', 'broker', 'cli', 'bench', 'test']],
   ['services/server-tail', ['services/edge-head', 'services/planner', 'broker', 'cli', 'bench', 'test']],
   ['services/planner', ['services/edge-head', 'services/server-tail', 'broker', 'cli', 'bench', 'test']],
+  [
+    'services/dashboard',
+    ['services/edge-head', 'services/server-tail', 'services/planner', 'broker', 'cli', 'bench', 'test'],
+  ],
 ];
 
 for (const [room, forbidden] of RULES)

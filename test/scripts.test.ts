@@ -36,7 +36,8 @@ test('npm run schemas regenerates exactly the committed code', async (t) => {
 
 test('npm run demo -- --help lists the options', async (t) => {
   const { stdout } = await npm(['demo', '--', '--help']);
-  for (const opt of ['--frames', '--window', '--cut']) t.true(stdout.includes(opt), opt);
+  for (const opt of ['--frames', '--window', '--cut', '--device-frames', '--emulate-device'])
+    t.true(stdout.includes(opt), opt);
 });
 
 test('npm run bench -- model measures inspect and split of Inception-v3', async (t) => {

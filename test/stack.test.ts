@@ -4,12 +4,13 @@
  * everything cleanly. compose.cluster.yaml runs the same services against Mosquitto as the external broker.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import mqtt from 'mqtt';
 import { EDGECUT_BIN, startService } from '../cli/processes.ts';
+import { ModelHandle } from '../model/handle.ts';
 import { edgecutWithInput } from './helpers/auth.ts';
 import { hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
 import { parsePrometheus, total } from './helpers/prometheus.ts';
@@ -22,9 +23,16 @@ import {
   type StackProcess,
   stackUp,
 } from './helpers/stack.ts';
+import { waitFor } from './helpers/wait.ts';
 
-/** Every port compose.yaml listens on (broker TCP and WebSocket, metrics of each service and 3 tail replicas). */
-const COMPOSE_PORTS = [1883, 8083, 9464, 9465, 9466, 9470, 9471, 9472];
+/** A line of stack up's stderr: a service's (prefixed with its process id), its own, or its progress while it waits. */
+const PREFIXED = /^(stack|[a-z-]+-\d+)\s* \| |^stack: |^[^|]* \.\.\. \d+\.\d s$|^[^|]* done in \d+\.\d s$/;
+
+/**
+ * Every port compose.yaml listens on (broker TCP and WebSocket, the dashboard, metrics of each service and 3 tail
+ * replicas).
+ */
+const COMPOSE_PORTS = [1883, 8080, 8083, 9464, 9465, 9466, 9467, 9470, 9471, 9472];
 
 async function tempDir(t: ExecutionContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'edgecut-stack-'));
@@ -32,28 +40,31 @@ async function tempDir(t: ExecutionContext): Promise<string> {
   return dir;
 }
 
-/** Streams `frames` frames from a fresh edge process through the stack and returns its output lines. */
+/**
+ * Streams `frames` frames from a fresh edge process through the stack and returns its output lines. The device is
+ * emulated (`emulate`), so that offloading wins whatever the host's load: the demo CNN runs about as fast on this
+ * host's device as through a worker, and a loaded host may tip the plan either way (at 20x, one full run of the
+ * suite still planned every frame on the device).
+ */
 async function streamFrames(
   t: ExecutionContext,
   mqttUrl: string,
   modelsDir: string,
   frames: number,
+  emulate = 'x50',
 ): Promise<{ code: number; lines: string[] }> {
   const lines: string[] = [];
   const edge = startService(
     'edge',
     ['edge', '--device-id', 'stack-test-robot', '--model', 'demo', '--models-dir', modelsDir],
     {
-      // A device 50x slower than this host, so that offloading wins whatever the host's load (the demo CNN runs
-      // about as fast on this host's device as through a worker, and a loaded host may tip the plan either way: at
-      // 20x, one full run of the suite still planned every frame on the device).
       env: {
         MQTT_URL: mqttUrl,
         FRAMES: String(frames),
         WINDOW: '3',
         VERIFY: 'true',
         LOG_LEVEL: 'warn',
-        EMULATE_DEVICE: 'x50',
+        EMULATE_DEVICE: emulate,
       },
       onStdout: (line) => lines.push(line),
       onStderr: () => undefined,
@@ -67,23 +78,57 @@ function tailIds(processes: StackProcess[]): string[] {
   return processes.filter((p) => p.id.startsWith('server-tail-')).map((p) => String(p.id));
 }
 
-test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a crash restarted, Ctrl-C stops all', async (t) => {
+/**
+ * An environment under which a Compose file runs with its own settings: every variable it interpolates
+ * (`${NAME:-default}`) set empty, so each takes the file's default whatever the environment the tests run in.
+ */
+async function stockEnv(file: string): Promise<Record<string, string>> {
+  const text = await readFile(file, 'utf8');
+  return Object.fromEntries([...text.matchAll(/\$\{([A-Z_][A-Z0-9_]*):-/g)].map((m) => [m[1] ?? '', '']));
+}
+
+/** A frame line of the example robot (`edge-head-1`) in the stack's output: its cut and who ran its tail. */
+function robotFrame(line: string): { cut: number; tailBy: string } | undefined {
+  const m = /^edge-head-1\s+\| frame\s+\d+\s+cut\s+(\d+)\b.*\btail by (\S+)/.exec(line);
+  return m ? { cut: Number(m[1]), tailBy: String(m[2]) } : undefined;
+}
+
+test('stack up --scale server-tail=3 runs the stock compose.yaml: every worker answers the example robot within 30 s, a crash is restarted, Ctrl-C stops all', async (t) => {
   const dir = await tempDir(t);
   const offset = await freePortOffset(COMPOSE_PORTS);
   // The command docs/deploy.md shows, plus a port offset and a volumes directory of the test's own.
   const { words } = await docCommand('docs/deploy.md', 'npx edgecut stack up --scale');
   t.deepEqual(words.slice(3), ['up', '--scale', 'server-tail=3']);
+  const spawned = performance.now();
+  // The stock file's settings (PLAN_CUT auto: Algorithm 1; the example robot an emulated Raspberry Pi 3 at 10 fps).
   const run = stackUp(
     t,
     [...words.slice(4), '--port-offset', String(offset), '--volumes-dir', dir],
-    // Interpolated into compose.yaml: a fixed cut, so every frame is split, and a quiet example robot.
-    { PLAN_CUT: 'middle', FPS: '2', LOG_LEVEL: 'info' },
+    await stockEnv('compose.yaml'),
   );
   const processes = await run.ready;
+  const readyAt = performance.now();
   t.deepEqual(
     processes.map((p) => p.id),
-    ['broker-1', 'planner-1', 'server-tail-1', 'server-tail-2', 'server-tail-3', 'edge-head-1'],
+    [
+      'broker-1',
+      'planner-1',
+      'server-tail-1',
+      'server-tail-2',
+      'server-tail-3',
+      'dashboard-1',
+      'edge-head-1',
+    ],
   );
+  // The dashboard's URL is the line printed right before the stack's ready line, and its page finds the broker's
+  // WebSocket port (shifted by the offset like every port of the file).
+  const dashboardUrl = `http://localhost:${8080 + offset}/`;
+  const readyIndex = run.stdout.findIndex((l) => l.startsWith('{"ready":"stack"'));
+  t.is(run.stdout[readyIndex - 1], `dashboard: ${dashboardUrl}`);
+  const config = (await (await fetch(`http://127.0.0.1:${8080 + offset}/config.json`)).json()) as {
+    mqttUrl: string;
+  };
+  t.is(config.mqttUrl, `ws://127.0.0.1:${8083 + offset}`);
   const broker = processes.find((p) => p.id === 'broker-1');
   t.is(broker?.port, 1883 + offset, 'the broker listens on its compose port plus the offset');
   const pids = processes.map((p) => Number(p.pid));
@@ -95,21 +140,65 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
   // Every line of every service is prefixed with its process id, as `docker compose up` does.
   await run.waitForStderr(/^server-tail-3 \| \{.*"level":30/);
   t.true(
-    run.stderr.every((l) => /^(stack|[a-z-]+-\d+)\s* \| |^stack: /.test(l)),
-    'every stderr line is prefixed',
+    run.stderr.every((l) => PREFIXED.test(l)),
+    `every stderr line is prefixed: ${run.stderr.find((l) => !PREFIXED.test(l))}`,
   );
 
+  // With the stock settings the planner offloads the example robot's frames, and the shared subscription spreads
+  // them over the three workers: each answers within 30 s of the stack being up.
+  const tails = processes.filter((p) => p.id.startsWith('server-tail-'));
+  t.is(tailIds(processes).length, 3);
+  const workerIds = tails.map((p) => String(p.serviceId));
+  const robotFrames = () => run.stdout.map(robotFrame).filter((f) => f !== undefined);
+  const answered = () => new Set(robotFrames().map((f) => f.tailBy));
+  const deadline = readyAt + 30_000;
+  await waitFor(
+    () => workerIds.every((id) => answered().has(id)),
+    'every worker answering the example robot',
+    Math.max(0, deadline - performance.now()),
+  ).catch(() => undefined);
+  const allAt = performance.now();
+  const seen = robotFrames();
+  const perWorker = Object.fromEntries(
+    [...workerIds, 'local'].map((id) => [id, seen.filter((f) => f.tailBy === id).length]),
+  );
+  const offloaded = seen.filter((f) => workerIds.includes(f.tailBy));
+  t.log(
+    `example robot: ${seen.length} frames, ${offloaded.length} offloaded, per worker ${JSON.stringify(perWorker)}; ` +
+      `every worker answered ${((allAt - readyAt) / 1000).toFixed(1)} s after the stack was up, ` +
+      `${((allAt - spawned) / 1000).toFixed(1)} s after stack up started`,
+  );
+  for (const id of workerIds)
+    t.true(
+      (perWorker[id] ?? 0) > 0,
+      `${id} answered none of the example robot's frames within 30 s of the stack being up: ${JSON.stringify(perWorker)}; ` +
+        `last frames:\n${run.stdout
+          .filter((l) => robotFrame(l))
+          .slice(-3)
+          .join('\n')}`,
+    );
+  t.true(allAt <= deadline, 'within 30 s');
+  const layers = (await ModelHandle.fromFile(join(dir, 'models', 'demo-cnn.onnx'))).layers;
+  t.true(
+    offloaded.every((f) => f.cut < layers),
+    `offloaded frames run a head of the model (cuts ${[...new Set(offloaded.map((f) => f.cut))].join(', ')} of ${layers})`,
+  );
+
+  // A robot of the test's own, the same emulated device, checks every result against the whole model.
   const mqttUrl = `mqtt://127.0.0.1:${1883 + offset}`;
   const frames = 30;
-  const { code, lines } = await streamFrames(t, mqttUrl, join(dir, 'models'), frames);
+  const { code, lines } = await streamFrames(t, mqttUrl, join(dir, 'models'), frames, 'rpi3b');
   t.is(code, 0, lines.slice(-5).join('\n'));
   const frameLines = lines.filter((l) => l.startsWith('frame '));
   t.is(frameLines.length, frames);
-  t.regex(lines.join('\n'), new RegExp(`check: ${frames}/${frames} frames offloaded and equal .* PASS`));
-  // The shared subscription spread the frames over the three workers compose.yaml scaled to.
-  const workers = new Set(frameLines.map((l) => /tail by (\S+)/.exec(l)?.[1]));
-  t.is(workers.size, 3, `workers that answered: ${[...workers].join(', ')}`);
-  t.is(tailIds(processes).length, 3);
+  // Offloaded, or run on the device before its first plan offloads: each equal to the whole model.
+  const check = new RegExp(
+    `check: (\\d+)/${frames} frames offloaded and equal .*, (\\d+) run on the device and equal to it .* PASS`,
+  ).exec(lines.join('\n'));
+  t.truthy(check, lines.slice(-3).join('\n'));
+  const testOffloaded = Number(check?.[1]);
+  t.true(testOffloaded > 0);
+  t.is(testOffloaded + Number(check?.[2]), frames);
 
   // Every process serves /healthz and /metrics on its compose METRICS_PORT (plus the offset, plus the replica
   // index for the workers), and the workers' request counts add up to the frames they answered.
@@ -117,6 +206,7 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
     'broker-1': 9464,
     'planner-1': 9465,
     'edge-head-1': 9466,
+    'dashboard-1': 9467,
     'server-tail-1': 9470,
     'server-tail-2': 9471,
     'server-tail-3': 9472,
@@ -141,10 +231,9 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
       // The planner, three workers and the example robot (and the test's robot, if its goodbye is still on the way).
       t.true([5, 6].includes(total(families, 'edgecut_broker_clients')));
   }
-  const exampleFrames = frameLines.length;
   t.true(
-    served >= exampleFrames,
-    `the workers served ${served} requests, at least the test robot's ${exampleFrames}`,
+    served >= testOffloaded + offloaded.length,
+    `the workers served ${served} requests, at least the ${testOffloaded} offloaded frames of the test robot and the ${offloaded.length} of the example robot`,
   );
 
   // A crashed worker is restarted under its restart policy (compose.yaml: unless-stopped).
@@ -175,10 +264,15 @@ test('stack up --scale server-tail=3 runs compose.yaml: every frame answered, a 
 
 test('stack up with access control: every service logs in under its role, anonymous clients are refused', async (t) => {
   const dir = await tempDir(t);
-  const passwords = { ROBOT_PASSWORD: 'robot-pw', TAIL_PASSWORD: 'tail-pw', PLANNER_PASSWORD: 'planner-pw' };
+  const passwords = {
+    ROBOT_PASSWORD: 'robot-pw',
+    TAIL_PASSWORD: 'tail-pw',
+    PLANNER_PASSWORD: 'planner-pw',
+    DASHBOARD_PASSWORD: 'dashboard-pw',
+  };
   // The users commands docs/deploy.md shows, run as written in a directory of the test's own.
   const usersAdd = (await docLines('docs/deploy.md')).filter((l) => l.includes('npx edgecut users add'));
-  t.is(usersAdd.length, 3);
+  t.is(usersAdd.length, 4);
   for (const line of usersAdd) {
     const local = line.replaceAll('npx edgecut', `"${process.execPath}" "${EDGECUT_BIN}"`);
     const r = spawnSync('sh', ['-c', local], {
@@ -205,6 +299,7 @@ test('stack up with access control: every service logs in under its role, anonym
       ROBOT_USERNAME: 'robot-1',
       TAIL_USERNAME: 'tails',
       PLANNER_USERNAME: 'planner',
+      DASHBOARD_USERNAME: 'dashboard',
       PLAN_CUT: 'middle',
       FPS: '2',
     },
@@ -278,7 +373,7 @@ clusterTest(
   async (t) => {
     const dir = await tempDir(t);
     const mosquitto = await startMosquitto(t);
-    const offset = await freePortOffset([9465, 9466, 9470, 9471]);
+    const offset = await freePortOffset([8080, 9465, 9466, 9467, 9470, 9471]);
     const shown = await docCommand('docs/deploy.md', 'npx edgecut stack up -f compose.cluster.yaml');
     t.deepEqual(Object.keys(shown.env), ['MQTT_URL']);
     const run = stackUp(t, [...shown.words.slice(4), '--port-offset', String(offset), '--volumes-dir', dir], {
@@ -289,7 +384,7 @@ clusterTest(
     const processes = await run.ready;
     t.deepEqual(
       processes.map((p) => p.id),
-      ['planner-1', 'server-tail-1', 'server-tail-2', 'edge-head-1'],
+      ['planner-1', 'server-tail-1', 'server-tail-2', 'edge-head-1', 'dashboard-1'],
     );
     const { code, lines } = await streamFrames(t, mosquitto.url, join(dir, 'models'), 20);
     t.is(code, 0, lines.slice(-5).join('\n'));
@@ -339,6 +434,7 @@ test('docs/deploy.md shows only commands these tests run', async (t) => {
     'printf \'%s\\n\' "$ROBOT_PASSWORD" |',
     'printf \'%s\\n\' "$TAIL_PASSWORD" |',
     'printf \'%s\\n\' "$PLANNER_PASSWORD" |',
+    'printf \'%s\\n\' "$DASHBOARD_PASSWORD" |',
     'npx edgecut stack up',
   ]);
 });

@@ -190,12 +190,18 @@ export function planStack(project: ComposeProject, opts: StackOptions): StackPla
   return { processes, order, volumeDirs: [...volumeDirs] };
 }
 
+/**
+ * Port variables that name another service's port rather than one the process listens on: shifted by the port
+ * offset like the others, but not checked for clashes (the dashboard's page connects to the broker's WebSocket port).
+ */
+const REMOTE_PORT_VARIABLES: ReadonlySet<string> = new Set(['DASHBOARD_BROKER_WS_PORT']);
+
 /** Two processes listening on one port would fail at start; say which, before starting anything. */
 function checkPorts(processes: ProcessSpec[]): void {
   const owners = new Map<number, string>();
   for (const p of processes) {
     for (const [k, v] of Object.entries(p.env)) {
-      if (!/_PORT$/.test(k) || !/^[1-9]\d*$/.test(v)) continue;
+      if (!/_PORT$/.test(k) || !/^[1-9]\d*$/.test(v) || REMOTE_PORT_VARIABLES.has(k)) continue;
       const port = Number(v);
       if (port > 65535)
         throw new ComposeError(

@@ -86,6 +86,12 @@ export const edgeSettings = {
     schema: preprocessJson.optional(),
     doc: 'image preprocessing as JSON (channels RGB|BGR, size [h,w], scale, mean, std), over the model metadata edgecut.preprocess',
   }),
+  labels: setting({
+    env: 'LABELS',
+    flag: 'labels',
+    schema: schemas.path.optional(),
+    doc: 'class names of the model output: a text file with one per line, or index,label lines (CSV); each frame then reports its top-1 class and probability. Unset: the model metadata edgecut.labels, if any',
+  }),
   frames: setting({
     env: 'FRAMES',
     flag: 'frames',
@@ -113,6 +119,13 @@ export const edgeSettings = {
     schema: z.enum(['text', 'json'], { message: 'expected text or json' }),
     default: 'text',
     doc: 'per-frame output on stdout: text (one line per frame) or json (one JSON object per frame, for tools)',
+  }),
+  frameReports: setting({
+    env: 'FRAME_REPORTS',
+    flag: 'frame-reports',
+    schema: schemas.bool,
+    default: 'true',
+    doc: 'publish each frame’s report (cut, stage times, fps, tail worker, top-1) on edgecut/v1/devices/<id>/frames for dashboards: QoS 0, at most 20 per second (the rest skipped, never the frames), never queued; false = none',
   }),
   threads: setting({
     env: 'ORT_THREADS',

@@ -20,6 +20,7 @@ import {
 } from '../../measurement/device/emulation.ts';
 import { shapeUplink, type UplinkShape } from '../../measurement/shaping.ts';
 import type { CutInfo, ModelHandle } from '../../model/handle.ts';
+import { type ClassOutput, frameTop1 } from '../../model/labels.ts';
 import { maxAbsDiff, zeroTensors } from '../../model/runtime.ts';
 import { SessionThread } from '../../model/session-thread.ts';
 import { WeightFiles } from '../../model/weight-files.ts';
@@ -35,6 +36,7 @@ import type { Profile } from '../../schemas/profile.ts';
 import { topics } from '../../schemas/topics.ts';
 import { type DeadlineOptions, frameDeadline, RequestChannel } from './faults.ts';
 import type { FrameReport } from './frame-report.ts';
+import { FRAME_REPORT_BACKLOG_BYTES, FrameReportStream } from './frame-stream.ts';
 import type { Frame } from './frames.ts';
 import { LoopStalls } from './loop-stalls.ts';
 import { EdgeMetrics } from './metrics.ts';
@@ -78,6 +80,13 @@ export interface EdgeOptions {
   emulation?: DeviceEmulation | undefined;
   /** While nothing is offloaded, probe the uplink this often (ms); 0 never probes. Default 15000. */
   probeMs?: number;
+  /**
+   * Publish each frame's report on the device's `frames` topic (frame-stream.ts), rate-limited; default false here,
+   * true in `edgecut edge` (FRAME_REPORTS).
+   */
+  frameReports?: boolean;
+  /** The model's class-vector output and its names (model/labels.ts): each report then carries its top-1. */
+  classes?: ClassOutput | undefined;
 }
 
 export type { FrameReport } from './frame-report.ts';
@@ -113,6 +122,8 @@ export class EdgeHead {
   private readonly runQueue: RunQueue | undefined;
   private readonly uplink: UplinkMeter;
   private readonly stalls: LoopStalls;
+  /** The per-frame reports for dashboards, when on. */
+  private readonly frameStream: FrameReportStream | undefined;
   private probing: Promise<void> | undefined;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
   private readonly stopProbe = new AbortController();
@@ -169,6 +180,21 @@ export class EdgeHead {
     this.conn.onPublish = (topic, bytes, acked) => this.uplink.track(publishPacketBytes(topic, bytes), acked);
     this.channel.onErrorReply = (code) => metrics.errorReply(code);
     this.conn.onHandlerError = () => metrics.handlerError();
+    this.frameStream = opts.frameReports
+      ? new FrameReportStream(
+          opts.deviceId,
+          {
+            // Never queued: not while offline (mqtt.js would keep QoS 0 messages), nor behind a backed-up socket or
+            // requests still uploading (an emulated uplink holds its backlog out of the socket's sight).
+            ready: () =>
+              this.conn.connected &&
+              (this.conn.mqtt.stream?.writableLength ?? 0) <= FRAME_REPORT_BACKLOG_BYTES &&
+              this.uplink.outstandingBytes() <= FRAME_REPORT_BACKLOG_BYTES,
+            publish: (topic, body) => this.conn.publish(topic, body, { qos: 0 }),
+          },
+          clock,
+        )
+      : undefined;
     this.window = new Semaphore(opts.window);
     // The run queue: the other processes' load within a second, for the telemetry and emulated contention.
     this.runQueue = RunQueue.start();
@@ -216,6 +242,11 @@ export class EdgeHead {
   /** Frames whose tail ran locally although they were meant to be offloaded. */
   get fallbacks(): number {
     return this.fallbackCount;
+  }
+
+  /** Frame reports published and skipped (rate limit, link down or backed up) on the `frames` topic. */
+  get frameReports(): { published: number; skipped: number } {
+    return { published: this.frameStream?.published ?? 0, skipped: this.frameStream?.skipped ?? 0 };
   }
 
   /** Results (or error replies) that came for no waiting request: after a fallback, or duplicates. Ignored. */
@@ -350,7 +381,10 @@ export class EdgeHead {
         }
         const frame = next.value;
         const job = this.process(frame)
-          .then(onReport)
+          .then((r) => {
+            this.frameStream?.offer(r);
+            onReport(r);
+          })
           .catch((err: unknown) => {
             failure ??= err;
           })
@@ -418,6 +452,10 @@ export class EdgeHead {
             outputs: head.value,
           }
         : await this.offload(frame, plan, head.value, times, base);
+    if (this.opts.classes) {
+      const top1 = frameTop1(report.outputs, this.opts.classes);
+      if (top1) report.top1 = top1;
+    }
     if (this.opts.verify) {
       const whole = await this.compute.run(async () =>
         (await this.session('whole', 0, 'whole')).run(frame.inputs),
@@ -687,7 +725,14 @@ export class EdgeHead {
     if (this.started) await this.conn.stop();
     this.sessions.clear();
     this.loaded.clear();
-    if (this.fallbackCount > 0 || this.channel.ignored > 0)
-      this.logger.info({ fallbacks: this.fallbackCount, lateResults: this.channel.ignored }, 'edge stopped');
+    if (this.fallbackCount > 0 || this.channel.ignored > 0 || (this.frameStream?.skipped ?? 0) > 0)
+      this.logger.info(
+        {
+          fallbacks: this.fallbackCount,
+          lateResults: this.channel.ignored,
+          ...(this.frameStream ? { frameReports: this.frameReports } : {}),
+        },
+        'edge stopped',
+      );
   }
 }

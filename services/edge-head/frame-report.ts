@@ -3,6 +3,7 @@
  * final tally and the metrics are all made from it.
  */
 import type { CutInfo } from '../../model/handle.ts';
+import type { Top1 } from '../../model/labels.ts';
 import type { WireTensor } from '../../schemas/codec.ts';
 import type { FallbackKind } from './pending.ts';
 
@@ -36,4 +37,6 @@ export interface FrameReport {
   maxAbsDiff?: number;
   /** Under device emulation: the real times on this host of the head and of a local tail (ms). */
   hostMs?: { head: number; tail?: number };
+  /** The top-1 class of the output, when it is a class vector (model/labels.ts; the label when the model has labels). */
+  top1?: Top1;
 }

@@ -12,6 +12,7 @@ import { profileModel } from '../../measurement/profiler.ts';
 import { formatRate } from '../../measurement/shaping.ts';
 import { buildDemoCnn } from '../../model/demo-cnn.ts';
 import { ModelHandle } from '../../model/handle.ts';
+import { modelClasses } from '../../model/labels.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { untilSignal } from '../../runtime/component.ts';
 import { createLogger, type Logger } from '../../runtime/log.ts';
@@ -43,6 +44,8 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
   const logger = createLogger(cfg.logLevel, { service: 'edge', id: cfg.deviceId });
   const path = cfg.model === 'demo' ? await writeDemoModel(cfg.modelsDir) : cfg.model;
   const model = await ModelHandle.fromFile(path);
+  // Checked before anything starts, so bad labels stop the edge at once with one line.
+  const classes = await modelClasses(model, cfg.labels);
   const stop = new AbortController();
   const sourceOpts = {
     count: cfg.frames,
@@ -57,6 +60,11 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
   // Opened before profiling, so a bad source stops the edge at once.
   const frames = await openFrameSource(cfg.source, model, sourceOpts);
   logger.info({ source: describeSource(cfg.source, sourceOpts) }, 'frame source');
+  if (classes)
+    logger.info(
+      { output: classes.name, classes: classes.classes, labels: classes.source ?? null },
+      'each frame reports the top-1 class of this output',
+    );
   const profile =
     cfg.profile === 'measure'
       ? await profileModel(model, { runs: cfg.profileRuns, warmup: 2, threads: cfg.threads, checkCuts: 0 })
@@ -73,7 +81,7 @@ export async function runEdge(config: EdgeConfig): Promise<number> {
   if (emulation) emulation.contention = cfg.emulateContention;
   announceEmulation(cfg, emulation, logger);
   const metrics = new EdgeMetrics(cfg.deviceId);
-  const edge = new EdgeHead(model, profile, { ...cfg, emulation }, logger, systemClock, metrics);
+  const edge = new EdgeHead(model, profile, { ...cfg, emulation, classes }, logger, systemClock, metrics);
   metrics.watch({ inFlight: () => edge.inFlight, cut: () => edge.currentPlan?.cut.index ?? model.layers });
   let finished = false;
   const served = new Monitored(edge, {

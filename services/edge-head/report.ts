@@ -6,6 +6,8 @@ import type { FrameReport } from './edge.ts';
 /** Equality bound of the demo's check: offloaded and whole-model outputs differ by at most this. */
 export const CHECK_TOLERANCE = 1e-5;
 
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
 const ms = (v: number) => `${v.toFixed(1).padStart(6)} ms`;
 
 /** One line per frame. */
@@ -25,8 +27,18 @@ export function formatFrame(r: FrameReport, fps: number): string {
   return (
     `frame ${String(r.index + 1).padStart(4)}  cut ${String(r.cut.index).padStart(2)} after ${where.padEnd(14)}` +
     `  head ${ms(r.headMs)}  transfer ${ms(r.transferMs)}  tail ${ms(r.tailMs)}  total ${ms(r.totalMs)}` +
-    `${waits.length ? ` (${waits.join(', ')})` : ''}  ${fps.toFixed(1).padStart(6)} fps  tail by ${by}${check}`
+    `${waits.length ? ` (${waits.join(', ')})` : ''}  ${fps.toFixed(1).padStart(6)} fps  tail by ${by}${check}` +
+    (r.top1 ? `  ${formatTop1(r.top1)}` : '')
   );
+}
+
+/**
+ * The top-1 part of a frame's line, last on it: `top-1 <label> <probability>`, or `top-1 class <index> <probability>`
+ * for a model without labels; the probability with 3 decimals.
+ */
+export function formatTop1(top1: NonNullable<FrameReport['top1']>): string {
+  const what = top1.label ?? `class ${top1.index}`;
+  return `top-1 ${what} ${top1.probability.toFixed(3)}`;
 }
 
 /** Running tally of a stream of frames. */
@@ -59,9 +71,24 @@ export class Tally {
     return span > 0 ? (this.frames * 1000) / span : 0;
   }
 
-  /** True when every frame was offloaded and equal to the whole model. */
+  /**
+   * True when every frame equals the whole model run locally, whether a worker ran its tail or the device did (the
+   * plan kept it there: cut N, or no plan yet; or a fallback after a failed worker, a passed deadline or a lost
+   * broker, each counted in the summary), and at least one frame was offloaded (else the split was never checked).
+   * Only a frame that differs, or a run that offloaded nothing, fails.
+   */
   get passed(): boolean {
-    return this.frames > 0 && this.offloadedEqual === this.frames;
+    return this.offloadedEqual > 0 && this.offloadedEqual + this.localEqual === this.frames;
+  }
+
+  /** Why the check failed, in words; undefined when it passed. */
+  get failure(): string | undefined {
+    if (this.passed) return undefined;
+    if (this.frames === 0) return 'no frames';
+    const different = this.frames - this.offloadedEqual - this.localEqual;
+    if (different > 0)
+      return `${plural(different, 'frame')} ${different === 1 ? 'differs' : 'differ'} from the whole model`;
+    return 'no frame was offloaded, so the split was never checked';
   }
 
   /** The closing line: every frame taken was answered (by a worker or locally). */
@@ -78,7 +105,7 @@ export class Tally {
       `check: ${this.offloadedEqual}/${this.frames} frames offloaded and equal to the whole model run locally` +
       `, ${this.localEqual} run on the device and equal to it (${this.fallbacks} local fallbacks)` +
       ` (max abs diff ${this.maxDiff.toExponential(2)}, bound ${CHECK_TOLERANCE})` +
-      ` ${this.passed ? 'PASS' : 'FAIL'}`
+      ` ${this.passed ? 'PASS' : `FAIL: ${this.failure}`}`
     );
   }
 }
@@ -102,5 +129,6 @@ export function frameJson(r: FrameReport, fps: number, at: number): string {
     fps,
     ...(r.hostMs ? { hostMs: r.hostMs } : {}),
     ...(r.maxAbsDiff !== undefined ? { maxAbsDiff: r.maxAbsDiff } : {}),
+    ...(r.top1 ? { top1: r.top1 } : {}),
   });
 }

@@ -21,5 +21,6 @@ export function buildPlan(p: PlanFields): Plan {
     reason: p.reason,
     inputs: p.inputs,
     issuedAt: p.issuedAt,
+    ...(p.curve ? { curve: p.curve } : {}),
   };
 }

@@ -29,6 +29,7 @@ import {
   timer,
 } from 'rxjs';
 import { type Preset, presetPower } from '../../measurement/device/presets.ts';
+import { predictedCurve } from '../../planning/curve.ts';
 import { type LinkModel, transferMs } from '../../planning/link.ts';
 import { type FittedLink, LinkEstimator } from '../../planning/link-fit.ts';
 import { type Objective, searchPartition } from '../../planning/search.ts';
@@ -494,6 +495,8 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
           edgeProfile: profile.kind,
         },
         issuedAt: now,
+        // The paper's Fig. 3 for this plan: every cut's prediction; none in the safe start (no link measured).
+        ...(safe ? {} : { curve: predictedCurve(result.candidates, [best.index, result.best.index]) }),
       }),
     });
   }

@@ -151,6 +151,10 @@ export class TailWorker {
   private stopTelemetry: (() => void) | undefined;
   private readonly timers: Timers;
   private served = 0;
+  /** `served` and the time at the previous telemetry (or the start), for its throughput. */
+  private lastServed = { count: 0, at: Number.NaN };
+  /** The last throughput figure (results per second), once a telemetry period has passed. */
+  private servedRate: number | undefined;
   private stopping = false;
   private profiling: Promise<void> | undefined;
   /** Models profiled (or tried) so far, by content hash. */
@@ -221,6 +225,7 @@ export class TailWorker {
       { ackAfterHandler: true },
     );
     await this.conn.subscribe(topics.tailPrepare.filter(), (_topic, payload) => this.onPrepare(payload), 1);
+    this.lastServed = { count: this.served, at: this.clock.now() };
     this.stopTelemetry = this.timers.every(this.opts.telemetryMs, () => void this.publishTelemetry());
     this.logger.info({ models: this.models.size, group: this.opts.group || null }, 'tail worker ready');
     if (this.opts.profileRuns > 0) {
@@ -604,9 +609,18 @@ export class TailWorker {
     if (!this.conn.connected) return;
     const tailMs: Record<string, number> = {};
     for (const [key, list] of this.latencies) tailMs[key] = median(list);
+    const at = this.clock.now();
+    // Throughput since the previous periodic telemetry: results over the span they were served in. A telemetry sent
+    // out of turn (after a prepare) soon after it repeats the last figure rather than one over a few milliseconds.
+    const span = at - this.lastServed.at;
+    if (span >= this.opts.telemetryMs / 2) {
+      this.servedRate = ((this.served - this.lastServed.count) * 1000) / span;
+      this.lastServed = { count: this.served, at };
+    }
+    const servedPerSecond = this.servedRate;
     const t: WorkerTelemetry = {
       worker: this.opts.workerId,
-      at: this.clock.now(),
+      at,
       loadavg1: loadavg()[0] ?? 0,
       cores: cpus().length,
       queueDepth: this.slots.waiting,
@@ -615,6 +629,7 @@ export class TailWorker {
       concurrency: this.opts.concurrency,
       tailMs,
       served: this.served,
+      ...(servedPerSecond !== undefined ? { servedPerSecond } : {}),
       errors: this.errors,
       warm: [...this.ready],
     };

@@ -14,11 +14,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `edgecut <args>`; never throws for a non-zero exit. */
+/**
+ * Runs `edgecut <args>`; never throws for a non-zero exit. Progress lines (cli/progress.ts) are off unless `env` sets
+ * EDGECUT_PROGRESS_AFTER_MS (`''` for the stock 2 s): on a busy host a command's start alone can take 2 s, and the
+ * tests of one-line errors and empty stderr are not about progress (test/cli-polish.test.ts is).
+ */
 export async function edgecut(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   try {
     const { stdout, stderr } = await run(process.execPath, [EDGECUT_BIN, ...args], {
-      env: { ...process.env, ...env },
+      env: { ...process.env, EDGECUT_PROGRESS_AFTER_MS: '3600000', ...env },
       timeout: 120_000,
       maxBuffer: 64 << 20,
     });
