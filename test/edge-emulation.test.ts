@@ -296,8 +296,8 @@ async function alternate(
 
 /**
  * Checks a stretch: each emulated frame took factor x its own real time (tight: only timer overshoot), and, with
- * `crossCheck`, the emulated edge's median is about factor x the real edge's (loose: other test files load the
- * CPU meanwhile).
+ * `crossCheck`, the emulated edge's median is about factor x the real edge's fastest frame (loose: other test files
+ * load the CPU meanwhile).
  */
 function checkStretch(
   t: ExecutionContext,
@@ -335,9 +335,12 @@ function checkStretch(
     `${what}: median ${median(over).toFixed(3)}x the expected time`,
   );
   if (!crossCheck) return;
+  // Against the real edge's fastest frame, the host's own speed: the emulated time is factor x the profile by
+  // design, whatever load slows the real frames meanwhile (their median once came out 3.3x the profile in a full run).
+  const fastest = Math.min(...runs.real.map((r) => pick(r).ms));
   t.true(
-    slow / real > factor * 0.5 && slow / real < factor * 2,
-    `${what}: ${(slow / real).toFixed(2)}x the real edge`,
+    slow / fastest > factor * 0.5 && slow / fastest < factor * 2,
+    `${what}: ${(slow / fastest).toFixed(2)}x the real edge's fastest frame (${fastest.toFixed(2)} ms)`,
   );
 }
 

@@ -69,16 +69,19 @@ test('durations and URLs naming services translate to this host', (t) => {
   t.is(localiseUrls('mqtt://emqx.example:1883', names, 100), 'mqtt://emqx.example:1883');
 });
 
-test('compose.yaml becomes six processes with distinct ports, local URLs and the volume on the host', async (t) => {
+test('compose.yaml becomes seven processes with distinct ports, local URLs and the volume on the host', async (t) => {
   const project = await loadCompose('compose.yaml', { PLAN_CUT: 'middle' });
   const plan = planStack(project, { scale: { 'server-tail': 3 }, portOffset: 10, volumesDir: '/v' });
-  t.deepEqual(plan.order, ['broker', 'planner', 'server-tail', 'edge-head']);
+  t.deepEqual(plan.order, ['broker', 'planner', 'server-tail', 'dashboard', 'edge-head']);
   t.deepEqual(
     plan.processes.map((p) => p.id),
-    ['broker-1', 'planner-1', 'server-tail-1', 'server-tail-2', 'server-tail-3', 'edge-head-1'],
+    ['broker-1', 'planner-1', 'server-tail-1', 'server-tail-2', 'server-tail-3', 'dashboard-1', 'edge-head-1'],
   );
   const env = Object.fromEntries(plan.processes.map((p) => [p.id, p.env]));
   t.is(env['broker-1']?.BROKER_PORT, '1893');
+  // The dashboard's port, and the broker's WebSocket port the page is told, move with the offset.
+  t.is(env['dashboard-1']?.DASHBOARD_PORT, '8090');
+  t.is(env['dashboard-1']?.DASHBOARD_BROKER_WS_PORT, '8093');
   t.is(env['planner-1']?.MQTT_URL, 'mqtt://127.0.0.1:1893');
   t.is(env['planner-1']?.PLAN_CUT, 'middle');
   t.deepEqual(
@@ -184,6 +187,7 @@ test('npx edgecut stack config --scale server-tail=3 prints the processes stack 
     'server-tail-1',
     'server-tail-2',
     'server-tail-3',
+    'dashboard-1',
     'edge-head-1',
   ]);
   t.deepEqual(doc.processes['server-tail-3']?.command, ['edgecut', 'tail']);
@@ -199,7 +203,7 @@ test('stack flags that are not allowed are one line each, exit 2', async (t) => 
     ],
     [
       ['--scale', 'tails=2'],
-      '--scale tails=2: no service named "tails"; the file has broker, planner, server-tail, edge-head',
+      '--scale tails=2: no service named "tails"; the file has broker, planner, server-tail, dashboard, edge-head',
     ],
     [['--port-offset', '-5'], '--port-offset "-5" is not allowed: expected a whole number from 0 to 60000'],
     [
