@@ -5,7 +5,7 @@
  * - Publish: a role may publish every topic whose spec names it as `publisher`, with its own parameter (`{device}`
  *   for a device, `{worker}` for a worker, `{planner}` for a planner) bound to its id and every other parameter
  *   free. So a device publishes its own request, telemetry, profile and status; a worker results for any device
- *   and its own telemetry, profiles and status; a planner plans for any device and its own status.
+ *   and its own telemetry, profiles and status; a planner plans and predictions for any device and its own status.
  * - Subscribe: the topics each service subscribes to in its `start()` ({@link ROLE_READS}), with the same binding,
  *   so a device reads only its own result and plan.
  *
@@ -43,8 +43,8 @@ export const ROLE_READS: Readonly<Record<Role, readonly TopicName[]>> = {
 
 /**
  * What the read-only role `viewer` (the dashboard, services/dashboard/) may subscribe to: the control plane and the
- * per-frame reports of every device, worker and planner: plans, device profiles, statuses, telemetry and frame
- * reports. Not the workers' profiles, not the data plane (requests, results: the tensors of the robots' frames) nor the link probes, and it publishes
+ * per-frame reports of every device, worker and planner: plans, the planner's predictions between plans, device
+ * profiles, statuses, telemetry and frame reports. Not the workers' profiles, not the data plane (requests, results: the tensors of the robots' frames) nor the link probes, and it publishes
  * nothing. The page subscribes to exactly these (`PAGE_READS` in services/dashboard/server.ts; test/broker-viewer.test.ts
  * keeps the two in step).
  */
@@ -54,6 +54,7 @@ export const VIEWER_READS: readonly TopicName[] = [
   'deviceStatus',
   'deviceTelemetry',
   'deviceFrames',
+  'devicePredictions',
   'workerStatus',
   'workerTelemetry',
   'plannerStatus',

@@ -88,6 +88,58 @@ export const PlanSchema = z.object({
 /** The planner's choice of cut for one device. */
 export type Plan = z.infer<typeof PlanSchema>;
 
+/** Predictions messages the planner publishes per device at most, per second (the rest are dropped, never queued). */
+export const PREDICTIONS_PER_SECOND = 1;
+
+/** Largest predictions payload a reader accepts, in bytes (512 curve points of five numbers fit well below). */
+export const PREDICTIONS_MAX_BYTES = 128 * 1024;
+
+/**
+ * Algorithm 1's prediction for one device now, published on its `predictions` topic (QoS 0, not retained) each time
+ * the planner evaluates new telemetry, at most {@link PREDICTIONS_PER_SECOND} per second, only while the device has a
+ * plan of Algorithm 1 on a measured link. A plan is published only when the cut changes (hysteresis); this is the
+ * curve between plans (the paper's Fig. 3, live).
+ */
+export const PredictionsMessageSchema = z.object({
+  /** Version of this message (1). */
+  version: z.literal(1),
+  /** The device's id (as the topic's `{device}`). */
+  device: z.string().max(64),
+  /** The model the prediction is for (as `Plan.modelId`). */
+  modelId: z.string().max(200),
+  /** When the planner evaluated it, ms since the Unix epoch (the planner's clock). */
+  at: z.number(),
+  /** The `seq` of the plan in force. */
+  seq: z.number().int().min(0),
+  /** The cut of the plan in force (`Plan.cut.index`). */
+  chosen: z.number().int().min(0),
+  /** The cut Algorithm 1 finds best now; it differs from `chosen` while the hysteresis holds a switch back. */
+  best: z.number().int().min(0),
+  /** Every cut's predicted stage times now, in cut order, bounded as `Plan.curve`. */
+  curve: z.array(CurvePointSchema).max(PLAN_CURVE_MAX),
+  /** Some of what the prediction rests on. */
+  inputs: z
+    .object({
+      /** The uplink estimate, kbit/s. */
+      linkKbps: z.number().min(0).optional(),
+      /** The edge load factor (1 = as profiled). */
+      edgeLoad: z.number().min(0).optional(),
+      /** The server load factor (1 = as profiled). */
+      serverLoad: z.number().min(0).optional(),
+    })
+    .optional(),
+});
+/** Algorithm 1's prediction for one device now. */
+export type PredictionsMessage = z.infer<typeof PredictionsMessageSchema>;
+
+/** Parses a predictions message; a payload over {@link PREDICTIONS_MAX_BYTES} is refused before it is read. */
+export function parsePredictions(payload: Buffer | string, what = 'predictions'): PredictionsMessage {
+  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (bytes > PREDICTIONS_MAX_BYTES)
+    throw new Error(`${what}: payload of ${bytes} bytes exceeds the limit of ${PREDICTIONS_MAX_BYTES} bytes`);
+  return parseJson(PredictionsMessageSchema, what, payload);
+}
+
 /** A device's periodic telemetry. */
 export const DeviceTelemetrySchema = z.object({
   device: z.string(),

@@ -121,6 +121,15 @@ export const topics = {
     publisher: 'planner',
     description: 'the planner’s current cut for the device, with predicted stage times and the reason',
   }),
+  /** Algorithm 1's prediction of every cut now, between plans, for dashboards; rate-limited. */
+  devicePredictions: defineTopic<'device'>('devices/{device}/predictions', {
+    payload: 'json',
+    message: 'PredictionsMessage',
+    retained: false,
+    publisher: 'planner',
+    description:
+      'Algorithm 1’s predicted stage times of every cut now, with the plan’s cut and the best cut now (the live Fig. 3), each time it evaluates new telemetry, QoS 0, at most 1 per second',
+  }),
   /** Device telemetry: load, head latency, transfer samples, frames in flight. */
   deviceTelemetry: defineTopic<'device'>('devices/{device}/telemetry', {
     payload: 'json',

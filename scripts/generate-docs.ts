@@ -43,6 +43,7 @@ const QOS: Record<TopicKey, 0 | 1> = {
   plan: 1,
   deviceTelemetry: 1,
   deviceFrames: 0,
+  devicePredictions: 0,
   deviceProbe: 1,
   deviceProfile: 1,
   deviceStatus: 1,

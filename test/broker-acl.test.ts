@@ -69,6 +69,7 @@ test('grants are derived from the topic map: each role publishes what it owns, b
   const planner = grantsFor('planner', 'p1');
   t.deepEqual(planner.publish, [
     topics.plan.filter(),
+    topics.devicePredictions.filter(),
     topics.tailPrepare.build({ planner: 'p1' }),
     topics.plannerStatus.build({ planner: 'p1' }),
   ]);
@@ -323,6 +324,7 @@ test('the services run end to end under their roles, and access control refuses 
     { username: 'tail-shared', role: 'worker', password: 'w' },
     { username: 'tail-plain', role: 'worker', password: 'w' },
     { username: 'planner-acl', role: 'planner', password: 'p' },
+    { username: 'planner-live', role: 'planner', password: 'p' },
     { username: 'root', role: 'admin', password: 'r' },
   ];
   const broker = await startSecureBroker(t, { usersFile: await writeUsersFile(t, users) });
@@ -362,6 +364,21 @@ test('the services run end to end under their roles, and access control refuses 
   t.is(reports.length, 20);
   t.is(reports.filter((r) => r.fallback).length, 0, 'every frame offloaded');
   t.true(reports.every((r) => r.maxAbsDiff !== undefined && r.maxAbsDiff <= 1e-5));
+  // The predictions of Algorithm 1 (a fixed cut has none): a second planner, under its own planner user, planning
+  // by Algorithm 1 on a configured link, publishes them on the edge's next telemetry.
+  const live = new Planner(
+    {
+      mqttUrl: url,
+      plannerId: 'planner-live',
+      cut: 'auto',
+      bandwidth: 1e9,
+      username: 'planner-live',
+      password: 'p',
+    },
+    silentLogger,
+  );
+  await live.start();
+  t.teardown(() => live.stop());
   await waitFor(
     () => seen.size === Object.keys(topics).length,
     'every topic of the map to be published and delivered',

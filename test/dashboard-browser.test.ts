@@ -125,6 +125,14 @@ async function shown(page: Page): Promise<{ cut: string | null; seq: string | nu
       'the curve of every cut is drawn',
     );
     t.pass(`page shows cut ${latest.cut.index} of plan #${latest.seq}`);
+    // Between plans the chart follows the planner's predictions of now (devices/{device}/predictions, once a second
+    // on the device's telemetry), the plan's cut still marked.
+    await page.waitForFunction(
+      `document.querySelector('${sel('curve')}')?.dataset.source === 'predictions'`,
+      undefined,
+      { timeout: 15_000 },
+    );
+    t.is(await page.getAttribute(sel('curve'), 'data-points'), String(latest.curve?.length));
 
     // A newer plan (published retained, as a planner would, with a higher seq and another cut) within 2 s.
     const other = profile.cuts.find((c) => c.index !== latest.cut.index && c.index > 0) ?? profile.cuts[0]!;

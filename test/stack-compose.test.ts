@@ -75,7 +75,15 @@ test('compose.yaml becomes seven processes with distinct ports, local URLs and t
   t.deepEqual(plan.order, ['broker', 'planner', 'server-tail', 'dashboard', 'edge-head']);
   t.deepEqual(
     plan.processes.map((p) => p.id),
-    ['broker-1', 'planner-1', 'server-tail-1', 'server-tail-2', 'server-tail-3', 'dashboard-1', 'edge-head-1'],
+    [
+      'broker-1',
+      'planner-1',
+      'server-tail-1',
+      'server-tail-2',
+      'server-tail-3',
+      'dashboard-1',
+      'edge-head-1',
+    ],
   );
   const env = Object.fromEntries(plan.processes.map((p) => [p.id, p.env]));
   t.is(env['broker-1']?.BROKER_PORT, '1893');

@@ -56,6 +56,7 @@ export const PAGE_READS = [
   'deviceStatus',
   'deviceTelemetry',
   'deviceFrames',
+  'devicePredictions',
   'workerStatus',
   'workerTelemetry',
   'plannerStatus',

@@ -1,6 +1,7 @@
 /**
  * The planner service: feeds the devices' and tail workers' retained profiles, telemetry and availability from
- * MQTT into the planning streams (streams.ts) and publishes each device's plan, retained. With a fixed cut
+ * MQTT into the planning streams (streams.ts) and publishes each device's plan, retained, and between plans the
+ * predicted curve of every cut now (`predictions`, QoS 0, rate-limited). With a fixed cut
  * configured it skips the search and gives every device that cut.
  */
 import { Subject, type Subscription } from 'rxjs';
@@ -13,6 +14,7 @@ import {
   type DeviceTelemetry,
   DeviceTelemetrySchema,
   type Plan,
+  type PredictionsMessage,
   parseJson,
   StatusSchema,
   type TailPrepare,
@@ -73,6 +75,10 @@ export class Planner {
   readonly plans = new Map<string, Plan>();
   /** Why a device has no plan, when it has none. */
   readonly noPlan = new Map<string, string>();
+  /** Predictions messages published (services/planner/streams.ts, `predictions` events). */
+  predictionsPublished = 0;
+  /** A predictions publish failed and none succeeded since (its error was logged). */
+  private predictionsFailing = false;
   /** When each device last sent a profile or telemetry (the planner's clock). */
   private readonly lastSeen = new Map<string, number>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -225,6 +231,30 @@ export class Planner {
     this.logger.info({ device, silentMs }, 'device forgotten: silent for longer than PLAN_FORGET_MS');
   }
 
+  /**
+   * Publishes Algorithm 1's curve now for a dashboard: QoS 0, fire-and-forget, dropped while disconnected (never
+   * queued); the first failure of a run of failures is logged.
+   */
+  private publishPredictions(device: string, predictions: PredictionsMessage): void {
+    if (!this.conn.connected) return;
+    this.conn
+      .publish(topics.devicePredictions.build({ device }), JSON.stringify(predictions), { qos: 0 })
+      .then(
+        () => {
+          this.predictionsPublished++;
+          this.predictionsFailing = false;
+        },
+        (err: unknown) => {
+          if (this.predictionsFailing) return;
+          this.predictionsFailing = true;
+          this.logger.warn(
+            { device, err: String(err) },
+            'predictions publish failed (logged once until one succeeds)',
+          );
+        },
+      );
+  }
+
   private async onProfile(topic: string, payload: Buffer): Promise<void> {
     const device = topics.deviceProfile.match(topic)?.device;
     if (device === undefined || payload.length === 0) return;
@@ -259,6 +289,10 @@ export class Planner {
           qos: 1,
         })
         .catch((err: unknown) => this.logger.warn({ err: String(err) }, 'tail prepare publish failed'));
+      return;
+    }
+    if (e.kind === 'predictions') {
+      this.publishPredictions(e.device, e.predictions);
       return;
     }
     if (e.kind === 'no-plan') {

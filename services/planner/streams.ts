@@ -33,7 +33,13 @@ import { predictedCurve } from '../../planning/curve.ts';
 import { type LinkModel, transferMs } from '../../planning/link.ts';
 import { type FittedLink, LinkEstimator } from '../../planning/link-fit.ts';
 import { type Objective, searchPartition } from '../../planning/search.ts';
-import type { DeviceTelemetry, Plan, WorkerTelemetry } from '../../schemas/messages.ts';
+import {
+  type DeviceTelemetry,
+  type Plan,
+  PREDICTIONS_PER_SECOND,
+  type PredictionsMessage,
+  type WorkerTelemetry,
+} from '../../schemas/messages.ts';
 import type { DeviceProfile, Profile } from '../../schemas/profile.ts';
 import { type DecisionState, decide, type HysteresisOptions } from './decide.ts';
 import { profileFromDeclaration } from './declared.ts';
@@ -104,6 +110,8 @@ export interface PlannerSources {
 export type PlannerEvent =
   | { kind: 'plan'; device: string; plan: Plan }
   | { kind: 'no-plan'; device: string; reason: string }
+  /** Algorithm 1's curve now, between plans (at most PREDICTIONS_PER_SECOND per device; the rest dropped). */
+  | { kind: 'predictions'; device: string; predictions: PredictionsMessage }
   | { kind: 'forgotten'; device: string; silentMs: number }
   | { kind: 'prepare'; device: string; modelId: string; cut: number; speculative?: boolean };
 
@@ -174,6 +182,8 @@ interface DeviceAcc {
   speculated?: string;
   /** The device's recent ways back of answered requests, ms (the newest {@link RETURN_WINDOW}). */
   returns?: number[];
+  /** When the last predictions event was emitted (the rate limit). */
+  predictedAt?: number;
   out: PlannerEvent[];
 }
 
@@ -411,6 +421,36 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
   };
   const { result, d } = opts.measure ? opts.measure(replan) : replan();
   next.decision = d.state;
+  // Algorithm 1's curve now, for the live Fig. 3: on each new telemetry message, once the device has a plan and its
+  // link is known, at most PREDICTIONS_PER_SECOND per device (the evaluations in between are not reported). Called
+  // where the step ends, so `chosen` and `seq` are those of the plan in force after it.
+  const predict = (): void => {
+    const chosen = next.decision.current;
+    if (safe || !freshTelemetry || i.telemetry === undefined || chosen === undefined || next.seq === 0)
+      return;
+    if (acc.predictedAt !== undefined && now - acc.predictedAt < 1000 / PREDICTIONS_PER_SECOND) return;
+    next.predictedAt = now;
+    const bps = link.bandwidthBps;
+    next.out.push({
+      kind: 'predictions',
+      device,
+      predictions: {
+        version: 1,
+        device,
+        modelId,
+        at: now,
+        seq: next.seq,
+        chosen,
+        best: result.best.index,
+        curve: predictedCurve(result.candidates, [chosen, result.best.index]),
+        inputs: {
+          ...(Number.isFinite(bps) && bps >= 0 ? { linkKbps: bps / 1000 } : {}),
+          edgeLoad: edgeLoad.factor,
+          serverLoad: serverLoad.factor,
+        },
+      },
+    });
+  };
   // The tail of a new cut is loaded on the workers before the device moves there: its first frames would otherwise
   // wait for the session (seconds for a large model), miss their deadline and fall back. The cut in force stays
   // meanwhile; the very first plan is not held (there is none in force), but its tail is prepared too.
@@ -431,6 +471,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
           ...decision,
           pending: { index: k, since: now - opts.hysteresis.holdMs },
         };
+        predict();
         return next;
       }
       if (decision.current !== undefined)
@@ -500,6 +541,7 @@ function step(acc: DeviceAcc, i: StepInput, now: number, opts: PlanningOptions):
       }),
     });
   }
+  predict();
   return next;
 }
 

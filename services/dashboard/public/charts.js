@@ -15,6 +15,7 @@ const COLORS = {
   chosen: '#e74c3c',
   line: '#4c8bf5',
   alt: '#888888',
+  best: '#111111',
 };
 
 function axes(yLabel, time = true) {
@@ -62,7 +63,8 @@ export function timeline(el, title, yLabel, series) {
 }
 
 /**
- * The predicted stage times of every cut of the plan, and the chosen cut.
+ * The predicted stage times of every cut (the planner's predictions now, or the plan's), the chosen cut (the plan's)
+ * and, when it differs, the cut Algorithm 1 finds best now.
  * @param {HTMLElement} el
  */
 export function curveChart(el) {
@@ -87,17 +89,25 @@ export function curveChart(el) {
         paths: () => null,
         points: { show: true, size: 10, fill: COLORS.chosen, stroke: COLORS.chosen },
       },
+      {
+        label: 'best now',
+        stroke: COLORS.best,
+        width: 0,
+        paths: () => null,
+        points: { show: true, size: 12, width: 2, fill: 'transparent', stroke: COLORS.best },
+      },
     ],
   };
-  return new uPlot(opts, [[], [], [], [], [], []], el);
+  return new uPlot(opts, [[], [], [], [], [], [], []], el);
 }
 
 /**
- * uPlot data of a plan's curve.
+ * uPlot data of a curve.
  * @param {Array<{cut:number, headMs:number, transferMs:number, tailMs:number, totalMs:number}>} curve
- * @param {number} chosen
+ * @param {number | undefined} chosen the plan's cut
+ * @param {number | undefined} best Algorithm 1's best cut now, when it is not the chosen one
  */
-export function curveData(curve, chosen) {
+export function curveData(curve, chosen, best = undefined) {
   const pts = [...curve].sort((a, b) => a.cut - b.cut);
   return [
     pts.map((p) => p.cut),
@@ -106,6 +116,7 @@ export function curveData(curve, chosen) {
     pts.map((p) => p.transferMs),
     pts.map((p) => p.tailMs),
     pts.map((p) => (p.cut === chosen ? p.totalMs : null)),
+    pts.map((p) => (best !== undefined && best !== chosen && p.cut === best ? p.totalMs : null)),
   ];
 }
 

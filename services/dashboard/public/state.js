@@ -85,6 +85,8 @@ function newDevice(id) {
     status: undefined,
     profile: undefined,
     plan: undefined,
+    /** The planner's latest predictions message (Algorithm 1's curve now, between plans). */
+    predictions: undefined,
     telemetry: undefined,
     lastFrame: undefined,
     lastFallback: undefined,
@@ -103,6 +105,41 @@ function newWorker(id) {
 
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+/**
+ * The curve the Fig. 3 chart draws for a device: the planner's latest predictions (Algorithm 1 now) when they are
+ * newer than the plan in force and about it (same model, its seq or later), else the plan's own curve. `chosen` is
+ * the plan's cut; `best` is Algorithm 1's best cut now (from the predictions), undefined when it is the chosen one.
+ * @param {{ plan?: any, predictions?: any }} d
+ * @returns {{ source: 'predictions' | 'plan' | 'none', curve: any[], chosen: number | undefined, best: number | undefined, at: number | undefined }}
+ */
+export function liveCurve(d) {
+  const plan = d.plan;
+  const p = d.predictions;
+  const chosen = num(plan?.cut?.index) ?? num(p?.chosen);
+  const live =
+    p !== undefined &&
+    (plan === undefined ||
+      (p.modelId === plan.modelId && p.seq >= plan.seq && p.at >= (num(plan.issuedAt) ?? 0)));
+  if (live) {
+    const best = num(p.best);
+    return {
+      source: 'predictions',
+      curve: p.curve,
+      chosen,
+      best: best === chosen ? undefined : best,
+      at: p.at,
+    };
+  }
+  const curve = Array.isArray(plan?.curve) ? plan.curve : [];
+  return {
+    source: curve.length > 0 ? 'plan' : 'none',
+    curve,
+    chosen,
+    best: undefined,
+    at: num(plan?.issuedAt),
+  };
+}
 
 /** Mean uplink of a telemetry's samples, bits per second, or undefined without samples. */
 export function uplinkBps(transfers) {
@@ -200,6 +237,22 @@ export class DashboardState {
     d.cut.push(num(plan.issuedAt) ?? this.now(), [cut]);
     const bps = num(plan.inputs?.link?.bandwidthBps);
     if (bps !== undefined) d.uplink.push(num(plan.issuedAt) ?? this.now(), [undefined, bps / 1e6]);
+  }
+
+  on_devicePredictions({ device }, p) {
+    const fine =
+      num(p.seq) !== undefined &&
+      num(p.chosen) !== undefined &&
+      num(p.best) !== undefined &&
+      num(p.at) !== undefined &&
+      typeof p.modelId === 'string' &&
+      Array.isArray(p.curve) &&
+      p.curve.every((c) => isObject(c) && num(c.cut) !== undefined && num(c.totalMs) !== undefined);
+    if (!fine) return this.ignore(`predictions of ${device}: no seq, chosen, best, at, modelId or curve`);
+    const d = this.device(device);
+    // QoS 0 messages of one planner arrive in order; an older one (another planner's clock) is not shown.
+    if (d.predictions && d.predictions.at > p.at && d.predictions.modelId === p.modelId) return;
+    d.predictions = p;
   }
 
   on_deviceProfile({ device }, profile) {

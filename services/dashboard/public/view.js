@@ -3,6 +3,7 @@
  * textContent only; nothing from a message is parsed as HTML.
  */
 import { COLORS, curveChart, curveData, timeline } from '/assets/charts.js';
+import { liveCurve } from '/assets/state.js';
 
 /**
  * Creates an element.
@@ -55,6 +56,8 @@ class DeviceCard {
     };
     this.curveBox = box('curve');
     this.curve = curveChart(this.curveBox);
+    this.curveCaption = h('p', { class: 'muted small', 'data-testid': 'curve-caption', 'data-device': id });
+    this.curveBox.append(this.curveCaption);
     this.fpsChart = timeline(box('fps-chart'), 'frames per second', 'fps', [
       { label: 'fps', color: COLORS.line },
     ]);
@@ -163,9 +166,25 @@ class DeviceCard {
       `${d.fallbacks}${d.lastFallback ? `; last: frame #${d.lastFallback.frame}: ${d.lastFallback.reason}` : ''}`,
     );
     this.renderLayers(d, cut);
-    const curve = Array.isArray(plan?.curve) ? plan.curve : [];
-    this.curveBox.dataset.points = String(curve.length);
-    this.curve.setData(curveData(curve, cut));
+    // The Fig. 3 curve now (the planner's predictions between plans), else the plan's; the plan's cut marked, and
+    // Algorithm 1's best now when the hysteresis still holds it back.
+    const live = liveCurve(d);
+    this.curveBox.dataset.points = String(live.curve.length);
+    this.curveBox.dataset.source = live.source;
+    this.curveBox.dataset.best = live.best === undefined ? '' : String(live.best);
+    this.curveBox.dataset.at = live.at === undefined ? '' : String(live.at);
+    this.curve.setData(curveData(live.curve, cut, live.best));
+    setText(
+      this.curveCaption,
+      live.source === 'none'
+        ? 'no predicted curve yet (the link is being measured, or a fixed cut)'
+        : `${live.source === 'predictions' ? 'predicted now' : `as of plan #${plan?.seq}`}` +
+            (live.at !== undefined ? ` (${new Date(live.at).toLocaleTimeString()})` : '') +
+            `; red: the plan's cut ${cut ?? '–'}` +
+            (live.best !== undefined
+              ? `; ringed: cut ${live.best}, best now (the hysteresis holds the switch)`
+              : ''),
+    );
     this.fpsChart.setData(d.frames.columns(1));
     this.latencyChart.setData(d.latency.columns(3));
     this.uplinkChart.setData(d.uplink.columns(2));
