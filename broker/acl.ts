@@ -14,7 +14,7 @@
  */
 
 import { filterMatches } from '../runtime/mqtt-topics.ts';
-import { type Role, type TopicSpec, topics } from '../schemas/topics.ts';
+import { DASHBOARD_READS, type Role, type TopicSpec, topics } from '../schemas/topics.ts';
 
 /** Name of a topic of the map. */
 export type TopicName = keyof typeof topics;
@@ -42,23 +42,12 @@ export const ROLE_READS: Readonly<Record<Role, readonly TopicName[]>> = {
 };
 
 /**
- * What the read-only role `viewer` (the dashboard, services/dashboard/) may subscribe to: the control plane and the
- * per-frame reports of every device, worker and planner: plans, the planner's predictions between plans, device
- * profiles, statuses, telemetry and frame reports. Not the workers' profiles, not the data plane (requests, results: the tensors of the robots' frames) nor the link probes, and it publishes
- * nothing. The page subscribes to exactly these (`PAGE_READS` in services/dashboard/server.ts; test/broker-viewer.test.ts
- * keeps the two in step).
+ * What the read-only role `viewer` (the dashboard, services/dashboard/) may subscribe to: the topics the page reads
+ * (schemas/topics.ts `DASHBOARD_READS`): plans and the planner's predictions, device profiles, statuses, telemetry
+ * and frame reports, worker and planner statuses and telemetry. Not the workers' profiles, not the data plane
+ * (requests, results: the tensors of the robots' frames) nor the link probes, and it publishes nothing.
  */
-export const VIEWER_READS: readonly TopicName[] = [
-  'plan',
-  'deviceProfile',
-  'deviceStatus',
-  'deviceTelemetry',
-  'deviceFrames',
-  'devicePredictions',
-  'workerStatus',
-  'workerTelemetry',
-  'plannerStatus',
-];
+export const VIEWER_READS: readonly TopicName[] = DASHBOARD_READS;
 
 /** The grants of a `viewer`: subscribe to {@link VIEWER_READS} for any id, publish nothing. */
 export function viewerGrants(): Grants {

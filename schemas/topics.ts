@@ -216,6 +216,24 @@ export const topics = {
   }),
 } as const;
 
+/**
+ * The topics the dashboard reads: the control plane, the frame reports and the predictions of every device, worker
+ * and planner; not the data plane (requests, results, probes) nor the planner's instructions to workers. The page
+ * subscribes to exactly these (services/dashboard), and the broker's `viewer` role may read exactly these
+ * (broker/acl.ts).
+ */
+export const DASHBOARD_READS = [
+  'plan',
+  'deviceProfile',
+  'deviceStatus',
+  'deviceTelemetry',
+  'deviceFrames',
+  'devicePredictions',
+  'workerStatus',
+  'workerTelemetry',
+  'plannerStatus',
+] as const satisfies ReadonlyArray<keyof typeof topics>;
+
 /** Default shared-subscription group of the tail workers. */
 export const TAIL_GROUP = 'edgecut-tails';
 

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { Component } from '../../runtime/component.ts';
 import { errorMessage, UserError } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
-import { TOPIC_ROOT, topics } from '../../schemas/topics.ts';
+import { DASHBOARD_READS, TOPIC_ROOT, topics } from '../../schemas/topics.ts';
 import { DEFAULT_BROKER_WS_PORT } from './config.ts';
 
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
@@ -46,21 +46,10 @@ function assetTable(): Map<string, { file: string; type: string }> {
 }
 
 /**
- * The topics the page reads (its subscriptions, handed out in /config.json): the control plane and frame reports of
- * every device, worker and planner. The broker's `viewer` role may read exactly these (`VIEWER_READS` in
- * broker/acl.ts, kept in step by test/broker-viewer.test.ts).
+ * The topics the page reads (its subscriptions, handed out in /config.json): schemas/topics.ts `DASHBOARD_READS`,
+ * which the broker's `viewer` role may read (broker/acl.ts).
  */
-export const PAGE_READS = [
-  'plan',
-  'deviceProfile',
-  'deviceStatus',
-  'deviceTelemetry',
-  'deviceFrames',
-  'devicePredictions',
-  'workerStatus',
-  'workerTelemetry',
-  'plannerStatus',
-] as const satisfies ReadonlyArray<keyof typeof topics>;
+export const PAGE_READS = DASHBOARD_READS;
 
 /** Longest request target accepted (a path of the table is far shorter). */
 const MAX_URL_LENGTH = 2048;

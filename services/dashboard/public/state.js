@@ -1,6 +1,6 @@
 /**
  * The dashboard's state, built only from what arrives from the broker (no I/O here): topic parsing against the
- * patterns the server hands out in /config.json (schemas/topics.ts through broker/acl.ts's VIEWER_READS), and per
+ * patterns the server hands out in /config.json (schemas/topics.ts `DASHBOARD_READS`), and per
  * device and worker the latest retained state and bounded histories for the timelines.
  */
 
