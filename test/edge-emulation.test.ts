@@ -35,7 +35,7 @@ import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
 import { resolveTail, tailSettings } from '../services/server-tail/config.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
-import { waitFor } from './helpers/edge.ts';
+import { planFor, waitFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
 
@@ -49,22 +49,6 @@ async function runFrames(edge: EdgeHead, model: ModelHandle, n: number): Promise
   const reports: FrameReport[] = [];
   await edge.run(frames(model, n), (r) => reports.push(r));
   return reports;
-}
-
-function planFor(model: ModelHandle, device: string, k: number) {
-  const cut = model.cuts[k]!;
-  return {
-    version: 1,
-    device,
-    modelId: model.id,
-    seq: 1,
-    cut: { index: k, after: cut.after, bytes: cut.bytes, tensors: cut.tensors.map((x) => x.name) },
-    objective: 'fixed',
-    predicted: null,
-    reason: 'test plan',
-    inputs: {},
-    issuedAt: Date.now(),
-  };
 }
 
 async function startEdge(

@@ -21,7 +21,7 @@ import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
 import { PendingResults } from '../services/edge-head/pending.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, stablePort, startBroker } from './helpers/broker.ts';
-import { tempDir, waitFor } from './helpers/edge.ts';
+import { planFor, tempDir, waitFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
 import { sleep } from './helpers/wait.ts';
@@ -32,22 +32,6 @@ const predicted = (transferMs: number, serverMs: number) => ({
   serverMs,
   totalMs: 1 + transferMs + serverMs,
 });
-
-function planFor(model: ModelHandle, device: string, k: number, p: Plan['predicted'] = null): Plan {
-  const cut = model.cuts[k]!;
-  return {
-    version: 1,
-    device,
-    modelId: model.id,
-    seq: 1,
-    cut: { index: k, after: cut.after, bytes: cut.bytes, tensors: cut.tensors.map((x) => x.name) },
-    objective: p ? 'latency' : 'fixed',
-    predicted: p,
-    reason: 'test plan',
-    inputs: {},
-    issuedAt: Date.now(),
-  };
-}
 
 async function publishPlan(client: MqttClient, plan: Plan): Promise<void> {
   await client.publishAsync(topics.plan.build({ device: plan.device }), JSON.stringify(plan), {

@@ -14,7 +14,6 @@ import {
   FRAME_REPORT_MAX_BYTES,
   type FrameReportMessage,
   FrameReportMessageSchema,
-  type Plan,
   parseFrameReport,
 } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
@@ -29,7 +28,7 @@ import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
 import { Planner } from '../services/planner/planner.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
-import { captureLogger } from './helpers/edge.ts';
+import { captureLogger, planFor } from './helpers/edge.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { edgeOptions, tailOptions } from './helpers/services.ts';
 import { until, waitFor } from './helpers/wait.ts';
@@ -63,22 +62,6 @@ async function edgeFor(
   await edge.start();
   t.teardown(() => edge.stop());
   return edge;
-}
-
-function planFor(model: ModelHandle, device: string, k: number): Plan {
-  const cut = model.cuts[k]!;
-  return {
-    version: 1,
-    device,
-    modelId: model.id,
-    seq: 1,
-    cut: { index: k, after: cut.after, bytes: cut.bytes, tensors: cut.tensors.map((x) => x.name) },
-    objective: 'fixed',
-    predicted: null,
-    reason: 'test plan',
-    inputs: {},
-    issuedAt: Date.now(),
-  };
 }
 
 const parse = (payload: Buffer): FrameReportMessage => parseFrameReport(payload);

@@ -13,14 +13,14 @@ import { modelId, writeModel } from '../model/onnx.ts';
 import { mulberry32 } from '../model/random.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { decodeMessage, emptyTimes, encodeRequest } from '../schemas/codec.ts';
-import { DeviceTelemetrySchema, type Plan, WorkerTelemetrySchema } from '../schemas/messages.ts';
+import { DeviceTelemetrySchema, WorkerTelemetrySchema } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { EdgeHead, type EdgeOptions } from '../services/edge-head/edge.ts';
 import { type Frame, randomInputs } from '../services/edge-head/frames.ts';
 import { writeDemoModel } from '../services/edge-head/main.ts';
 import { TailWorker } from '../services/server-tail/worker.ts';
 import { collect, connectClient, stablePort, startBroker } from './helpers/broker.ts';
-import { captureLogger, tempDir } from './helpers/edge.ts';
+import { captureLogger, planFor, tempDir } from './helpers/edge.ts';
 import { ManualTimers } from './helpers/manual-timers.ts';
 import { demoModelDir } from './helpers/models.ts';
 import { opsetCnn } from './helpers/opset-cnn.ts';
@@ -199,19 +199,8 @@ test('the edge waits for a plan and for a worker’s answer on its timers, witho
   const waiting = edge.waitForPlan(HOUR);
   timers.advance(HOUR - 1);
   const k = 5;
-  const cut = model.cuts[k]!;
-  const plan: Plan = {
-    version: 1,
-    device: deviceId,
-    modelId: model.id,
-    seq: 1,
-    cut: { index: k, after: cut.after, bytes: cut.bytes, tensors: cut.tensors.map((x) => x.name) },
-    objective: 'fixed',
-    predicted: null,
-    reason: 'test plan',
-    inputs: {},
-    issuedAt: Date.now(),
-  };
+  const plan = planFor(model, deviceId, k);
+
   await client.publishAsync(topics.plan.build({ device: deviceId }), JSON.stringify(plan), { qos: 1 });
   t.true(await soon(waiting, 'the plan'), 'the plan came before the timeout fired');
 

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { type Logger, pino } from 'pino';
 import { PNG } from 'pngjs';
+import type { ModelHandle } from '../../model/handle.ts';
 import { mulberry32 } from '../../model/random.ts';
+import type { Plan } from '../../schemas/messages.ts';
 import type { Frame } from '../../services/edge-head/frames.ts';
 
 /** A logger that keeps its JSON lines (level warn and up unless told). */
@@ -50,6 +52,23 @@ export async function* tap(frames: AsyncIterable<Frame>, seen: Frame[]): AsyncGe
     seen.push(f);
     yield f;
   }
+}
+
+/** A plan for cut `k` of `model`, as a planner would publish it: fixed, or with the predicted stage times `p`. */
+export function planFor(model: ModelHandle, device: string, k: number, p: Plan['predicted'] = null): Plan {
+  const cut = model.cuts[k]!;
+  return {
+    version: 1,
+    device,
+    modelId: model.id,
+    seq: 1,
+    cut: { index: k, after: cut.after, bytes: cut.bytes, tensors: cut.tensors.map((x) => x.name) },
+    objective: p ? 'latency' : 'fixed',
+    predicted: p,
+    reason: 'test plan',
+    inputs: {},
+    issuedAt: Date.now(),
+  };
 }
 
 export { waitFor } from './wait.ts';
