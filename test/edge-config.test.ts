@@ -2,9 +2,13 @@
  * The edge's data-plane settings: defaults, valid values, and one clear line for each invalid one (in the settings
  * table, across settings in resolveEdge, and from the `edgecut edge` command at start).
  */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import test from 'ava';
+import { ZOO } from '../model/zoo/index.ts';
 import { ConfigError, parseConfig } from '../runtime/config.ts';
 import { edgeSettings, resolveEdge } from '../services/edge-head/config.ts';
+import { edgeModelPath } from '../services/edge-head/main.ts';
 import { edgecut } from './helpers/cli.ts';
 import { tempDir } from './helpers/edge.ts';
 
@@ -94,6 +98,32 @@ test('edgecut edge: a bad setting or source stops it at start with one line', as
   t.is(empty.code, 2);
   t.regex(empty.stderr, /^edgecut: .*none: cannot read the image directory \(ENOENT\)/);
   t.is(empty.stderr.trim().split('\n').length, 1, empty.stderr);
+});
+
+test('edgecut edge --model: a zoo name is built into the models directory once; a missing file is one line naming what is allowed', async (t) => {
+  const dir = await tempDir(t);
+  const path = await edgeModelPath('squeezenet1.1', dir);
+  t.is(path, join(dir, 'squeezenet1.1.onnx'));
+  t.deepEqual(await readFile(path), Buffer.from(ZOO['squeezenet1.1'].build()));
+  const written = (await stat(path)).mtimeMs;
+  t.is(await edgeModelPath('squeezenet1.1', dir), path);
+  t.is((await stat(path)).mtimeMs, written, 'an identical file is not written again');
+  t.is(await edgeModelPath(path, dir), path, 'a file is used where it is');
+  const missing = await edgecut([
+    'edge',
+    '--models-dir',
+    dir,
+    '--mqtt-url',
+    'mqtt://127.0.0.1:1',
+    '--model',
+    'squeezenet2',
+  ]);
+  t.is(missing.code, 2);
+  t.regex(
+    missing.stderr,
+    /^edgecut: model "squeezenet2" \(--model, MODEL\): no such file; expected an ONNX model file, demo, or a zoo model name \(squeezenet1\.0, squeezenet1\.1, alexnet/,
+  );
+  t.is(missing.stderr.trim().split('\n').length, 1, missing.stderr);
 });
 
 test('edgecut edge --frames 3 with no broker reachable runs its 3 frames on the device and exits 0', async (t) => {

@@ -52,11 +52,12 @@ async function streamFrames(
   modelsDir: string,
   frames: number,
   emulate = 'x50',
+  model = 'demo',
 ): Promise<{ code: number; lines: string[] }> {
   const lines: string[] = [];
   const edge = startService(
     'edge',
-    ['edge', '--device-id', 'stack-test-robot', '--model', 'demo', '--models-dir', modelsDir],
+    ['edge', '--device-id', 'stack-test-robot', '--model', model, '--models-dir', modelsDir],
     {
       env: {
         MQTT_URL: mqttUrl,
@@ -100,7 +101,8 @@ test('stack up --scale server-tail=3 runs the stock compose.yaml: every worker a
   const { words } = await docCommand('docs/deploy.md', 'npx edgecut stack up --scale');
   t.deepEqual(words.slice(3), ['up', '--scale', 'server-tail=3']);
   const spawned = performance.now();
-  // The stock file's settings (PLAN_CUT auto: Algorithm 1; the example robot an emulated Raspberry Pi 3 at 10 fps).
+  // The stock file's settings (PLAN_CUT auto: Algorithm 1; the example robot SqueezeNet 1.1 on an emulated Raspberry
+  // Pi 3 at 10 fps).
   const run = stackUp(
     t,
     [...words.slice(4), '--port-offset', String(offset), '--volumes-dir', dir],
@@ -175,19 +177,32 @@ test('stack up --scale server-tail=3 runs the stock compose.yaml: every worker a
         `last frames:\n${run.stdout
           .filter((l) => robotFrame(l))
           .slice(-3)
+          .join('\n')}\nthe planner's decisions:\n${run.stderr
+          .filter((l) => /^planner-1 .*"msg":"(plan published|no plan for device|plan kept)/.test(l))
+          .slice(-5)
+          .join('\n')}\nthe workers' profiles:\n${run.stderr
+          .filter((l) => /^server-tail-\d .*"msg":"profile published"/.test(l))
           .join('\n')}`,
     );
   t.true(allAt <= deadline, 'within 30 s');
-  const layers = (await ModelHandle.fromFile(join(dir, 'models', 'demo-cnn.onnx'))).layers;
+  const layers = (await ModelHandle.fromFile(join(dir, 'models', 'squeezenet1.1.onnx'))).layers;
   t.true(
     offloaded.every((f) => f.cut < layers),
     `offloaded frames run a head of the model (cuts ${[...new Set(offloaded.map((f) => f.cut))].join(', ')} of ${layers})`,
   );
 
-  // A robot of the test's own, the same emulated device, checks every result against the whole model.
+  // A robot of the test's own, the same model on the same emulated device, checks every result against the whole
+  // model.
   const mqttUrl = `mqtt://127.0.0.1:${1883 + offset}`;
   const frames = 30;
-  const { code, lines } = await streamFrames(t, mqttUrl, join(dir, 'models'), frames, 'rpi3b');
+  const { code, lines } = await streamFrames(
+    t,
+    mqttUrl,
+    join(dir, 'models'),
+    frames,
+    'rpi3b',
+    'squeezenet1.1',
+  );
   t.is(code, 0, lines.slice(-5).join('\n'));
   const frameLines = lines.filter((l) => l.startsWith('frame '));
   t.is(frameLines.length, frames);

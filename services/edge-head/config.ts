@@ -57,14 +57,14 @@ export const edgeSettings = {
     flag: 'model',
     schema: schemas.path,
     default: 'demo',
-    doc: 'the ONNX model file to run, or demo (the demo CNN, built in code and written to --models-dir)',
+    doc: 'the ONNX model file to run, or demo (the demo CNN) or a zoo model name (squeezenet1.1, alexnet, ...; random weights), built in code and written to --models-dir',
   }),
   modelsDir: setting({
     env: 'MODELS_DIR',
     flag: 'models-dir',
     schema: schemas.path,
     default: './models',
-    doc: 'where MODEL=demo writes the demo model (the tail workers must see the same file)',
+    doc: 'where MODEL=demo or a zoo name writes the model built in code (the tail workers must see the same file)',
   }),
   source: setting({
     env: 'SOURCE',

@@ -3,7 +3,7 @@
  * directory of images) through the pipeline, prints one line per frame and, with `--verify`, checks every offloaded
  * result against the whole model.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DeviceEmulation, modelNames, resolveEmulation } from '../../measurement/device/emulation.ts';
 import { hostBench } from '../../measurement/device/host.ts';
@@ -13,8 +13,10 @@ import { formatRate } from '../../measurement/shaping.ts';
 import { buildDemoCnn } from '../../model/demo-cnn.ts';
 import { ModelHandle } from '../../model/handle.ts';
 import { modelClasses } from '../../model/labels.ts';
+import { isZooName, ZOO, ZOO_NAMES } from '../../model/zoo/index.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { untilSignal } from '../../runtime/component.ts';
+import { ConfigError } from '../../runtime/config.ts';
 import { createLogger, type Logger } from '../../runtime/log.ts';
 import { Monitored } from '../../runtime/metrics.ts';
 import { type EdgeConfig, type ResolvedEdgeConfig, resolveEdge } from './config.ts';
@@ -23,10 +25,9 @@ import { describeSource, openFrameSource } from './frames.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { formatFrame, frameJson, Tally } from './report.ts';
 
-/** Writes the demo CNN into a directory (unless an identical file is there) and returns its path. */
-export async function writeDemoModel(dir: string): Promise<string> {
-  const bytes = buildDemoCnn();
-  const path = join(dir, 'demo-cnn.onnx');
+/** Writes a model built in code into a directory as `file` (unless an identical file is there); returns its path. */
+async function writeBuiltModel(dir: string, file: string, bytes: Uint8Array): Promise<string> {
+  const path = join(dir, file);
   await mkdir(dir, { recursive: true });
   const existing = await readFile(path).catch(() => undefined);
   if (!existing?.equals(bytes)) {
@@ -38,11 +39,32 @@ export async function writeDemoModel(dir: string): Promise<string> {
   return path;
 }
 
+/** Writes the demo CNN into a directory (unless an identical file is there) and returns its path. */
+export function writeDemoModel(dir: string): Promise<string> {
+  return writeBuiltModel(dir, 'demo-cnn.onnx', buildDemoCnn());
+}
+
+/**
+ * The model file MODEL names: `demo` (the demo CNN) and zoo names (`squeezenet1.1`, ...; random weights of a fixed
+ * seed, built in code) are written into the models directory, where the tail workers find them; anything else is a
+ * path to an ONNX file.
+ */
+export async function edgeModelPath(model: string, modelsDir: string): Promise<string> {
+  if (model === 'demo') return writeDemoModel(modelsDir);
+  if (isZooName(model)) return writeBuiltModel(modelsDir, `${model}.onnx`, ZOO[model].build());
+  const found = await stat(model).catch(() => undefined);
+  if (!found)
+    throw new ConfigError(
+      `model ${JSON.stringify(model)} (--model, MODEL): no such file; expected an ONNX model file, demo, or a zoo model name (${ZOO_NAMES.join(', ')})`,
+    );
+  return model;
+}
+
 /** Runs the edge until its frames are done or a signal arrives; returns the process exit code. */
 export async function runEdge(config: EdgeConfig): Promise<number> {
   const cfg = resolveEdge(config);
   const logger = createLogger(cfg.logLevel, { service: 'edge', id: cfg.deviceId });
-  const path = cfg.model === 'demo' ? await writeDemoModel(cfg.modelsDir) : cfg.model;
+  const path = await edgeModelPath(cfg.model, cfg.modelsDir);
   const model = await ModelHandle.fromFile(path);
   // Checked before anything starts, so bad labels stop the edge at once with one line.
   const classes = await modelClasses(model, cfg.labels);
