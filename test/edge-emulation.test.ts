@@ -28,6 +28,7 @@ import { median, quantile } from '../planning/stats.ts';
 import { parseConfig } from '../runtime/config.ts';
 import { UserError } from '../runtime/errors.ts';
 import { silentLogger } from '../runtime/log.ts';
+import { decodeMessage, emptyTimes, encodeRequest, type InferenceRequest } from '../schemas/codec.ts';
 import { type Profile, parseProfile } from '../schemas/profile.ts';
 import { topics } from '../schemas/topics.ts';
 import { EdgeHead, type EdgeOptions, type FrameReport } from '../services/edge-head/edge.ts';
@@ -546,6 +547,67 @@ test.serial(
     t.true(
       med <= expected * 1.05 + 3,
       `median tail ${med.toFixed(2)} ms, expected ${expected.toFixed(2)} ms`,
+    );
+  },
+);
+
+test.serial(
+  'a request that reaches an emulating tail worker while it still profiles the model waits for the profile and is stretched',
+  async (t) => {
+    const broker = await startBroker(t);
+    const model = await heavyModel();
+    const dir = await mkdtemp(join(tmpdir(), 'edgecut-tail-early-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'heavy.onnx'), model.bytes);
+    const client = await connectClient(t, broker.url);
+    const profiles = await collect(
+      client,
+      topics.workerProfile.build({ worker: 'tail-early', model: model.id }),
+    );
+    const results = await collect(
+      await connectClient(t, broker.url),
+      topics.result.build({ device: 'robot-early' }),
+    );
+    const worker = new TailWorker(
+      tailOptions({
+        mqttUrl: broker.url,
+        workerId: 'tail-early',
+        modelsDir: dir,
+        // Enough timed runs that profiling takes a while: the request below arrives during it.
+        profileRuns: 20,
+        emulateDevice: { kind: 'factor', factor: 16 },
+      }),
+      silentLogger,
+    );
+    await worker.start();
+    t.teardown(() => worker.stop());
+    const sent = Date.now();
+    const request: InferenceRequest = {
+      requestId: 'early',
+      deviceId: 'robot-early',
+      modelId: model.id,
+      cutId: 0,
+      tensors: randomInputs(model.inputs, mulberry32(5)),
+      times: { ...emptyTimes(), sent },
+      deadlineMs: 0,
+    };
+    await client.publishAsync(
+      topics.request.build({ device: 'robot-early' }),
+      Buffer.from(encodeRequest(request)),
+      {
+        qos: 1,
+      },
+    );
+    const reply = decodeMessage((await results.next(60_000)).payload);
+    const published = parseProfile(JSON.parse((await profiles.next()).payload.toString()), 'worker profile');
+    t.is(reply.kind, 'result');
+    if (reply.kind !== 'result') return;
+    // Its tail (the whole model, from cut 0) took the emulated time, not this host's.
+    const expected = profiledSpan(published, 0, model.layers);
+    const tailMs = reply.value.times.tailEnd - reply.value.times.tailStart;
+    t.true(tailMs >= expected * 0.99, `tail ${tailMs.toFixed(2)} ms, expected ${expected.toFixed(2)} ms`);
+    t.log(
+      `received ${(reply.value.times.tailReceived - sent).toFixed(0)} ms after it was sent, run ${(reply.value.times.tailStart - reply.value.times.tailReceived).toFixed(0)} ms later (the profile), tail ${tailMs.toFixed(1)} ms (expected ${expected.toFixed(1)})`,
     );
   },
 );

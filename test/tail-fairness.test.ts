@@ -4,8 +4,14 @@
  * `overloaded`; a request whose deadline passed while it waited is not run (`expired`). Real broker, real worker
  * with an emulated slow server, raw MQTT clients as the robots.
  */
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import type { MqttClient } from 'mqtt';
+import { writeProfileFile } from '../measurement/profile-io.ts';
+import { profileModel } from '../measurement/profiler.ts';
 import { mulberry32 } from '../model/random.ts';
 import { createSession, runWire } from '../model/runtime.ts';
 import { silentLogger } from '../runtime/log.ts';
@@ -50,18 +56,32 @@ test('the fair queue: devices in turn, a bound per device, slots given back', as
   t.is(q.waiting, 0);
 });
 
+/** The emulation factor of the rig's worker: its tails take this many times the profile's time of their layers. */
+const FACTOR = 10;
+
 /**
- * Mosquitto, a worker with one slot serving the demo CNN's tail at cut 1 stretched `factor` times, its session
- * warm, and every reply it sends in order.
+ * Mosquitto, a worker with one slot serving the demo CNN's tail at cut 1 in `tailMs` (emulated: a given profile of
+ * the model times FACTOR, so the time does not depend on this host's speed or load), its session warm, and every
+ * reply it sends in order.
  */
-async function rig(t: ExecutionContext, factor: number) {
+async function rig(t: ExecutionContext, tailMs: number) {
   // A broker that passes a burst on as fast as it comes, Mosquitto: the embedded broker holds a burst back (a
   // publisher is read at the pace its messages are handled, and at most BROKER_SHARED_INFLIGHT of a device's
   // requests wait at a worker, broker/shared.ts), so that the worker's own bounds would not be what is tested.
   const broker = await startMosquitto(t);
   const { dir, model } = await demoModelDir(t);
-  // One slot, tails stretched `factor` times to a slow server's (far longer than a message's way through the
-  // broker), 8 requests per device at most waiting.
+  const k = 1;
+  // The worker's profile of the model, given: every layer of the tail at cut k takes tailMs / FACTOR in all.
+  const profiles = await mkdtemp(join(tmpdir(), 'edgecut-fair-profiles-'));
+  t.teardown(() => rm(profiles, { recursive: true, force: true }));
+  const measured = await profileModel(model, { runs: 1, warmup: 0, checkCuts: 0 });
+  const layerMs = tailMs / FACTOR / (model.layers - k);
+  await writeProfileFile(join(profiles, 'demo-cnn.json'), {
+    ...measured,
+    layers: measured.layers.map((l) => ({ ...l, ms: layerMs, p90: layerMs })),
+  });
+  // One slot, tails stretched to a slow server's (far longer than a message's way through the broker), 8 requests
+  // per device at most waiting.
   const worker = new TailWorker(
     tailOptions({
       mqttUrl: broker.url,
@@ -69,13 +89,15 @@ async function rig(t: ExecutionContext, factor: number) {
       modelsDir: dir,
       concurrency: 1,
       deviceQueue: 8,
-      emulateDevice: { kind: 'factor', factor },
+      emulateDevice: { kind: 'factor', factor: FACTOR },
+      // The stretch needs the worker's profile of the model (here the given one); requests wait until it has it.
+      profileRuns: 1,
+      profilesDir: profiles,
     }),
     silentLogger,
   );
   await worker.start();
   t.teardown(() => worker.stop());
-  const k = 1;
   const head = await createSession(model.part(k, 'head'));
   const crossing = await runWire(head, randomInputs(model.inputs, mulberry32(3)));
   const request = (device: string, id: string, deadlineMs = 0): Uint8Array => {
@@ -99,6 +121,7 @@ async function rig(t: ExecutionContext, factor: number) {
     code?: string;
     received?: number;
     started?: number;
+    ended?: number;
   }> = [];
   const observer = await connectClient(t, broker.url);
   observer.on('message', (topic, payload) => {
@@ -113,6 +136,7 @@ async function rig(t: ExecutionContext, factor: number) {
         kind: 'result',
         received: m.value.times.tailReceived,
         started: m.value.times.tailStart,
+        ended: m.value.times.tailEnd,
       });
   });
   await observer.subscribeAsync(topics.result.filter(), { qos: 1 });
@@ -120,16 +144,22 @@ async function rig(t: ExecutionContext, factor: number) {
     client.publishAsync(topics.request.build({ device }), Buffer.from(request(device, id, deadlineMs)), {
       qos: 1,
     });
-  // The session for the cut, loaded once before timing matters.
+  // The session for the cut, loaded once before timing matters; its reply comes after the worker's profile.
   const warm = await connectClient(t, broker.url);
   await send(warm, 'warm', 'w0');
   await waitFor(() => replies.some((r) => r.id === 'w0'), 'the warm-up reply');
+  const w0 = replies.find((r) => r.id === 'w0');
+  t.is(w0?.kind, 'result');
+  t.true(
+    w0!.ended! - w0!.started! >= tailMs,
+    `the tail took ${w0!.ended! - w0!.started!} ms, at least ${tailMs}`,
+  );
 
   return { broker, send, replies };
 }
 
 test('a burst from one robot: the other robot is served in turn, the burst beyond its queue is refused', async (t) => {
-  const { broker, send, replies } = await rig(t, 1000);
+  const { broker, send, replies } = await rig(t, 100);
   const a = await connectClient(t, broker.url);
   const b = await connectClient(t, broker.url);
   // Robot A: a burst of 200 requests at once. Its queue takes 8 (and the slot one); the rest are refused at once.
@@ -167,11 +197,10 @@ test('a burst from one robot: the other robot is served in turn, the burst beyon
 });
 
 test('a request whose deadline passed while it waited for a slot is not run', async (t) => {
-  const { broker, send, replies } = await rig(t, 10_000);
-  // Robot C: 6 requests with a deadline of 1 ms, sent after 2 of A: in turn, each waits for a tail of A (or of C),
-  // past its deadline, so it is not run. Tails of 10000 x the host's (about half a second each): C's requests
-  // arrive while the first is running even on a loaded host (with 1000 x, 8 tails of A had once all finished
-  // before C's last request arrived).
+  const { broker, send, replies } = await rig(t, 500);
+  // Robot C: 6 requests with a deadline of 1 ms, sent after 2 of A: in turn, each waits for a tail of A, past its
+  // deadline, so it is not run. Tails of half a second: C's requests arrive while A's first is running even on a
+  // loaded host.
   const a = await connectClient(t, broker.url);
   const c = await connectClient(t, broker.url);
   await Promise.all(Array.from({ length: 2 }, (_, i) => send(a, 'robot-a', `a-busy${i}`)));

@@ -277,6 +277,18 @@ export class TailWorker {
     return undefined;
   }
 
+  /**
+   * With EMULATE_DEVICE, the emulation of a model: its factor comes from this host's profile of it, so a request that
+   * arrives while the model is still being profiled waits for the profile instead of running at this host's speed.
+   * Undefined without emulation, or when profiling the model failed (then its tails run unstretched, as logged).
+   */
+  private async emulationOf(id: string): Promise<Emulated | undefined> {
+    const spec = this.opts.emulateDevice;
+    if (!spec || spec.kind === 'none' || this.emulated.has(id)) return this.emulated.get(id);
+    await this.profiling;
+    return this.emulated.get(id);
+  }
+
   /** Profiles every model of the directory on this worker and publishes each profile, retained (P^c). */
   private async publishProfiles(): Promise<void> {
     for (const id of this.models.ids()) {
@@ -524,7 +536,7 @@ export class TailWorker {
     const key = `${req.modelId}:${req.cutId}`;
     const session = this.tailSession(key, model, req.cutId);
     const times = { ...req.times, tailReceived: receivedAt };
-    const emulated = this.emulated.get(req.modelId);
+    const emulated = await this.emulationOf(req.modelId);
     const turn = this.slots.enter(device);
     if (!turn)
       throw new RequestError(
