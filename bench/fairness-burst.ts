@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const burst = Number(process.env.BURST);
   if (!url || !file || !(burst >= 1))
     throw new Error('fairness-burst: MQTT_URL, MODEL_FILE and BURST are needed');
-  const waitMs = Number(process.env.FAIRNESS_WAIT_MS ?? 120_000);
+  const waitMs = Number(process.env.FAIRNESS_WAIT_MS ?? 30_000);
   const model = await ModelHandle.fromFile(file);
   const crossing = await runWire(
     await createSession(model.part(CUT, 'head')),

@@ -183,8 +183,10 @@ export async function run(args: string[]): Promise<void> {
     });
     robotA = a;
     const lines = createInterface({ input: a.stdout! })[Symbol.asyncIterator]();
+    // Robot A answers within its own bound (FAIRNESS_WAIT_MS, 30 s, after the burst), so a stall shows as unanswered
+    // requests in the report rather than as a benchmark that says nothing.
     const line = async (what: string) => {
-      const next = await within(lines.next(), 180_000, what);
+      const next = await within(lines.next(), 60_000, what);
       if (next.done) throw new Error(`fairness: robot A exited before ${what}`);
       return JSON.parse(next.value) as Record<string, unknown>;
     };
