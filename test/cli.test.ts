@@ -39,7 +39,10 @@ test('an unknown flag is refused', async (t) => {
 test('a missing model file is one line naming the file', async (t) => {
   const r = await edgecut(['edge', '--model', '/nonexistent/model.onnx', '--mqtt-url', 'mqtt://127.0.0.1:1']);
   t.is(r.code, 2);
-  t.regex(r.stderr, /^edgecut: \/nonexistent\/model.onnx: cannot read the model file \(ENOENT\)/);
+  t.regex(
+    r.stderr,
+    /^edgecut: model "\/nonexistent\/model.onnx" \(--model, MODEL\): no such file; expected an ONNX model file, demo, or a zoo model name/,
+  );
   t.is(r.stderr.trim().split('\n').length, 1);
 });
 
