@@ -1,6 +1,6 @@
 /**
  * Robot A of `npm run bench -- fairness`, a process of its own: connects as `robot-a`, computes the request it
- * sends (the demo CNN's crossing tensor at cut 1), and, on a line `go` on stdin, publishes `BURST` requests at once
+ * sends (the demo CNN's input, cut 0: no onnxruntime session in this process), and, on a line `go` on stdin, publishes `BURST` requests at once
  * (QoS 1), then waits for an answer to each (result or error reply, or `FAIRNESS_WAIT_MS`) and prints one JSON line:
  * `{"sent": N, "answers": {"result": n, "overloaded": n, ...}, "unanswered": n}`.
  * Environment: MQTT_URL, MODEL_FILE, BURST.
@@ -9,13 +9,12 @@ import { createInterface } from 'node:readline';
 import mqtt from 'mqtt';
 import { ModelHandle } from '../model/handle.ts';
 import { mulberry32 } from '../model/random.ts';
-import { createSession, runWire } from '../model/runtime.ts';
 import { decodeMessage, emptyTimes, encodeRequest } from '../schemas/codec.ts';
 import { topics } from '../schemas/topics.ts';
 import { randomInputs } from '../services/edge-head/frames.ts';
 
 const DEVICE = 'robot-a';
-const CUT = 1;
+const CUT = 0;
 
 async function main(): Promise<void> {
   const url = process.env.MQTT_URL;
@@ -25,10 +24,7 @@ async function main(): Promise<void> {
     throw new Error('fairness-burst: MQTT_URL, MODEL_FILE and BURST are needed');
   const waitMs = Number(process.env.FAIRNESS_WAIT_MS ?? 30_000);
   const model = await ModelHandle.fromFile(file);
-  const crossing = await runWire(
-    await createSession(model.part(CUT, 'head')),
-    randomInputs(model.inputs, mulberry32(3)),
-  );
+  const crossing = randomInputs(model.inputs, mulberry32(3));
   const client = await mqtt.connectAsync(url, { clientId: DEVICE, reconnectPeriod: 0 });
   const answers = new Map<string, number>();
   const pending = new Set<string>();

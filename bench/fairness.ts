@@ -1,8 +1,8 @@
 /**
  * `npm run bench -- fairness [--burst N]`: one robot's burst against another robot's latency on a shared tail
  * worker. The embedded broker and one tail worker (its default concurrency, one tail per core; its tails stretched to a
- * slow server's 20 ms) run as
- * processes, as robot A does (bench/fairness-burst.ts); robot B is this process, a raw MQTT client that sends a
+ * server 20x slower than this host) run as processes, as robot A does (bench/fairness-burst.ts); every request carries
+ * the demo CNN's input (cut 0). Robot B is this process, a raw MQTT client that sends a
  * request every 50 ms for 10 s alone (idle), then again while robot A sends a burst of N requests (default 2000) at
  * once. Reported: B's median and p95 latency (send to result) idle and under the burst, their ratio (target: p95
  * within 2x), and how A's burst was answered (served, refused as overloaded). Without the broker's turns per topic
@@ -18,7 +18,6 @@ import mqtt from 'mqtt';
 import { type ServiceProcess, startService } from '../cli/processes.ts';
 import { ModelHandle } from '../model/handle.ts';
 import { mulberry32 } from '../model/random.ts';
-import { createSession, runWire } from '../model/runtime.ts';
 import { median, quantile } from '../planning/stats.ts';
 import { UserError } from '../runtime/errors.ts';
 import { decodeMessage, emptyTimes, encodeRequest } from '../schemas/codec.ts';
@@ -28,7 +27,8 @@ import { writeDemoModel } from '../services/edge-head/main.ts';
 import { freePort } from './processes.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TAIL_MS = 20;
+/** The worker emulates a server this many times slower than this host. */
+const TAIL_FACTOR = 20;
 const PERIOD_MS = 50;
 const PHASE_MS = 10_000;
 
@@ -71,24 +71,25 @@ export async function run(args: string[]): Promise<void> {
   try {
     const file = await writeDemoModel(dir);
     const model = await ModelHandle.fromFile(file);
-    const k = 1;
-    const crossing = await runWire(
-      await createSession(model.part(k, 'head')),
-      randomInputs(model.inputs, mulberry32(3)),
-    );
+    // Cut 0: the requests carry the model's input, so neither robot needs an onnxruntime session of its own (the
+    // worker's tail is the whole model, stretched like any tail).
+    const k = 0;
+    const crossing = randomInputs(model.inputs, mulberry32(3));
+    const step = (what: string) => process.stderr.write(`fairness: ${what}\n`);
+    step('starting the broker and the tail worker');
     const port = await freePort();
     const url = `mqtt://127.0.0.1:${port}`;
     const broker = startService('broker', ['broker', '--port', String(port), '--host', '127.0.0.1'], quiet);
     procs.push(broker);
     await within(broker.ready, 30_000, 'broker ready');
-    // A slow server: the demo CNN's tail (about a millisecond here) stretched to about TAIL_MS.
+    // A slow server: the demo CNN (a fraction of a millisecond here) stretched TAIL_FACTOR times.
     const worker = startService(
       'tail',
       // The worker as a user runs it: one tail at a time per core (TAIL_CONCURRENCY=auto).
       ['tail', '--worker-id', 'tail-fair', '--models-dir', dir, '--threads', '1'],
       {
         ...quiet,
-        env: { MQTT_URL: url, EMULATE_DEVICE: `x${TAIL_MS}`, PROFILE_RUNS: '3', LOG_LEVEL: 'error' },
+        env: { MQTT_URL: url, EMULATE_DEVICE: `x${TAIL_FACTOR}`, PROFILE_RUNS: '3', LOG_LEVEL: 'error' },
       },
     );
     procs.push(worker);
@@ -108,6 +109,7 @@ export async function run(args: string[]): Promise<void> {
       }),
     );
     await observer.subscribeAsync(topics.workerProfile.filter(), { qos: 1 });
+    step('waiting for the worker to profile the demo CNN');
     await within(profiled, 60_000, 'the worker to profile the demo CNN');
     observer.on('message', (topic, payload) => {
       if (!topics.result.match(topic)) return;
@@ -132,6 +134,7 @@ export async function run(args: string[]): Promise<void> {
       return c.publishAsync(topics.request.build({ device }), Buffer.from(payload), { qos: 1 });
     };
     const b = await connect('robot-b');
+    step('waiting for the first answer of the worker');
     await send(b, 'robot-b', 'warm');
     await within(
       new Promise<void>((resolve) => {
@@ -190,6 +193,7 @@ export async function run(args: string[]): Promise<void> {
       if (next.done) throw new Error(`fairness: robot A exited before ${what}`);
       return JSON.parse(next.value) as Record<string, unknown>;
     };
+    step('starting robot A');
     await line('robot A connected');
     process.stderr.write(`fairness: robot B again while robot A sends ${burst} requests at once\n`);
     const bursting = phase('burst');

@@ -353,7 +353,9 @@ test.serial(
       gflops: null,
       rule: 'factor',
     };
-    const profile = await profileModel(model, { runs: 3, warmup: 1, checkCuts: 0 });
+    // The emulated time is factor x this profile by design; the median of 10 runs per layer keeps a moment of load
+    // from other test files out of it (with 3 runs it once came out 2.4x the real edge's fastest frame).
+    const profile = await profileModel(model, { runs: 10, warmup: 1, checkCuts: 0 });
     const real = await startEdge(t, model, {
       mqttUrl: broker.url,
       deviceId: 'robot-real',
