@@ -225,9 +225,6 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
     const modelPath = await writeDemoModel(dir);
     const layers = (await ModelHandle.fromFile(modelPath)).layers;
     said();
-    process.stdout.write(
-      `demo: model ${modelPath}; the edge emulates ${opts.emulateDevice === DEMO_DEVICE ? 'a Raspberry Pi 3 (--emulate-device rpi3b, the paper’s edge device)' : `--emulate-device ${opts.emulateDevice}`}; starting broker, planner, tail worker and edge as separate processes\n`,
-    );
     wait('starting the broker');
     const { proc: broker, url } = await startBrokerProcess({ env: quiet });
     started.push(broker);
@@ -236,7 +233,11 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
     const dashboard = await startDashboard(String((await broker.ready).wsPort), quiet);
     started.push(dashboard.proc);
     said();
+    // The dashboard's URL is the demo's first line; what runs where comes next.
     process.stdout.write(`demo: dashboard ${dashboard.url} (open it to watch the split live)\n`);
+    process.stdout.write(
+      `demo: model ${modelPath}; the edge emulates ${opts.emulateDevice === DEMO_DEVICE ? 'a Raspberry Pi 3 (--emulate-device rpi3b, the paper’s edge device)' : `--emulate-device ${opts.emulateDevice}`}; the broker and the dashboard are up, starting the tail worker, the planner and the edge as separate processes\n`,
+    );
     const env = { ...quiet, MQTT_URL: url };
     const tail = startService('tail', ['tail', '--worker-id', 'demo-tail-1', '--models-dir', dir], { env });
     started.push(tail);

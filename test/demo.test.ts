@@ -26,6 +26,12 @@ test('npm run demo -- --frames 50: the device alone, then split by Algorithm 1; 
     timeout: 180_000,
   });
   const lines = stdout.split('\n').filter((l) => l !== '');
+  // The dashboard's URL first (README), then the model and what runs where.
+  t.regex(
+    lines[0] ?? '',
+    /^demo: dashboard http:\/\/127\.0\.0\.1:\d+\/ \(open it to watch the split live\)$/,
+  );
+  t.regex(lines[1] ?? '', /^demo: model .*demo-cnn\.onnx; the edge emulates a Raspberry Pi 3/);
   const phase2 = lines.findIndex((l) =>
     l.startsWith('demo: 2/2 split: 50 frames with the planner running Algorithm 1'),
   );
