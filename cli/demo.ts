@@ -207,6 +207,21 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The reader of stdout went away (`npm run demo | head -3`): every process the demo started stops, and so does
+  // the demo, instead of dying on the write and leaving the broker, the dashboard and the services running.
+  const onStdoutError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (stopping) return;
+    stopping = true;
+    for (const p of started) void p.stop();
+  };
+  process.stdout.on('error', onStdoutError);
+  /** Keeps a started process for the clean-up; one started after stdout went away is stopped at once. */
+  const track = <P extends ServiceProcess>(p: P): P => {
+    started.push(p);
+    if (stopping) void p.stop();
+    return p;
+  };
   // Progress (cli/progress.ts) on stderr while nothing else shows: the services take seconds to start.
   let waiting: Progress | undefined;
   let firstWait = true;
@@ -227,11 +242,11 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
     said();
     wait('starting the broker');
     const { proc: broker, url } = await startBrokerProcess({ env: quiet });
-    started.push(broker);
+    track(broker);
     // The live dashboard (docs/dashboard.md) on the broker's WebSocket listener: its URL before anything else runs.
     wait('starting the dashboard');
     const dashboard = await startDashboard(String((await broker.ready).wsPort), quiet);
-    started.push(dashboard.proc);
+    track(dashboard.proc);
     said();
     // The dashboard's URL is the demo's first line; what runs where comes next.
     process.stdout.write(`demo: dashboard ${dashboard.url} (open it to watch the split live)\n`);
@@ -240,7 +255,7 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
     );
     const env = { ...quiet, MQTT_URL: url };
     const tail = startService('tail', ['tail', '--worker-id', 'demo-tail-1', '--models-dir', dir], { env });
-    started.push(tail);
+    track(tail);
     let tailUp = false;
     let emulationSaid = false;
     /** Runs one edge to its end; returns its exit code and frames. */
@@ -285,7 +300,7 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
           },
         },
       );
-      started.push(edge);
+      track(edge);
       wait('starting the edge (until its first frame)', 'edge start');
       const code = await edge.exited;
       said();
@@ -297,7 +312,7 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
       const planner = startService('planner', ['planner', '--planner-id', 'demo-planner', '--cut', cut], {
         env,
       });
-      started.push(planner);
+      track(planner);
       if (tailUp) wait('starting the planner', 'planner start');
       else wait('starting the tail worker and the planner');
       await Promise.all([planner.ready, tail.ready]);
@@ -334,6 +349,10 @@ export async function runDemo(raw: DemoFlags): Promise<number> {
       }))
         process.stdout.write(`${line}\n`);
     return stopping && opts.frames === 0 ? 0 : split.code;
+  } catch (err) {
+    // Stopped on purpose (Ctrl-C, or stdout closed) while a service was starting: its early exit is no failure.
+    if (stopping) return 0;
+    throw err;
   } finally {
     waiting?.stop('failed');
     process.off('SIGINT', onSignal);

@@ -3,12 +3,15 @@
  * Raspberry Pi 3 as the device. It runs the model on the device alone, then split by Algorithm 1, checks the split
  * frames against the whole model and ends with the speedup measured in the same run.
  */
-import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { type DemoFrame, parseFrameLine, phaseStats, speedupLines } from '../cli/demo.ts';
+import { EDGECUT_BIN } from '../cli/processes.ts';
 import { edgecut } from './helpers/cli.ts';
+import { sleep, until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
 
@@ -167,3 +170,61 @@ for (const [flags, message] of [
     t.regex(r.stderr.trim(), message);
     t.is(r.stdout, '');
   });
+
+/** The processes whose command line names `text`, and the children of `parent` (Linux /proc). */
+async function processes(o: { naming?: string; childrenOf?: number }): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (o.naming !== undefined) {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes(o.naming)) pids.push(Number(entry));
+    } else {
+      // /proc/PID/stat: pid (comm) state ppid ...; comm may hold spaces, so read after its closing parenthesis.
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === o.childrenOf) pids.push(Number(entry));
+    }
+  }
+  return pids;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('npm run demo | head: when its stdout closes, the demo stops every process it started and exits', async (t) => {
+  const demo = spawn(process.execPath, [EDGECUT_BIN, 'demo', '--frames', '50'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+  t.teardown(() => demo.kill('SIGKILL'));
+  // Read the first two lines (the dashboard, then the model in the demo's own directory), then close the pipe, as
+  // `head -2` does.
+  const lines = createInterface({ input: demo.stdout! });
+  const seen: string[] = [];
+  for await (const line of lines) {
+    seen.push(line);
+    if (seen.length === 2) break;
+  }
+  const dir = /^demo: model (\S+)\/demo-cnn\.onnx;/.exec(seen[1] ?? '')?.[1];
+  t.truthy(dir, seen.join('\n'));
+  // The tail worker runs from the demo's directory (--models-dir), so it names it.
+  await until(async () => (await processes({ naming: dir! })).length > 0, 'the tail worker to start');
+  // Its processes so far: the broker, the dashboard and the tail worker.
+  const children = await processes({ childrenOf: demo.pid! });
+  t.true(children.length >= 3, `the demo's processes: ${children.join(', ')}`);
+  demo.stdout!.destroy();
+  const code = await Promise.race([exited, sleep(60_000).then(() => 'still running')]);
+  t.is(code, 0, 'the demo exits, with 0');
+  await until(
+    async () => children.every((pid) => !alive(pid)) && (await processes({ naming: dir! })).length === 0,
+    'every process of the demo to stop',
+    15_000,
+  );
+});
