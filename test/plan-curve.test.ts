@@ -5,22 +5,13 @@
  * thousands of cuts, it survives PlanSchema parsing, and the planner's retained plan on the broker carries it.
  */
 import test from 'ava';
-import { type Observable, type Subject, takeUntil, timer } from 'rxjs';
-import { TestScheduler } from 'rxjs/testing';
+import type { Observable } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
 import { predictedCurve } from '../planning/curve.ts';
 import { linkFromBandwidth } from '../planning/link.ts';
 import { searchPartition } from '../planning/search.ts';
 import { silentLogger } from '../runtime/log.ts';
-import {
-  type CurvePoint,
-  type DeviceTelemetry,
-  PLAN_CURVE_MAX,
-  type Plan,
-  PlanSchema,
-  parseJson,
-  type WorkerTelemetry,
-} from '../schemas/messages.ts';
-import type { Profile } from '../schemas/profile.ts';
+import { type CurvePoint, PLAN_CURVE_MAX, type Plan, PlanSchema, parseJson } from '../schemas/messages.ts';
 import { topics } from '../schemas/topics.ts';
 import { Planner } from '../services/planner/planner.ts';
 import {
@@ -31,7 +22,7 @@ import {
   planEvents,
 } from '../services/planner/streams.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
-import { deviceTelemetry, makeProfile, plannerSubjects } from './helpers/profiles.ts';
+import { deviceTelemetry, makeProfile, type PlannerScript, runPlanner } from './helpers/profiles.ts';
 
 const edge = makeProfile([10, 10, 10], [100_000, 50_000, 1_000, 10], { device: 'r1' });
 const server = makeProfile([1, 1, 1], [100_000, 50_000, 1_000, 10], { device: 'w1' });
@@ -45,34 +36,14 @@ const opts: PlanningOptions = {
   staleMs: 10_000,
 };
 
-type Sources = {
-  deviceProfiles: Subject<{ device: string; profile: Profile }>;
-  deviceTelemetry: Subject<DeviceTelemetry>;
-  workerProfiles: Subject<{ worker: string; profile: Profile }>;
-  workerTelemetry: Subject<WorkerTelemetry>;
-  workerStatus: Subject<{ worker: string; online: boolean }>;
-  at: (ms: number, fn: () => void) => void;
-};
-
 /** The plans the streams publish on scripted inputs within `untilMs` of virtual time. */
 function plans(
-  script: (s: Sources) => void,
+  script: (s: PlannerScript) => void,
   untilMs: number,
   events: (s: PlannerSources, scheduler: TestScheduler) => Observable<PlannerEvent> = (s, scheduler) =>
     planEvents(s, opts, scheduler),
 ): Plan[] {
-  const scheduler = new TestScheduler((a, b) => a === b);
-  const out: Plan[] = [];
-  scheduler.run(() => {
-    const s = plannerSubjects();
-    events(s as PlannerSources, scheduler)
-      .pipe(takeUntil(timer(untilMs, scheduler)))
-      .subscribe((e) => {
-        if (e.kind === 'plan') out.push(e.plan);
-      });
-    script({ ...s, at: (ms, fn) => scheduler.schedule(fn, ms) });
-  });
-  return out;
+  return runPlanner(script, untilMs, events).flatMap((e) => (e.event.kind === 'plan' ? [e.event.plan] : []));
 }
 
 /** Checks what every curve of a plan of Algorithm 1 must hold; `chosenIsMin` for a plan without a hold pending. */

@@ -6,8 +6,8 @@
  * and `seq` those of the plan in force, and on the embedded broker it arrives between plans, parsed by the schema.
  */
 import test from 'ava';
-import { type Observable, takeUntil, timer } from 'rxjs';
-import { TestScheduler } from 'rxjs/testing';
+import type { Observable } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
 import { linkFromBandwidth } from '../planning/link.ts';
 import { silentLogger } from '../runtime/log.ts';
 import {
@@ -29,7 +29,7 @@ import {
   planEvents,
 } from '../services/planner/streams.ts';
 import { collect, connectClient, startBroker } from './helpers/broker.ts';
-import { deviceTelemetry, makeProfile, plannerSubjects } from './helpers/profiles.ts';
+import { deviceTelemetry, makeProfile, type PlannerScript, runPlanner } from './helpers/profiles.ts';
 import { until } from './helpers/wait.ts';
 
 const edge = makeProfile([10, 10, 10], [100_000, 50_000, 1_000, 10], { device: 'r1' });
@@ -48,21 +48,12 @@ type Timed = { at: number; event: PlannerEvent };
 
 /** The events the streams emit on scripted inputs within `untilMs` of virtual time, with their virtual times. */
 function run(
-  script: (s: ReturnType<typeof plannerSubjects>, at: (ms: number, fn: () => void) => void) => void,
+  script: (s: PlannerScript, at: PlannerScript['at']) => void,
   untilMs: number,
   events: (s: PlannerSources, scheduler: TestScheduler) => Observable<PlannerEvent> = (s, scheduler) =>
     planEvents(s, opts, scheduler),
 ): Timed[] {
-  const scheduler = new TestScheduler((a, b) => a === b);
-  const out: Timed[] = [];
-  scheduler.run(() => {
-    const s = plannerSubjects();
-    events(s as PlannerSources, scheduler)
-      .pipe(takeUntil(timer(untilMs, scheduler)))
-      .subscribe((event) => out.push({ at: scheduler.now(), event }));
-    script(s, (ms, fn) => scheduler.schedule(fn, ms));
-  });
-  return out;
+  return runPlanner((s) => script(s, s.at), untilMs, events);
 }
 
 const predictionsOf = (events: Timed[]) =>

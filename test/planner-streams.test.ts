@@ -2,24 +2,26 @@
  * The planner's streams and hysteresis under virtual time (RxJS TestScheduler): no sleeping.
  */
 import test from 'ava';
-import { type Observable, type Subject, takeUntil, timer } from 'rxjs';
-import { TestScheduler } from 'rxjs/testing';
 import { linkFromBandwidth } from '../planning/link.ts';
 import { searchPartition } from '../planning/search.ts';
-import type { DeviceTelemetry, WorkerTelemetry } from '../schemas/messages.ts';
 import type { Profile } from '../schemas/profile.ts';
 import { decide } from '../services/planner/decide.ts';
 import {
   fixedCutEvents,
   likelyCuts,
   type PlannerEvent,
-  type PlannerSources,
   type PlanningOptions,
   planEvents,
   SPECULATIVE_RATES_BPS,
   SPECULATIVE_TAILS,
 } from '../services/planner/streams.ts';
-import { deviceTelemetry, makeProfile, plannerSubjects, workerTelemetry } from './helpers/profiles.ts';
+import {
+  deviceTelemetry,
+  makeProfile,
+  type PlannerScript,
+  runPlanner,
+  workerTelemetry,
+} from './helpers/profiles.ts';
 
 const telemetry = (at: number, kbps: number, loadavg1 = 0.1) => deviceTelemetry('r1', at, kbps, loadavg1);
 
@@ -37,26 +39,14 @@ const opts = {
 
 /** Runs the planner streams on scripted inputs for `untilMs` of virtual time; returns [time, event] pairs. */
 function simulate(
-  script: (s: {
-    deviceProfiles: Subject<{ device: string; profile: Profile }>;
-    deviceTelemetry: Subject<DeviceTelemetry>;
-    workerProfiles: Subject<{ worker: string; profile: Profile }>;
-    workerTelemetry: Subject<WorkerTelemetry>;
-    workerStatus: Subject<{ worker: string; online: boolean }>;
-    at: (ms: number, fn: () => void) => void;
-  }) => void,
+  script: (s: PlannerScript) => void,
   untilMs: number,
   options: PlanningOptions = opts,
 ): Array<[number, PlannerEvent]> {
-  const scheduler = new TestScheduler((a, b) => a === b);
-  const out: Array<[number, PlannerEvent]> = [];
-  scheduler.run(() => {
-    const s = plannerSubjects();
-    const events$: Observable<PlannerEvent> = planEvents(s as PlannerSources, options, scheduler);
-    events$.pipe(takeUntil(timer(untilMs, scheduler))).subscribe((e) => out.push([scheduler.now(), e]));
-    script({ ...s, at: (ms, fn) => scheduler.schedule(fn, ms) });
-  });
-  return out;
+  return runPlanner(script, untilMs, (s, scheduler) => planEvents(s, options, scheduler)).map((e) => [
+    e.at,
+    e.event,
+  ]);
 }
 
 test('hysteresis: switch only after the gain held for the hold time', (t) => {
@@ -411,21 +401,18 @@ test('a new cut waits for a worker to report its tail loaded (asked with a prepa
 });
 
 test('fixed cut: each profile gets the configured cut (a prepare, then the plan), a bad cut a reason, a silent device is forgotten', (t) => {
-  const scheduler = new TestScheduler((a, b) => a === b);
-  const out: Array<[number, PlannerEvent]> = [];
-  scheduler.run(() => {
-    const s = plannerSubjects();
-    fixedCutEvents(s as PlannerSources, { cut: '1', forgetMs: 10_000 }, scheduler)
-      .pipe(takeUntil(timer(30_000, scheduler)))
-      .subscribe((e) => out.push([scheduler.now(), e]));
-    scheduler.schedule(() => s.deviceProfiles.next({ device: 'r1', profile: edge }), 0);
-    // Published again (a restarted broker): the plan again, with the next seq.
-    scheduler.schedule(() => s.deviceProfiles.next({ device: 'r1', profile: edge }), 1000);
-    scheduler.schedule(
-      () => s.deviceProfiles.next({ device: 'r2', profile: makeProfile([1], [10, 1], { device: 'r2' }) }),
-      2000,
-    );
-  });
+  const out: Array<[number, PlannerEvent]> = runPlanner(
+    ({ deviceProfiles, at }) => {
+      at(0, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+      // Published again (a restarted broker): the plan again, with the next seq.
+      at(1000, () => deviceProfiles.next({ device: 'r1', profile: edge }));
+      at(2000, () =>
+        deviceProfiles.next({ device: 'r2', profile: makeProfile([1], [10, 1], { device: 'r2' }) }),
+      );
+    },
+    30_000,
+    (s, scheduler) => fixedCutEvents(s, { cut: '1', forgetMs: 10_000 }, scheduler),
+  ).map((e) => [e.at, e.event]);
   const of = (device: string) => out.filter(([, e]) => e.device === device).map(([at, e]) => [at, e.kind]);
   t.deepEqual(of('r1'), [
     [0, 'prepare'],
@@ -450,15 +437,11 @@ test('fixed cut: each profile gets the configured cut (a prepare, then the plan)
 });
 
 test('fixed cut: a cut the model does not have is no plan, with the reason', (t) => {
-  const scheduler = new TestScheduler((a, b) => a === b);
-  const out: PlannerEvent[] = [];
-  scheduler.run(() => {
-    const s = plannerSubjects();
-    fixedCutEvents(s as PlannerSources, { cut: '7' }, scheduler)
-      .pipe(takeUntil(timer(5000, scheduler)))
-      .subscribe((e) => out.push(e));
-    scheduler.schedule(() => s.deviceProfiles.next({ device: 'r1', profile: edge }), 0);
-  });
+  const out = runPlanner(
+    ({ deviceProfiles, at }) => at(0, () => deviceProfiles.next({ device: 'r1', profile: edge })),
+    5000,
+    (s, scheduler) => fixedCutEvents(s, { cut: '7' }, scheduler),
+  ).map((e) => e.event);
   t.deepEqual(out, [
     { kind: 'no-plan', device: 'r1', reason: "cut 7 does not exist: the device's model has cuts 0..3" },
   ]);

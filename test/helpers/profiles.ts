@@ -1,9 +1,11 @@
 /**
  * Test helper: small hand-made profiles (schemas/profile.ts) for planner tests.
  */
-import { Subject } from 'rxjs';
+import { type Observable, Subject, takeUntil, timer } from 'rxjs';
+import { TestScheduler } from 'rxjs/testing';
 import type { DeviceTelemetry, WorkerTelemetry } from '../../schemas/messages.ts';
 import type { Profile } from '../../schemas/profile.ts';
+import type { PlannerEvent, PlannerSources } from '../../services/planner/streams.ts';
 
 /** A profile with the given per-layer ms and D_k (k = 0..N; the last is the output size). */
 export function makeProfile(
@@ -104,4 +106,28 @@ export function plannerSubjects() {
     workerTelemetry: new Subject<WorkerTelemetry>(),
     workerStatus: new Subject<{ worker: string; online: boolean }>(),
   };
+}
+
+/** The sources of {@link plannerSubjects}, and `at(ms, fn)` to run `fn` at a virtual time. */
+export type PlannerScript = ReturnType<typeof plannerSubjects> & { at: (ms: number, fn: () => void) => void };
+
+/**
+ * Runs the planner streams (`events`, by default Algorithm 1's planEvents with `opts`) on scripted inputs for
+ * `untilMs` of virtual time; returns every event with its virtual time.
+ */
+export function runPlanner(
+  script: (s: PlannerScript) => void,
+  untilMs: number,
+  events: (s: PlannerSources, scheduler: TestScheduler) => Observable<PlannerEvent>,
+): Array<{ at: number; event: PlannerEvent }> {
+  const scheduler = new TestScheduler((a, b) => a === b);
+  const out: Array<{ at: number; event: PlannerEvent }> = [];
+  scheduler.run(() => {
+    const s = plannerSubjects();
+    events(s as PlannerSources, scheduler)
+      .pipe(takeUntil(timer(untilMs, scheduler)))
+      .subscribe((event) => out.push({ at: scheduler.now(), event }));
+    script({ ...s, at: (ms, fn) => scheduler.schedule(fn, ms) });
+  });
+  return out;
 }
