@@ -28,7 +28,14 @@ const MIB = 1024 * KIB;
 const INFLIGHT = 16;
 
 type BrokerName = 'edgecut' | 'mosquitto';
-type Topology = '1:1' | '3:$share3';
+/** One publisher to one subscriber; three publishers to a `$share` group of three; three plain pairs (the same processes as the group, each publisher to a subscriber of its own topic). */
+type Topology = '1:1' | '3:$share3' | '3:3';
+
+const TOPOLOGY_LABEL: Record<Topology, string> = {
+  '1:1': '1 -> 1',
+  '3:$share3': '3 -> $share of 3',
+  '3:3': '3 -> 3 (plain pairs)',
+};
 
 interface Case {
   size: number;
@@ -89,7 +96,7 @@ function options(args: string[]): BrokerBenchOptions {
     seconds,
     sizes,
     qos: quick ? [1] : [0, 1],
-    topologies: ['1:1', '3:$share3'],
+    topologies: ['1:1', '3:$share3', '3:3'],
   };
 }
 
@@ -157,11 +164,11 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
     const warmMs = 500;
     const durationMs = o.seconds * 1000;
     const base = { url: broker.url, size: c.size, qos: c.qos, inflight: INFLIGHT, warmMs, durationMs };
-    const subs = Array.from({ length: n }, () =>
+    const subs = Array.from({ length: n }, (_, i) =>
       startClient({
         ...base,
         role: 'sub',
-        topic: c.topology === '1:1' ? 'bench/0' : '$share/bench/bench/+',
+        topic: c.topology === '3:$share3' ? '$share/bench/bench/+' : `bench/${i}`,
         graceMs: 3000,
       }),
     );
@@ -265,9 +272,27 @@ export function renderTable(rows: readonly Row[]): string {
   const lines = rows.map((r) => {
     const e = r.edgecut;
     const m = r.mosquitto;
-    return `| ${label(r.size)} | ${r.qos} | ${r.topology === '1:1' ? '1 -> 1' : '3 -> $share of 3'} | ${f1(e.msgPerS)} | ${f1(m.msgPerS)} | ${ratio(e.msgPerS, m.msgPerS)} | ${f1(e.mbPerS)} | ${f1(m.mbPerS)} | ${f1(e.p50Ms)} / ${f1(e.p99Ms)} | ${f1(m.p50Ms)} / ${f1(m.p99Ms)} | ${f1(e.cpuSPerGB)} | ${f1(m.cpuSPerGB)} | ${ratio(e.cpuSPerGB, m.cpuSPerGB)} | ${f1(e.faultsPerMB)} / ${f1(m.faultsPerMB)} | ${f1(e.peakRssMB)} / ${f1(m.peakRssMB)} | ${e.lost} / ${m.lost} |`;
+    return `| ${label(r.size)} | ${r.qos} | ${TOPOLOGY_LABEL[r.topology]} | ${f1(e.msgPerS)} | ${f1(m.msgPerS)} | ${ratio(e.msgPerS, m.msgPerS)} | ${f1(e.mbPerS)} | ${f1(m.mbPerS)} | ${f1(e.p50Ms)} / ${f1(e.p99Ms)} | ${f1(m.p50Ms)} / ${f1(m.p99Ms)} | ${f1(e.cpuSPerGB)} | ${f1(m.cpuSPerGB)} | ${ratio(e.cpuSPerGB, m.cpuSPerGB)} | ${f1(e.faultsPerMB)} / ${f1(m.faultsPerMB)} | ${f1(e.peakRssMB)} / ${f1(m.peakRssMB)} | ${e.lost} / ${m.lost} |`;
   });
   return [head, sep, ...lines].join('\n');
+}
+
+/**
+ * Per payload and QoS, what a `$share` group of three moves against one subscriber and against three plain pairs
+ * (the same seven processes), for each broker: the shared path's cost with the processes' count factored out.
+ */
+export function renderShareRatios(rows: readonly Row[]): string {
+  const lines: string[] = [];
+  for (const r of rows) {
+    if (r.topology !== '3:$share3') continue;
+    const find = (t: Topology) => rows.find((x) => x.size === r.size && x.qos === r.qos && x.topology === t);
+    const one = find('1:1');
+    const pairs = find('3:3');
+    const part = (name: BrokerName) =>
+      `${name} ${one ? ratio(r[name].msgPerS, one[name].msgPerS) : '-'} of 1 -> 1, ${pairs ? ratio(r[name].msgPerS, pairs[name].msgPerS) : '-'} of 3 plain pairs`;
+    lines.push(`${label(r.size)} QoS ${r.qos}, $share of 3: ${part('edgecut')}; ${part('mosquitto')}`);
+  }
+  return lines.join('\n');
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -301,6 +326,6 @@ export async function run(args: string[]): Promise<void> {
   await mkdir(join(ROOT, '.cache/bench'), { recursive: true });
   await writeFile(out, `${JSON.stringify({ options: o, rows, at: new Date().toISOString() }, null, 2)}\n`);
   process.stdout.write(
-    `edgecut broker vs Mosquitto (set_tcp_nodelay true), loopback, ${o.rounds} round(s) of ${o.seconds} s per case, medians; publishers keep ${INFLIGHT} messages in flight\n\n${renderTable(rows)}\n\nwritten to ${out}\n`,
+    `edgecut broker vs Mosquitto (set_tcp_nodelay true), loopback, ${o.rounds} round(s) of ${o.seconds} s per case, medians; publishers keep ${INFLIGHT} messages in flight\n\n${renderTable(rows)}\n\n${renderShareRatios(rows)}\n\nwritten to ${out}\n`,
   );
 }

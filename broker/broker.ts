@@ -20,6 +20,7 @@ import { type DirectReadStats, directReadSocket } from './direct-read.ts';
 import { type LargePublishStats, largePublishPath } from './large-publish.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, type LimitName, Limits } from './limits.ts';
 import { LOGIN_LIMITS, type LoginLimits } from './logins.ts';
+import { PacketPool, type PacketPoolStats } from './packet-pool.ts';
 import { openRetainedStore, type RetainedStore } from './retained-store.ts';
 import { type GroupStats, type SharedOptions, SharedSubscriptions } from './shared.ts';
 import { loadTls, type TlsSettings } from './tls.ts';
@@ -36,7 +37,7 @@ export interface BrokerOptions {
   /** Component logger. */
   logger: Logger;
   /** Bounds of the shared subscriptions' queues (defaults in shared.ts). */
-  shared?: Omit<SharedOptions, 'logger'>;
+  shared?: Omit<SharedOptions, 'logger' | 'pool'>;
   /** Users file (users.ts); undefined lets anonymous clients do everything. */
   usersFile?: string | undefined;
   /** MQTT-over-TLS listener; off unless a port is given (tls.ts). */
@@ -97,6 +98,8 @@ export class EmbeddedBroker {
   readonly largePublishes: LargePublishStats = { packets: 0 };
   /** PUBLISH packets read straight into a buffer of their own (direct-read.ts, TCP connections). */
   readonly directReads: DirectReadStats = { packets: 0, directBytes: 0 };
+  /** Buffers of large packets, reused once only shared subscriptions read them and they are done (packet-pool.ts). */
+  readonly packetPool = new PacketPool();
   private store: RetainedStore | undefined;
   private readonly sockets = new Set<Socket>();
   private tcpPort = 0;
@@ -138,6 +141,11 @@ export class EmbeddedBroker {
   /** Password checks run, and logins refused without one (throttled), so far. */
   loginStats(): { checks: number; address: number; user: number; busy: number } {
     return { ...(this.access?.logins.counts ?? { checks: 0, address: 0, user: 0, busy: 0 }) };
+  }
+
+  /** The large packets' buffer pool so far. */
+  poolStats(): PacketPoolStats {
+    return { ...this.packetPool.stats };
   }
 
   /** Refusals of access control so far (all zero without a users file). */
@@ -224,7 +232,7 @@ export class EmbeddedBroker {
     conformance.install(aedes);
     access.install(aedes);
     this.access = access;
-    shared = new SharedSubscriptions(aedes, { ...this.opts.shared, logger });
+    shared = new SharedSubscriptions(aedes, { ...this.opts.shared, logger, pool: this.packetPool });
     this.shared = shared;
     this.aedes = aedes;
     // Every connection, whatever its listener: admitted per client address, its packets gated by size.
@@ -268,6 +276,7 @@ export class EmbeddedBroker {
           maxPacketBytes: () =>
             client.connected ? limits.limits.maxPacketBytes : limits.limits.preConnectBytes,
           stats: this.directReads,
+          pool: this.packetPool,
         });
       }
     };
@@ -337,6 +346,7 @@ export class EmbeddedBroker {
     const { aedes, tcp, http, wss, tlsServer } = this;
     this.shared?.close();
     this.shared = undefined;
+    this.packetPool.clear();
     this.aedes = undefined;
     this.tcp = undefined;
     this.http = undefined;

@@ -16,7 +16,8 @@
  *   what the connection may send: an oversized packet goes on to the size gate, which refuses it before anything is
  *   allocated), into one buffer holding the whole packet: what the last read held of it is copied there, and every
  *   following read lands directly in its unfilled part, never beyond the packet's end. When it is full it is handed
- *   on as one chunk.
+ *   on as one chunk. The buffer comes from the broker's pool (packet-pool.ts), which reuses those that only shared
+ *   subscriptions read once they are done with them.
  *
  * The chunks reach aedes unchanged in order: aedes reads a connection with `read()` on each `readable` event; here
  * `read()` gives the queued chunks without concatenating them (every chunk but the last goes to the parser
@@ -26,6 +27,7 @@
  */
 import { type Server, Socket } from 'node:net';
 import type { Client } from 'aedes';
+import type { PacketPool } from './packet-pool.ts';
 import type { ReadLoop } from './pause.ts';
 
 /** PUBLISH packets with at least this remaining length are read into a buffer of their own. */
@@ -63,6 +65,8 @@ export interface DirectReadOptions {
   /** Largest remaining length the connection may send now (the size gate's limit); larger packets are not assembled. */
   maxPacketBytes(): number;
   stats: DirectReadStats;
+  /** Where large packets' buffers come from (reused once their shared deliveries are done); default: fresh ones. */
+  pool?: PacketPool;
 }
 
 /** The one scratch buffer every connection reads into outside large packets (see the module comment). */
@@ -214,7 +218,7 @@ class Reader {
         start + total > src.length
       ) {
         this.emit(src, 0, start);
-        const buf = Buffer.allocUnsafeSlow(total);
+        const buf = this.o.pool ? this.o.pool.take(total) : Buffer.allocUnsafeSlow(total);
         src.copy(buf, 0, start);
         this.large = { buf, filled: src.length - start };
         return;

@@ -7,6 +7,7 @@ import type { Aedes, AedesPublishPacket, Client } from 'aedes';
 import type { Counter, Gauge } from 'prom-client';
 import { MetricSet } from '../runtime/metrics.ts';
 import type { AccessStats } from './auth.ts';
+import type { PacketPoolStats } from './packet-pool.ts';
 import type { GroupStats } from './shared.ts';
 
 /** What the metrics read from the broker at each scrape (an EmbeddedBroker has both). */
@@ -15,6 +16,8 @@ export interface BrokerSources {
   accessStats(): AccessStats;
   limitStats(): Record<string, number>;
   loginStats(): { checks: number; address: number; user: number; busy: number };
+  /** The large packets' buffer pool (packet-pool.ts). */
+  poolStats(): PacketPoolStats;
 }
 
 /** Sets a counter's series to totals kept elsewhere (cumulative counts the broker already keeps). */
@@ -86,6 +89,24 @@ export class BrokerMetrics {
           c,
           broker.sharedStats().map((g) => [{ group: g.key }, g.dropped]),
         ),
+    );
+    s.counter(
+      'edgecut_broker_packet_buffers_total',
+      'buffers of large PUBLISH packets (16 KiB and more, plain TCP) by source: a fresh allocation, or one reused after only shared subscriptions read it and every delivery of it completed',
+      ['source'],
+      (c) => {
+        const p = broker.poolStats();
+        setTotals(c, [
+          [{ source: 'fresh' }, p.taken - p.reused],
+          [{ source: 'reused' }, p.reused],
+        ]);
+      },
+    );
+    s.gauge(
+      'edgecut_broker_packet_pool_idle_bytes',
+      'bytes of packet buffers kept for reuse (at most 64 MiB)',
+      [],
+      (g) => g.set(broker.poolStats().idleBytes),
     );
     s.counter(
       'edgecut_broker_refused_total',

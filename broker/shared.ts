@@ -31,7 +31,9 @@
  *   is dropped, so the topic that floods the group loses its own messages; QoS 0 ones are dropped when they would
  *   wait, and are not written to a member whose socket holds {@link QOS0_BACKLOG_BYTES} unsent (a member that stops
  *   reading holds a bounded backlog, not every message);
- * - retained messages are not sent to a new shared subscription (MQTT 5 §4.8.2).
+ * - retained messages are not sent to a new shared subscription (MQTT 5 §4.8.2);
+ * - a large packet only groups read goes back to the broker's buffer pool once every delivery of it is complete
+ *   (packet-pool.ts: written whole and acknowledged); anything else that may read it pins it.
  *
  * A malformed `$share/` filter (empty group, `+` or `#` in the group, no or an invalid filter) gets SUBACK 0x80.
  */
@@ -40,6 +42,7 @@ import type { EventEmitter } from 'node:events';
 import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import type { Logger } from '../runtime/log.ts';
 import { parseSharedFilter, SHARE_PREFIX } from '../runtime/mqtt-topics.ts';
+import type { Lease, PacketPool } from './packet-pool.ts';
 import { installPause, pauseReading, resumeReading } from './pause.ts';
 import { encodePublishHeader } from './wire.ts';
 
@@ -52,6 +55,11 @@ export interface SharedOptions {
   /** QoS 1 messages of the groups a member may have unacknowledged; default {@link DEFAULT_MAX_INFLIGHT}. */
   maxInflight?: number;
   logger?: Logger;
+  /**
+   * The pool large packets are read into (packet-pool.ts): a packet only groups read goes back to it once its every
+   * delivery is complete. Without it, packets are left to the collector.
+   */
+  pool?: PacketPool;
 }
 
 /** Default bound of a group's queue, in messages. */
@@ -84,6 +92,18 @@ interface Message {
   payload: Buffer;
   qos: 0 | 1;
   dup: boolean;
+  /**
+   * The message holds its packet's pool lease open (packet-pool.ts) until one delivery of it completes: written
+   * whole to the member's socket and, at QoS 1, acknowledged. A message dropped or returned by a member that left
+   * keeps it open (its copy for the next member holds it on), so such a buffer is never reused.
+   */
+  holds?: Lease;
+}
+
+/** One delivery of a message that holds a lease: the steps (socket write, PUBACK) it still waits for. */
+interface Delivery {
+  message: Message;
+  pending: number;
 }
 
 interface Member {
@@ -177,7 +197,7 @@ class Group {
 /** Per-connection state: the shared messages in flight, by packet identifier. */
 interface Session {
   client: Client;
-  inflight: Map<number, { group: Group; message: Message }>;
+  inflight: Map<number, { group: Group; message: Message; delivery?: Delivery }>;
   /** Of them, how many per topic. */
   perTopic: Map<string, number>;
   groups: Set<Group>;
@@ -225,6 +245,8 @@ export class SharedSubscriptions {
   private readonly paused = new Map<string, Client>();
   /** Connections whose read loop can be paused (broker/pause.ts installed). */
   private readonly pausable = new WeakSet<Client>();
+  /** The groups' handlers on aedes' emitter. */
+  private readonly handlers = new WeakSet<object>();
   private closed = false;
 
   constructor(
@@ -241,7 +263,61 @@ export class SharedSubscriptions {
     aedes.on('clientReady', (client) => this.ready(client));
     aedes.on('publish', (packet, client) => {
       if (client) this.throttle(client, packet.topic);
+      const pool = this.opts.pool;
+      if (pool && typeof packet.payload !== 'string') {
+        const lease = pool.lease(packet.payload);
+        if (lease) {
+          lease.published = true;
+          pool.settle(packet.payload);
+        }
+      }
     });
+    if (opts.pool) this.pinStored(opts.pool);
+  }
+
+  /**
+   * A packet stored (a retained message, a persistent session's queue, a plain subscription's delivery in flight, a
+   * QoS 2 publish until its PUBREL) may be read after the groups are done with it: its buffer is pinned as it is
+   * stored. The persistence's storing methods are wrapped (aedes calls them
+   * as methods of `aedes.persistence`).
+   */
+  private pinStored(pool: PacketPool): void {
+    const persistence = (this.aedes as unknown as { persistence: Record<string, unknown> }).persistence;
+    const pin = (packet: { payload?: unknown } | undefined) => {
+      if (packet?.payload instanceof Uint8Array) pool.pin(packet.payload);
+    };
+    const wrap = (name: string, packetOf: (args: unknown[]) => { payload?: unknown } | undefined) => {
+      const original = persistence[name];
+      if (typeof original !== 'function') return;
+      persistence[name] = function (this: unknown, ...args: unknown[]) {
+        pin(packetOf(args));
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      };
+    };
+    wrap('storeRetained', (a) => a[0] as { payload?: unknown });
+    wrap('outgoingEnqueue', (a) => a[1] as { payload?: unknown });
+    // A plain subscription's QoS 1 delivery (already pinned by groupsOnly) and a QoS 2 publish held until PUBREL.
+    wrap('outgoingUpdate', (a) => a[1] as { payload?: unknown });
+    wrap('incomingStorePacket', (a) => a[1] as { payload?: unknown });
+    wrap('outgoingEnqueueCombi', (a) =>
+      (a[0] as unknown[] | undefined)?.length ? (a[1] as { payload?: unknown }) : undefined,
+    );
+  }
+
+  /**
+   * Whether the groups are the only readers of `packet`: not retained, and every subscriber's handler aedes' emitter
+   * matches its topic to is a group's. Called from a group's handler, in the same synchronous pass in which the
+   * emitter matched the topic (mqemitter removes handlers on a later tick), so a plain subscription that received the
+   * packet is among the handlers seen. Without the emitter's internals, false.
+   */
+  private groupsOnly(packet: AedesPublishPacket): boolean {
+    if (packet.retain) return false;
+    const matcher = (this.aedes as unknown as { mq?: { _matcher?: { match?(t: string): unknown[] } } }).mq
+      ?._matcher;
+    if (typeof matcher?.match !== 'function') return false;
+    for (const handler of matcher.match(packet.topic))
+      if (!this.handlers.has(handler as object)) return false;
+    return true;
   }
 
   /** Pauses a publisher whose topic has a long queue in a group that has a connected member to serve it. */
@@ -319,6 +395,7 @@ export class SharedSubscriptions {
         this.published(created, packet);
         cb();
       };
+      this.handlers.add(created.deliver);
       this.groups.set(sub.topic, created);
       this.aedes.subscribe(parsed.filter, created.deliver, () => undefined);
       group = created;
@@ -390,6 +467,17 @@ export class SharedSubscriptions {
     if (packet.topic.startsWith('$') && /^[+#]/.test(group.filter)) return;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const message: Message = { topic: packet.topic, payload, qos: packet.qos > 0 ? 1 : 0, dup: false };
+    const lease = this.opts.pool?.lease(payload);
+    if (lease && !lease.pinned) {
+      if (!lease.checked) {
+        if (this.groupsOnly(packet)) lease.checked = true;
+        else lease.pinned = true;
+      }
+      if (!lease.pinned) {
+        lease.open++;
+        message.holds = lease;
+      }
+    }
     // A QoS 0 message does not wait: it goes now or is dropped (enqueue counts it). A QoS 1 one goes behind the
     // messages of its topic already waiting.
     if ((message.qos === 0 || group.queue.lengthOf(message.topic) === 0) && this.send(group, message)) return;
@@ -447,9 +535,12 @@ export class SharedSubscriptions {
     const s = this.sessions.get(client)!;
     const qos = Math.min(message.qos, member.qos) as 0 | 1;
     let messageId: number | undefined;
+    const delivery: Delivery | undefined = message.holds
+      ? { message, pending: qos === 1 ? 2 : 1 }
+      : undefined;
     if (qos === 1) {
       messageId = this.nextId(s);
-      s.inflight.set(messageId, { group, message });
+      s.inflight.set(messageId, { group, message, delivery });
       s.perTopic.set(message.topic, (s.perTopic.get(message.topic) ?? 0) + 1);
     }
     // [MQTT-3.3.1-9]: RETAIN=0 on a message for an established subscription; DUP=1 on a re-delivery [MQTT-3.3.1-1].
@@ -466,10 +557,21 @@ export class SharedSubscriptions {
     const conn = client.conn as Client['conn'] & { cork?(): void; uncork?(): void };
     conn.cork?.();
     conn.write(header);
-    conn.write(message.payload);
+    if (delivery) conn.write(message.payload, (err) => err || this.progress(delivery));
+    else conn.write(message.payload);
     conn.uncork?.();
     group.delivered++;
     return true;
+  }
+
+  /** One step of a delivery is done; the last one releases the message's hold on its packet's buffer. */
+  private progress(delivery: Delivery): void {
+    if (--delivery.pending > 0) return;
+    const lease = delivery.message.holds;
+    if (!lease) return;
+    delivery.message.holds = undefined;
+    lease.open--;
+    this.opts.pool?.settle(delivery.message.payload);
   }
 
   /** A packet identifier from the client's own sequence (shared with aedes' deliveries), not in flight here. */
@@ -527,6 +629,7 @@ export class SharedSubscriptions {
     const f = s?.inflight.get(messageId);
     if (!f) return;
     s!.inflight.delete(messageId);
+    if (f.delivery) this.progress(f.delivery);
     const n = (s!.perTopic.get(f.message.topic) ?? 1) - 1;
     if (n > 0) s!.perTopic.set(f.message.topic, n);
     else s!.perTopic.delete(f.message.topic);

@@ -192,6 +192,7 @@ function catalog(): string {
         accessStats: () => zeroAccess,
         limitStats: () => ({}),
         loginStats: () => ({ checks: 0, address: 0, user: 0, busy: 0 }),
+        poolStats: () => ({ taken: 0, reused: 0, returned: 0, idleBytes: 0 }),
       }).set,
     ],
   ];

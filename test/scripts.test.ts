@@ -163,7 +163,7 @@ test('npm run bench -- broker --quick: edgecut broker and Mosquitto side by side
   t.timeout(300_000);
   const { stdout } = await npm(['bench', '--', 'broker', '--quick']);
   // Each row: msg/s of both brokers and their ratio, ..., and the messages lost by each (QoS 1: none).
-  for (const clients of ['1 -> 1', '3 -> \\$share of 3'])
+  for (const clients of ['1 -> 1', '3 -> \\$share of 3', '3 -> 3 \\(plain pairs\\)'])
     t.regex(
       stdout,
       new RegExp(
@@ -172,6 +172,11 @@ test('npm run bench -- broker --quick: edgecut broker and Mosquitto side by side
       ),
       stdout,
     );
+  // The group against one subscriber and against three plain pairs, for each broker.
+  t.regex(
+    stdout,
+    /^64 KiB QoS 1, \$share of 3: edgecut [\d.]+x of 1 -> 1, [\d.]+x of 3 plain pairs; mosquitto [\d.]+x of 1 -> 1, [\d.]+x of 3 plain pairs$/m,
+  );
 });
 
 test('npm run bench -- broker: a bad flag is one line, exit 2', async (t) => {
