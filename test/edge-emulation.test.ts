@@ -353,14 +353,32 @@ test.serial(
       gflops: null,
       rule: 'factor',
     };
-    // The emulated time is factor x this profile by design; the median of 10 runs per layer keeps a moment of load
-    // from other test files out of it (with 3 runs it once came out 2.4x the real edge's fastest frame).
-    const profile = await profileModel(model, { runs: 10, warmup: 1, checkCuts: 0 });
     const real = await startEdge(t, model, {
       mqttUrl: broker.url,
       deviceId: 'robot-real',
       resultTimeoutMs: 50,
     });
+    // The emulated time is factor x this profile by design, and the cross-check below compares it with this host's
+    // speed. A profile taken while other test files load both cores comes out slow (the median of 10 runs per layer
+    // once came out 2x the real edge's fastest frame), so it is taken again, up to twice, while it is more than
+    // 1.5x the fastest of a few real frames taken just before.
+    const rand = mulberry32(5);
+    let fastestReal = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 6; i++) {
+      const r = await real.process({
+        index: i,
+        capturedAt: Date.now(),
+        inputs: randomInputs(model.inputs, rand),
+      });
+      if (i > 0) fastestReal = Math.min(fastestReal, r.headMs);
+    }
+    let profile = await profileModel(model, { runs: 10, warmup: 1, checkCuts: 0 });
+    for (let i = 0; i < 2 && profiledSpan(profile, 0, model.layers) > 1.5 * fastestReal; i++) {
+      t.log(
+        `profile ${profiledSpan(profile, 0, model.layers).toFixed(2)} ms against a real frame of ${fastestReal.toFixed(2)} ms: profiling again`,
+      );
+      profile = await profileModel(model, { runs: 10, warmup: 1, checkCuts: 0 });
+    }
     const slow = await startEdge(
       t,
       model,
