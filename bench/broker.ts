@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- broker [--quick] [--rounds N] [--seconds S] [--sizes LIST]`: `edgecut broker` against Mosquitto
+ * `npm run bench -- broker [--quick] [--rounds N] [--seconds S] [--sizes LIST] [--clients LIST]`: `edgecut broker` against Mosquitto
  * (`set_tcp_nodelay true`) in the same run, on loopback, with the broker, every publisher and every subscriber in a
  * process of its own (bench/broker-client.ts). Per payload size (1 KiB, 64 KiB, 1 MiB, 4 MiB), QoS (0, 1) and
  * topology (one publisher to one subscriber; three publishers, each on its own topic, to a `$share` group of
@@ -30,6 +30,9 @@ const INFLIGHT = 16;
 type BrokerName = 'edgecut' | 'mosquitto';
 /** One publisher to one subscriber; three publishers to a `$share` group of three; three plain pairs (the same processes as the group, each publisher to a subscriber of its own topic). */
 type Topology = '1:1' | '3:$share3' | '3:3';
+
+/** The values of `--clients`. */
+const CLIENTS_FLAG: Record<string, Topology> = { one: '1:1', share: '3:$share3', pairs: '3:3' };
 
 const TOPOLOGY_LABEL: Record<Topology, string> = {
   '1:1': '1 -> 1',
@@ -91,12 +94,23 @@ function options(args: string[]): BrokerBenchOptions {
     : quick
       ? [64 * KIB]
       : [KIB, 64 * KIB, MIB, 4 * MIB];
+  const clientsArg = value('--clients');
+  const topologies = clientsArg
+    ? clientsArg.split(',').map((c) => {
+        const t = CLIENTS_FLAG[c.trim()];
+        if (!t)
+          throw new UserError(
+            `--clients ${clientsArg} is not allowed: expected a list of ${Object.keys(CLIENTS_FLAG).join(', ')} (one to one, a $share group of three, three plain pairs)`,
+          );
+        return t;
+      })
+    : (['1:1', '3:$share3', '3:3'] as Topology[]);
   return {
     rounds,
     seconds,
     sizes,
     qos: quick ? [1] : [0, 1],
-    topologies: ['1:1', '3:$share3', '3:3'],
+    topologies: [...new Set(topologies)],
   };
 }
 

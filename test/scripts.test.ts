@@ -188,6 +188,14 @@ test('npm run bench -- broker: a bad flag is one line, exit 2', async (t) => {
     (r as { stderr: string }).stderr.trim(),
     'bench broker: --rounds 0 is not allowed: expected a whole number >= 1',
   );
+  const c = await npm(['bench', '--', 'broker', '--clients', 'one,three']).catch(
+    (err: { code: number; stderr: string }) => err,
+  );
+  t.is((c as { code?: number }).code, 2);
+  t.is(
+    (c as { stderr: string }).stderr.trim(),
+    'bench broker: --clients one,three is not allowed: expected a list of one, share, pairs (one to one, a $share group of three, three plain pairs)',
+  );
 });
 
 test('npm run bench: an unknown flag, a missing value or a stray argument is one line naming the allowed flags; --help prints them', async (t) => {
