@@ -42,8 +42,6 @@ export interface Lease {
   checked: boolean;
   /** Deliveries to members started and not yet complete. */
   open: number;
-  /** Returned to the pool (or left to the collector because the pool was full): nothing more to do. */
-  done: boolean;
 }
 
 /** Counts of the pool, for tests and metrics. */
@@ -77,7 +75,7 @@ export class PacketPool {
       ab = Buffer.allocUnsafeSlow(cls).buffer as ArrayBuffer;
     }
     this.stats.taken++;
-    this.leases.set(ab, { pinned: false, published: false, checked: false, open: 0, done: false });
+    this.leases.set(ab, { pinned: false, published: false, checked: false, open: 0 });
     return Buffer.from(ab, 0, size);
   }
 
@@ -96,8 +94,8 @@ export class PacketPool {
   settle(view: Uint8Array): void {
     const ab = view.buffer as ArrayBuffer;
     const l = this.leases.get(ab);
-    if (!l || l.done || l.pinned || !l.published || !l.checked || l.open > 0) return;
-    l.done = true;
+    if (!l || l.pinned || !l.published || !l.checked || l.open > 0) return;
+    // Settled once: the buffer's next lease starts when it is taken again.
     this.leases.delete(ab);
     if (ab.byteLength > this.maxIdleBytes) return;
     // Room first: the idle buffers of the size classes used longest ago go to the collector (a model's cut moved).

@@ -179,31 +179,26 @@ test('npm run bench -- broker --quick: edgecut broker and Mosquitto side by side
   );
 });
 
+/** Runs `npm run bench -- <args>` expecting it to fail: its exit code and stderr (code 0 when it did not fail). */
+const benchFails = (args: string[]) =>
+  npm(['bench', '--', ...args]).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+
 test('npm run bench -- broker: a bad flag is one line, exit 2', async (t) => {
-  const r = await npm(['bench', '--', 'broker', '--rounds', '0']).catch(
-    (err: { code: number; stderr: string }) => err,
-  );
-  t.is((r as { code?: number }).code, 2);
+  const r = await benchFails(['broker', '--rounds', '0']);
+  t.is(r.code, 2);
+  t.is(r.stderr.trim(), 'bench broker: --rounds 0 is not allowed: expected a whole number >= 1');
+  const c = await benchFails(['broker', '--clients', 'one,three']);
+  t.is(c.code, 2);
   t.is(
-    (r as { stderr: string }).stderr.trim(),
-    'bench broker: --rounds 0 is not allowed: expected a whole number >= 1',
-  );
-  const c = await npm(['bench', '--', 'broker', '--clients', 'one,three']).catch(
-    (err: { code: number; stderr: string }) => err,
-  );
-  t.is((c as { code?: number }).code, 2);
-  t.is(
-    (c as { stderr: string }).stderr.trim(),
+    c.stderr.trim(),
     'bench broker: --clients one,three is not allowed: expected a list of one, share, pairs (one to one, a $share group of three, three plain pairs)',
   );
 });
 
 test('npm run bench: an unknown flag, a missing value or a stray argument is one line naming the allowed flags; --help prints them', async (t) => {
-  const fail = (args: string[]) =>
-    npm(['bench', '--', ...args]).then(
-      () => ({ code: 0, stderr: '' }),
-      (err: { code: number; stderr: string }) => err,
-    );
   const paper =
     'usage: npm run bench -- paper [--quick] [--out FILE] [--doc DIR] [--jobs N] [--fresh] [--render-only] [--only ID] [--auto-only] [--pipelined-only] [--refine-only]';
   for (const [args, line] of [
@@ -214,7 +209,7 @@ test('npm run bench: an unknown flag, a missing value or a stray argument is one
       "bench soak: Unexpected argument '10'. This command does not take positional arguments; usage: npm run bench -- soak [--minutes N] [--out FILE]",
     ],
   ] as const) {
-    const r = await fail([...args]);
+    const r = await benchFails([...args]);
     t.is(r.code, 2, args.join(' '));
     t.is(r.stderr.trim(), line);
   }
