@@ -1,7 +1,8 @@
 /**
- * `npm run bench -- broker [--quick] [--rounds N] [--seconds S] [--sizes LIST] [--clients LIST]`: `edgecut broker` against Mosquitto
- * (`set_tcp_nodelay true`) in the same run, on loopback, with the broker, every publisher and every subscriber in a
- * process of its own (bench/broker-client.ts). Per payload size (1 KiB, 64 KiB, 1 MiB, 4 MiB), QoS (0, 1) and
+ * `npm run bench -- broker [--quick] [--rounds N] [--seconds S] [--sizes LIST] [--clients LIST] [--processes P]`:
+ * `edgecut broker` against Mosquitto (`set_tcp_nodelay true`) in the same run, on loopback, with the broker, the
+ * publishers and the subscribers in processes of their own (bench/broker-client.ts; by default one process per
+ * role, `--processes per-client` one per client). Per payload size (1 KiB, 64 KiB, 1 MiB, 4 MiB), QoS (0, 1) and
  * topology (one publisher to one subscriber; three publishers, each on its own topic, to a `$share` group of
  * three), and per broker: messages and MB per second delivered, latency p50 and p99 (publish to delivery), the
  * broker's CPU seconds per GB delivered and its peak resident memory. Each case starts a fresh broker; rounds
@@ -65,6 +66,14 @@ interface Row extends Case {
   mosquitto: Measured;
 }
 
+/**
+ * How the clients are spread over processes: `per-role`, the publishers in one process and the subscribers in
+ * another, so that every case runs the same number of processes and what differs is the broker's work; or
+ * `per-client`, each client a process of its own, as a gateway's robots and tail workers are.
+ */
+type ClientProcesses = 'per-role' | 'per-client';
+const CLIENT_PROCESSES: readonly ClientProcesses[] = ['per-role', 'per-client'];
+
 /** The options of a run. */
 export interface BrokerBenchOptions {
   rounds: number;
@@ -72,6 +81,7 @@ export interface BrokerBenchOptions {
   sizes: number[];
   qos: Array<0 | 1>;
   topologies: Topology[];
+  processes: ClientProcesses;
 }
 
 function options(args: string[]): BrokerBenchOptions {
@@ -105,12 +115,18 @@ function options(args: string[]): BrokerBenchOptions {
         return t;
       })
     : (['1:1', '3:$share3', '3:3'] as Topology[]);
+  const processesArg = value('--processes') ?? 'per-role';
+  if (!CLIENT_PROCESSES.includes(processesArg as ClientProcesses))
+    throw new UserError(
+      `--processes ${processesArg} is not allowed: expected ${CLIENT_PROCESSES.join(' or ')} (the publishers in one process and the subscribers in another, or every client a process of its own)`,
+    );
   return {
     rounds,
     seconds,
     sizes,
     qos: quick ? [1] : [0, 1],
     topologies: [...new Set(topologies)],
+    processes: processesArg as ClientProcesses,
   };
 }
 
@@ -131,11 +147,13 @@ function label(size: number): string {
 interface Client {
   child: ChildProcess;
   ready: Promise<void>;
-  result: Promise<ClientResult>;
+  /** The results of its jobs, in their order. */
+  result: Promise<ClientResult[]>;
 }
 
-function startClient(job: ClientJob): Client {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], {
+/** Starts a process running `jobs` (bench/broker-client.ts), each client with a connection of its own. */
+function startClients(jobs: ClientJob[]): Client {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(jobs)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -146,16 +164,15 @@ function startClient(job: ClientJob): Client {
   const ready = new Promise<void>((resolve) => {
     onReady = resolve;
   });
-  const result = new Promise<ClientResult>((resolve, reject) => {
+  const result = new Promise<ClientResult[]>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       if (line === '{"ready":true}') onReady();
-      else if (line.startsWith('{')) resolve(JSON.parse(line) as ClientResult);
+      else if (line.startsWith('[')) resolve(JSON.parse(line) as ClientResult[]);
     });
+    const who = jobs.map((j) => `${j.role} ${j.topic}`).join(', ');
     child.once('exit', (code) =>
-      reject(
-        new Error(`bench broker client (${job.role} ${job.topic}) exited with ${code}: ${stderr.trim()}`),
-      ),
+      reject(new Error(`bench broker clients (${who}) exited with ${code}: ${stderr.trim()}`)),
     );
   });
   return { child, ready: Promise.race([ready, result.then(() => undefined)]), result };
@@ -178,18 +195,26 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
     const warmMs = 500;
     const durationMs = o.seconds * 1000;
     const base = { url: broker.url, size: c.size, qos: c.qos, inflight: INFLIGHT, warmMs, durationMs };
-    const subs = Array.from({ length: n }, (_, i) =>
-      startClient({
+    // Every client a process of its own, or the publishers in one and the subscribers in another.
+    const processes = (jobs: ClientJob[]) =>
+      (o.processes === 'per-client' ? jobs.map((j) => [j]) : [jobs]).map(startClients);
+    const subs = processes(
+      Array.from({ length: n }, (_, i) => ({
         ...base,
-        role: 'sub',
+        role: 'sub' as const,
         topic: c.topology === '3:$share3' ? '$share/bench/bench/+' : `bench/${i}`,
         graceMs: 3000,
-      }),
+      })),
     );
     clients.push(...subs);
     await Promise.all(subs.map((s) => s.ready));
-    const pubs = Array.from({ length: n }, (_, i) =>
-      startClient({ ...base, role: 'pub', topic: `bench/${i}`, graceMs: 3000 }),
+    const pubs = processes(
+      Array.from({ length: n }, (_, i) => ({
+        ...base,
+        role: 'pub' as const,
+        topic: `bench/${i}`,
+        graceMs: 3000,
+      })),
     );
     clients.push(...pubs);
     await Promise.all(pubs.map((p) => p.ready));
@@ -206,7 +231,10 @@ async function measureCase(name: BrokerName, c: Case, o: BrokerBenchOptions): Pr
     // Every client reports within its grace period after the window; a case that does not is an error, not a hang.
     let timer: NodeJS.Timeout | undefined;
     const [subResults, pubResults] = await Promise.race([
-      Promise.all([Promise.all(subs.map((s) => s.result)), Promise.all(pubs.map((p) => p.result))]),
+      Promise.all([
+        Promise.all(subs.map((s) => s.result)).then((r) => r.flat()),
+        Promise.all(pubs.map((p) => p.result)).then((r) => r.flat()),
+      ]),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
           () =>
@@ -340,6 +368,6 @@ export async function run(args: string[]): Promise<void> {
   await mkdir(join(ROOT, '.cache/bench'), { recursive: true });
   await writeFile(out, `${JSON.stringify({ options: o, rows, at: new Date().toISOString() }, null, 2)}\n`);
   process.stdout.write(
-    `edgecut broker vs Mosquitto (set_tcp_nodelay true), loopback, ${o.rounds} round(s) of ${o.seconds} s per case, medians; publishers keep ${INFLIGHT} messages in flight\n\n${renderTable(rows)}\n\n${renderShareRatios(rows)}\n\nwritten to ${out}\n`,
+    `edgecut broker vs Mosquitto (set_tcp_nodelay true), loopback, ${o.rounds} round(s) of ${o.seconds} s per case, medians; publishers keep ${INFLIGHT} messages in flight; clients ${o.processes === 'per-role' ? 'in one process per role (publishers, subscribers)' : 'each in a process of its own'}\n\n${renderTable(rows)}\n\n${renderShareRatios(rows)}\n\nwritten to ${out}\n`,
   );
 }

@@ -40,7 +40,7 @@ const FLAGS: Record<string, Record<string, true | string>> = {
   },
   soak: { minutes: 'N', out: 'FILE' },
   fairness: { burst: 'N' },
-  broker: { quick: true, rounds: 'N', seconds: 'S', sizes: 'LIST', clients: 'LIST' },
+  broker: { quick: true, rounds: 'N', seconds: 'S', sizes: 'LIST', clients: 'LIST', processes: 'P' },
 };
 
 function usage(name: string): string {

@@ -2,22 +2,11 @@
  * Reading a TCP connection the way a C broker does: a large PUBLISH goes from the kernel straight into one buffer
  * of its size, which the parser then slices its payload from and aedes forwards as it is.
  *
- * A net.Socket in its default mode reads into a new 64 KiB buffer per read and hands the chunks on; a 1 MiB
- * payload then arrives as 16 or more chunks, which are copied once more into the packet (broker/large-publish.ts,
- * or the parser's own concatenation), and every chunk and packet is fresh memory that the garbage collector has to
- * account for (at 1 MiB QoS 1 this was as much CPU as the kernel's copies). Node reads into a buffer of the
- * caller's choosing when a socket is created with `onread` (public API, Node >= 12); this module takes the accepted
- * connection's handle into such a socket and picks, before each read, where its bytes go:
- *
- * - while no large PUBLISH is under way, into one scratch buffer shared by every connection (the read callback
- *   runs synchronously after each read, so the bytes are copied out of it before any other read can land there),
- *   copied out into a buffer of their length;
- * - once the fixed header of a PUBLISH gives a remaining length of at least {@link DIRECT_READ_BYTES} (and at most
- *   what the connection may send: an oversized packet goes on to the size gate, which refuses it before anything is
- *   allocated), into one buffer holding the whole packet: what the last read held of it is copied there, and every
- *   following read lands directly in its unfilled part, never beyond the packet's end. When it is full it is handed
- *   on as one chunk. The buffer comes from the broker's pool (packet-pool.ts), which reuses those that only shared
- *   subscriptions read once they are done with them.
+ * The cutting of reads into chunks is runtime/mqtt-framing.ts (a large PUBLISH read in place, everything else
+ * copied out of one scratch buffer); this module takes the accepted connection's handle into a socket created with
+ * `onread` and hands the chunks to aedes. A large packet's buffer comes from the broker's pool (packet-pool.ts),
+ * which reuses those that only shared subscriptions read once they are done with them; a packet over the
+ * connection's size limit is not assembled (the size gate refuses it before anything is allocated for it).
  *
  * The chunks reach aedes unchanged in order: aedes reads a connection with `read()` on each `readable` event; here
  * `read()` gives the queued chunks without concatenating them (every chunk but the last goes to the parser
@@ -27,11 +16,9 @@
  */
 import { type Server, Socket } from 'node:net';
 import type { Client } from 'aedes';
+import { type FramerStats, PacketFramer } from '../runtime/mqtt-framing.ts';
 import type { PacketPool } from './packet-pool.ts';
 import type { ReadLoop } from './pause.ts';
-
-/** PUBLISH packets with at least this remaining length are read into a buffer of their own. */
-export const DIRECT_READ_BYTES = 16 * 1024;
 
 /**
  * A connection stops reading while this many bytes it has read wait for aedes (a socket's high-water mark). Room for
@@ -47,16 +34,8 @@ export const READ_AHEAD_BYTES = 1024 * 1024;
  */
 export const WRITE_WINDOW_BYTES = 4 * 1024 * 1024;
 
-/** Largest read into the shared scratch buffer. */
-const SCRATCH_BYTES = 64 * 1024;
-
 /** Counts of the direct path, for tests and metrics. */
-export interface DirectReadStats {
-  /** PUBLISH packets read into a buffer of their own. */
-  packets: number;
-  /** Bytes read straight into those buffers (not copied out of the scratch buffer). */
-  directBytes: number;
-}
+export type DirectReadStats = FramerStats;
 
 /** What the direct path needs to know about the connection's MQTT client. */
 export interface DirectReadOptions {
@@ -69,9 +48,6 @@ export interface DirectReadOptions {
   pool?: PacketPool;
 }
 
-/** The one scratch buffer every connection reads into outside large packets (see the module comment). */
-let scratch: Buffer | undefined;
-
 /**
  * Moves a connection accepted by `server` (created with `pauseOnConnect: true`, so it has not read yet) into a
  * socket that reads as described above, and returns that socket; `socket` itself is released. `attach` gives the
@@ -82,19 +58,18 @@ export function directReadSocket(
   server: Server,
 ): { socket: Socket; attach(o: DirectReadOptions): void } {
   const internals = socket as unknown as { _handle: unknown; _server?: Server };
-  scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
-  let reader: Reader | undefined;
+  const reader = new Reader();
   const direct = new Socket({
     handle: internals._handle,
     readable: true,
     writable: true,
     writableHighWaterMark: WRITE_WINDOW_BYTES,
     onread: {
-      buffer: () => reader?.nextBuffer() ?? scratch!,
-      callback: (n: number, buf: Uint8Array) => reader!.onRead(n, buf),
+      buffer: () => reader.framer.nextBuffer(),
+      callback: (n: number, buf: Uint8Array) => reader.onRead(n, buf),
     },
   } as ConstructorParameters<typeof Socket>[0]);
-  reader = new Reader(direct);
+  reader.bind(direct);
   // The accepted socket gives its handle up: destroyed without a handle it closes nothing and leaves the server's
   // count of connections, which the new socket (not the server's) does not join.
   internals._handle = null;
@@ -110,22 +85,30 @@ class Reader {
   private readableScheduled = false;
   /** aedes has read from this connection. */
   private readOnce = false;
-  /** Bytes left of the current packet's body (0: at a fixed header). */
-  private body = 0;
-  /** Bytes of a fixed header cut by the end of a read, kept for the next one. */
-  private carry: Buffer | undefined;
-  /** The large packet being read in place, and how much of it is there. */
-  private large: { buf: Buffer; filled: number } | undefined;
-  /** A malformed fixed header was seen: boundaries are no longer tracked, the parser will refuse the stream. */
-  private lost = false;
-
   private o: DirectReadOptions | undefined;
   /** The client's read loop (aedes internals), once attached. */
   private loop: ReadLoop | undefined;
+  readonly framer: PacketFramer;
 
-  constructor(private readonly socket: Socket) {
-    const read = Socket.prototype.read;
+  private socket: Socket | undefined;
+
+  constructor() {
     const self = this;
+    this.framer = new PacketFramer({
+      maxPacketBytes: () => self.o?.maxPacketBytes() ?? 0,
+      take: (total) => self.o?.pool?.take(total) ?? Buffer.allocUnsafeSlow(total),
+      deliver: (chunk) => self.deliver(chunk),
+      get stats() {
+        return self.o?.stats;
+      },
+    });
+  }
+
+  /** Serves `socket`'s reads (its `read()` gives what the framer cut). */
+  bind(socket: Socket): void {
+    this.socket = socket;
+    const self = this;
+    const read = Socket.prototype.read;
     socket.read = function (this: Socket, size?: number) {
       // read(0) starts reading and takes nothing (the stream calls it so when a 'readable' listener is added).
       if (self.queue.length === 0 || size === 0) {
@@ -147,94 +130,10 @@ class Reader {
     this.loop = o.client as unknown as ReadLoop;
   }
 
-  /** Where the next read goes. */
-  nextBuffer(): Uint8Array {
-    const l = this.large;
-    return l ? l.buf.subarray(l.filled) : scratch!;
-  }
-
-  /** A read of `n` bytes into `buf` (what {@link nextBuffer} gave). Returns false to stop reading for now. */
+  /** A read of `n` bytes into `buf` (what the framer gave). Returns false to stop reading for now. */
   onRead(n: number, buf: Uint8Array): boolean {
-    const l = this.large;
-    if (l && buf.buffer === l.buf.buffer) {
-      l.filled += n;
-      this.o!.stats.directBytes += n;
-      if (l.filled === l.buf.length) {
-        this.large = undefined;
-        this.o!.stats.packets++;
-        this.deliver(l.buf);
-      }
-    } else {
-      let src = Buffer.from(buf.buffer, buf.byteOffset, n);
-      if (this.carry) {
-        src = Buffer.concat([this.carry, src]);
-        this.carry = undefined;
-      }
-      this.scan(src);
-    }
+    this.framer.onRead(n, buf);
     return this.queued < READ_AHEAD_BYTES;
-  }
-
-  /** Finds the packets of `src` (scratch bytes, valid until this returns) and hands them on, copied out. */
-  private scan(src: Buffer): void {
-    let pos = 0;
-    while (pos < src.length && !this.lost) {
-      if (this.body > 0) {
-        const take = Math.min(this.body, src.length - pos);
-        this.body -= take;
-        pos += take;
-        continue;
-      }
-      // A fixed header: one byte of type and flags, then the remaining length in 1 to 4 bytes of 7 bits each.
-      const start = pos;
-      let length = 0;
-      let i = start + 1;
-      let done = false;
-      for (let mul = 1; i < src.length && i <= start + 4; mul *= 128) {
-        const b = src[i++]!;
-        length += (b & 0x7f) * mul;
-        if ((b & 0x80) === 0) {
-          done = true;
-          break;
-        }
-      }
-      if (!done) {
-        if (i <= start + 4) {
-          // Cut by the end of the read: keep its bytes for the next one.
-          this.emit(src, 0, start);
-          this.carry = Buffer.from(src.subarray(start));
-          return;
-        }
-        this.lost = true;
-        break;
-      }
-      const total = i - start + length;
-      const isPublish = src[start]! >> 4 === 3;
-      if (
-        isPublish &&
-        length >= DIRECT_READ_BYTES &&
-        this.o !== undefined &&
-        length <= this.o.maxPacketBytes() &&
-        start + total > src.length
-      ) {
-        this.emit(src, 0, start);
-        const buf = this.o.pool ? this.o.pool.take(total) : Buffer.allocUnsafeSlow(total);
-        src.copy(buf, 0, start);
-        this.large = { buf, filled: src.length - start };
-        return;
-      }
-      this.body = length;
-      pos = i;
-    }
-    this.emit(src, 0, src.length);
-  }
-
-  /** Hands a copy of `src[from, to)` on. */
-  private emit(src: Buffer, from: number, to: number): void {
-    if (to <= from) return;
-    const out = Buffer.allocUnsafe(to - from);
-    src.copy(out, 0, from, to);
-    this.deliver(out);
   }
 
   private deliver(chunk: Buffer): void {
@@ -255,7 +154,7 @@ class Reader {
       // (aedes counts its first read down from 1.)
       const c = this.loop;
       const busy = c !== undefined && this.readOnce && ((c._parsingBatch ?? 0) > 0 || c._paused === true);
-      if (this.queue.length > 0 && !busy) this.socket.emit('readable');
+      if (this.queue.length > 0 && !busy) this.socket?.emit('readable');
     });
   }
 }

@@ -196,6 +196,12 @@ test('npm run bench -- broker: a bad flag is one line, exit 2', async (t) => {
     c.stderr.trim(),
     'bench broker: --clients one,three is not allowed: expected a list of one, share, pairs (one to one, a $share group of three, three plain pairs)',
   );
+  const p = await benchFails(['broker', '--processes', 'each']);
+  t.is(p.code, 2);
+  t.is(
+    p.stderr.trim(),
+    'bench broker: --processes each is not allowed: expected per-role or per-client (the publishers in one process and the subscribers in another, or every client a process of its own)',
+  );
 });
 
 test('npm run bench: an unknown flag, a missing value or a stray argument is one line naming the allowed flags; --help prints them', async (t) => {
