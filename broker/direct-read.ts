@@ -96,7 +96,7 @@ class Reader {
     const self = this;
     this.framer = new PacketFramer({
       maxPacketBytes: () => self.o?.maxPacketBytes() ?? 0,
-      take: (total) => self.o?.pool?.take(total) ?? Buffer.allocUnsafeSlow(total),
+      take: (total) => self.o?.pool?.take(total),
       deliver: (chunk) => self.deliver(chunk),
       get stats() {
         return self.o?.stats;

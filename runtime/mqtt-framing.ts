@@ -35,8 +35,8 @@ let scratch: Buffer | undefined;
 export interface FramerOptions {
   /** Largest remaining length to assemble now (0: none); a larger packet goes on in chunks. */
   maxPacketBytes(): number;
-  /** A buffer of exactly `total` bytes for a large packet (default: a fresh one). */
-  take?(total: number): Buffer;
+  /** A buffer of exactly `total` bytes for a large packet; without one (or given none) a fresh buffer. */
+  take?(total: number): Buffer | undefined;
   /** Hands on the next chunk of the stream (memory of its own: the receiver may keep it). */
   deliver(chunk: Buffer): void;
   /** Where the framer counts what it read in place (read at each count, so it may change). */
@@ -136,7 +136,7 @@ export class PacketFramer {
         start + total > src.length
       ) {
         this.emit(src, 0, start);
-        const buf = this.o.take ? this.o.take(total) : Buffer.allocUnsafeSlow(total);
+        const buf = this.o.take?.(total) ?? Buffer.allocUnsafeSlow(total);
         src.copy(buf, 0, start);
         this.large = { buf, filled: src.length - start };
         return;
